@@ -1,0 +1,116 @@
+#!/usr/bin/env python
+"""Train and evaluate visible-infrared ReID models with torchreid.
+
+    python scripts/main.py --config-file configs/vit_sysu.yaml [-s ...] [-t ...]
+        [--root DIR] [--transforms ...] [KEY VALUE ...]
+
+Same command line as torchreid's scripts/main.py; trailing KEY VALUE pairs
+override config keys (e.g. ``train.max_epoch 10 test.protocol_matrix True``).
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+import vireid_plugin  # noqa: E402,F401  (registers datasets and models)
+from vireid_plugin import compat  # noqa: E402
+from vireid_plugin.config import (ConfigError, engine_run_kwargs, imagedata_kwargs,  # noqa: E402
+                                  load_config, loss_kwargs, model_kwargs, optimizer_kwargs,
+                                  videodata_kwargs)
+from vireid_plugin.data import CrossModalImageDataManager, CrossModalVideoDataManager  # noqa: E402
+from vireid_plugin.data.prepare import prepare_datasets  # noqa: E402
+from vireid_plugin.engine import (CrossModalEngine, build_lr_scheduler, load_weights,  # noqa: E402
+                                  resume)
+from vireid_plugin.errors import USER_ERRORS  # noqa: E402
+from vireid_plugin.losses import build_loss  # noqa: E402
+from vireid_plugin.models import build_model  # noqa: E402
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--config-file', type=str, default='', help='path to a config file')
+    p.add_argument('-s', '--sources', type=str, nargs='+', help='source datasets')
+    p.add_argument('-t', '--targets', type=str, nargs='+', help='target datasets')
+    p.add_argument('--transforms', type=str, nargs='+', help='data augmentation')
+    p.add_argument('--root', type=str, default='', help='root path to data directory')
+    p.add_argument('opts', default=None, nargs=argparse.REMAINDER,
+                   help='modify config options using the command line (KEY VALUE ...)')
+    return p
+
+
+def num_cameras_of(datamanager):
+    """Camera-embedding size: every camid that training or testing can feed the model."""
+    camids = {it[2] for it in datamanager.train_set.train}
+    for name in datamanager.targets:
+        ds = datamanager.query_dataset(name)
+        pool = getattr(ds, 'test_pool', list(ds.query) + list(ds.gallery))
+        camids |= {it[2] for it in pool}
+    return max(camids) + 1
+
+
+def run(cfg):
+    compat.utils.set_random_seed(cfg.train.seed)
+    log_name = 'test.log' if cfg.test.evaluate else 'train.log'
+    sys.stdout = compat.utils.Logger(os.path.join(
+        cfg.data.save_dir, log_name + time.strftime('-%Y-%m-%d-%H-%M-%S')))
+    print('Config:\n{}'.format(cfg))
+    use_gpu = cfg.use_gpu and torch.cuda.is_available()
+    print('torch {} | device: {}'.format(
+        torch.__version__, torch.cuda.get_device_name(0) if use_gpu else 'cpu'))
+    if use_gpu:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+    prepare_datasets(cfg)
+    if cfg.data.type == 'video':
+        datamanager = CrossModalVideoDataManager(**videodata_kwargs(cfg))
+    else:
+        datamanager = CrossModalImageDataManager(**imagedata_kwargs(cfg))
+
+    model = build_model(cfg.model.name, datamanager.num_train_pids,
+                        **model_kwargs(cfg, num_cameras_of(datamanager)))
+    print('Model: {} ({:.2f}M parameters)'.format(
+        cfg.model.name, sum(p.numel() for p in model.parameters()) / 1e6))
+    if cfg.model.load_weights:
+        loaded, skipped = load_weights(model, cfg.model.load_weights)
+        print('Loaded {} tensors from "{}"; skipped (shape differs): {}'.format(
+            len(loaded), cfg.model.load_weights, skipped or 'none'))
+    model = model.to('cuda' if use_gpu else 'cpu')  # optimizer state follows the params
+
+    optimizer = compat.optim.build_optimizer(model, **optimizer_kwargs(cfg))
+    scheduler = build_lr_scheduler(cfg, optimizer, len(datamanager.train_loader))
+    run_kwargs = engine_run_kwargs(cfg)
+    if cfg.model.resume:
+        run_kwargs['start_epoch'] = resume(cfg.model.resume, model, optimizer, scheduler)
+        print('Resumed from "{}" at epoch {}'.format(cfg.model.resume,
+                                                      run_kwargs['start_epoch']))
+
+    names, weights, options = loss_kwargs(cfg)
+    engine = CrossModalEngine(
+        datamanager, model, optimizer, build_loss(names, weights, options),
+        scheduler=scheduler, use_gpu=use_gpu, amp=cfg.train.amp,
+        grad_clip=cfg.train.grad_clip, protocol_matrix=cfg.test.protocol_matrix,
+        eval_before_train=cfg.test.eval_before_train)
+    engine.run(**run_kwargs)
+    return engine
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config_file, args.opts or (), sources=args.sources,
+                          targets=args.targets, root=args.root, transforms=args.transforms)
+        run(cfg)
+    except USER_ERRORS as exc:
+        print('error: {}'.format(exc), file=sys.__stderr__)
+        return 2 if isinstance(exc, ConfigError) else 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

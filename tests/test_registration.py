@@ -1,0 +1,90 @@
+"""Registration into torchreid, checked through torchreid's own API in fresh interpreters."""
+import importlib
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+
+from vireid_plugin import compat
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(code):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    out = subprocess.run([sys.executable, '-W', 'ignore', '-c', code], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_import_registers_into_torchreid_and_is_idempotent():
+    out = run_python('''
+import importlib
+import torchreid
+import vireid_plugin
+importlib.reload(vireid_plugin)          # a reload must not raise
+import vireid_plugin                     # nor a second import
+from torchreid.reid.data import datasets as D
+from torchreid.reid import models as M
+img = vars(D)['__image_datasets']; vid = vars(D)['__video_datasets']
+fac = vars(M)['__model_factory']
+for n in ('sysu_mm01', 'sysu_mm01_indoor', 'regdb', 'regdb_t2v'):
+    assert n in img, n
+for n in ('hitsz_vcm', 'hitsz_vcm_v2i'):
+    assert n in vid, n
+for n in ('vit_base_reid', 'vit_tiny_reid', 'vit_tiny_video_avg'):
+    assert n in fac, n
+assert 'market1501' in img and 'resnet50' in fac   # torchreid's own entries untouched
+m = M.build_model('vit_tiny_reid', num_classes=7, loss='softmax', pretrained=False)
+print(type(m).__name__, m.training)
+''')
+    assert 'ViTReID True' in out
+
+
+def test_torchreid_data_manager_accepts_plugin_dataset(tmp_path):
+    from dataset_trees import write_sysu_tree
+    root = tmp_path / 'data'
+    images = {(pid, cam): 3 for pid in (1, 2, 3, 4, 5, 6) for cam in (1, 3)}
+    write_sysu_tree(str(root), images, {'train': [1, 2, 3], 'val': [4], 'test': [5, 6]})
+    out = run_python('''
+import vireid_plugin
+from torchreid.reid.data import ImageDataManager
+dm = ImageDataManager(root={!r}, sources='sysu_mm01', height=32, width=16,
+                      batch_size_train=4, workers=0, use_gpu=False)
+batch = next(iter(dm.train_loader))
+print('modality' in batch, dm.num_train_pids > 0)
+'''.format(str(root)))
+    assert 'True True' in out
+
+
+def test_foreign_name_is_not_overwritten():
+    table = vars(compat.datasets)['__image_datasets']
+    with pytest.raises(ValueError, match="'market1501' is already registered"):
+        compat.register_image_dataset('market1501', object)
+    assert table['market1501'].__module__.startswith('torchreid')
+
+
+def test_compat_resolves_the_upstream_layout():
+    # Upstream deep-person-reid has torchreid.data, torchreid.models, ...; emulate it by
+    # serving the real modules under upstream names and failing the PyPI names.
+    def fake_import(name):
+        if name.startswith('torchreid.reid'):
+            raise ImportError('No module named ' + name)
+        real = importlib.import_module(name.replace('torchreid.', 'torchreid.reid.', 1))
+        return types.SimpleNamespace(__name__=name, real=real)
+
+    layout, mods = compat.resolve(fake_import)
+    assert layout == 'upstream'
+    assert mods['data.datasets'].__name__ == 'torchreid.data.datasets'
+    assert compat.layout == 'pypi'  # what this machine has
+
+
+def test_compat_reports_missing_torchreid():
+    def nothing(name):
+        raise ImportError('No module named ' + name)
+
+    with pytest.raises(ImportError, match='torchreid==0.2.5'):
+        compat.resolve(nothing)

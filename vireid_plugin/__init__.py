@@ -1,0 +1,25 @@
+"""vireid_plugin: visible-infrared person re-identification as a torchreid task.
+
+``import vireid_plugin`` registers the plugin's datasets into torchreid's dataset
+registries and its model builders into torchreid's model factory, so torchreid's
+data managers and ``build_model`` accept them. Importing twice or reloading is
+harmless: entries are replaced, never duplicated.
+"""
+from . import compat
+from .registry import IMAGE_DATASETS, LOSSES, MODELS, VIDEO_DATASETS
+from . import data, losses, models  # noqa: F401  (importing fills the registries)
+
+__version__ = '0.1.0'
+
+
+def register_all():
+    """Copy the plugin's registries into torchreid's (idempotent)."""
+    for name, cls in IMAGE_DATASETS.items():
+        compat.register_image_dataset(name, cls)
+    for name, cls in VIDEO_DATASETS.items():
+        compat.register_video_dataset(name, cls)
+    for name, builder in MODELS.items():
+        compat.register_model(name, builder)
+
+
+register_all()

@@ -1,0 +1,5 @@
+"""Configuration: torchreid-compatible yacs defaults plus the plugin's sections."""
+from .defaults import get_default_config
+from .loading import ConfigError, check_config, load_config, merge_file, merge_opts
+from .kwargs import (dataset_options, engine_run_kwargs, imagedata_kwargs, loss_kwargs,
+                     model_kwargs, optimizer_kwargs, videodata_kwargs)

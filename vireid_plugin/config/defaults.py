@@ -1,0 +1,134 @@
+"""Default configuration: torchreid's keys (same names and meaning) plus the plugin's.
+
+torchreid's scripts/default_config.py is not shipped by the PyPI release, so the
+keys are declared here. Plugin additions are marked ``# plugin``.
+"""
+from yacs.config import CfgNode as CN
+
+
+def get_default_config():
+    cfg = CN()
+    cfg.use_gpu = True  # use a GPU when one is available
+
+    cfg.model = CN()
+    cfg.model.name = 'vit_base_reid'
+    cfg.model.pretrained = True
+    cfg.model.load_weights = ''   # a full ReID checkpoint (weights only)
+    cfg.model.resume = ''         # a checkpoint to resume training from
+    cfg.model.pretrained_path = ''  # plugin: local ImageNet/CLIP weights (.pth/.safetensors/.npz)
+
+    cfg.vit = CN()                # plugin: ViT ReID options (TransReID tricks)
+    cfg.vit.stride_size = 16      # < 16 gives overlapping patches (TransReID uses 12)
+    cfg.vit.camera_embedding = True  # SIE camera embedding, sized from the data
+    cfg.vit.camera_coe = 3.0
+    cfg.vit.drop_path_rate = 0.1
+    cfg.vit.test_feature = 'bn'   # 'bn' (after BNNeck) or 'pre_bn'
+
+    cfg.data = CN()
+    cfg.data.type = 'image'
+    cfg.data.root = 'datasets'
+    cfg.data.sources = ['sysu_mm01']
+    cfg.data.targets = ['sysu_mm01']
+    cfg.data.workers = 4
+    cfg.data.split_id = 0         # SYSU gallery trial of the plain torchreid gallery; RegDB trial - 1
+    cfg.data.height = 256
+    cfg.data.width = 128
+    cfg.data.combineall = False
+    cfg.data.transforms = ['random_flip']
+    cfg.data.k_tfm = 1
+    cfg.data.norm_mean = [0.485, 0.456, 0.406]
+    cfg.data.norm_std = [0.229, 0.224, 0.225]
+    cfg.data.save_dir = 'log'
+    cfg.data.load_train_targets = False
+    cfg.data.synthetic = False    # plugin: generate synthetic data where a dataset folder is missing
+
+    cfg.market1501 = CN()
+    cfg.market1501.use_500k_distractors = False
+    cfg.cuhk03 = CN()
+    cfg.cuhk03.labeled_images = False
+    cfg.cuhk03.classic_split = False
+    cfg.cuhk03.use_metric_cuhk03 = False
+
+    cfg.sysu = CN()               # plugin: SYSU-MM01 options
+    cfg.sysu.train_with_val = True   # 395 classes; False keeps val ids out for model selection
+    cfg.sysu.shots = 1            # gallery images per (id, RGB camera): 1 single-shot, 10 multi-shot
+    cfg.sysu.gallery_draw = 'seeded'  # 'seeded' (random.seed(trial)) or 'official' (rand_perm_cam.mat)
+    cfg.sysu.perm_file = ''       # path to the evaluation kit's rand_perm_cam.mat
+
+    cfg.vcm = CN()                # plugin: HITSZ-VCM options
+    cfg.vcm.min_seq_len = 12
+
+    cfg.sampler = CN()
+    cfg.sampler.train_sampler = 'CrossModalIdentitySampler'  # plugin sampler; torchreid's names work too
+    cfg.sampler.train_sampler_t = 'RandomSampler'
+    cfg.sampler.num_instances = 4  # per identity; per modality for CrossModalIdentitySampler
+    cfg.sampler.num_cams = 1
+    cfg.sampler.num_datasets = 1
+
+    cfg.video = CN()
+    cfg.video.seq_len = 6
+    cfg.video.sample_method = 'evenly'
+    cfg.video.pooling_method = 'avg'
+
+    cfg.train = CN()
+    cfg.train.optim = 'sgd'
+    cfg.train.lr = 0.008
+    cfg.train.weight_decay = 1e-4
+    cfg.train.max_epoch = 60
+    cfg.train.start_epoch = 0
+    cfg.train.batch_size = 64
+    cfg.train.fixbase_epoch = 0
+    cfg.train.open_layers = ['classifier']
+    cfg.train.staged_lr = False
+    cfg.train.new_layers = ['classifier']
+    cfg.train.base_lr_mult = 0.1
+    cfg.train.lr_scheduler = 'warmup_cosine'  # plugin (per iteration); torchreid's: single_step, multi_step, cosine
+    cfg.train.stepsize = [20]
+    cfg.train.gamma = 0.1
+    cfg.train.print_freq = 20
+    cfg.train.seed = 1
+    cfg.train.warmup_epochs = 5.0   # plugin: linear warmup length (epochs, fractional ok)
+    cfg.train.warmup_factor = 0.01  # plugin: warmup starts at lr * this
+    cfg.train.min_lr_factor = 0.01  # plugin: cosine ends at lr * this
+    cfg.train.amp = 'auto'          # plugin: auto (bf16 on a GPU that has it, else fp16; off on CPU), bf16, fp16, off
+    cfg.train.grad_clip = 0.0       # plugin: max grad norm, 0 = off
+
+    cfg.sgd = CN()
+    cfg.sgd.momentum = 0.9
+    cfg.sgd.dampening = 0.0
+    cfg.sgd.nesterov = False
+    cfg.rmsprop = CN()
+    cfg.rmsprop.alpha = 0.99
+    cfg.adam = CN()
+    cfg.adam.beta1 = 0.9
+    cfg.adam.beta2 = 0.999
+
+    cfg.loss = CN()
+    cfg.loss.name = 'triplet'     # torchreid's; the plugin engine reads loss.terms
+    cfg.loss.terms = ['id', 'triplet']  # plugin: loss registry names
+    cfg.loss.weights = [1.0, 1.0]       # plugin: one weight per term
+    cfg.loss.softmax = CN()
+    cfg.loss.softmax.label_smooth = True
+    cfg.loss.softmax.epsilon = 0.1  # plugin: smoothing used when label_smooth is True
+    cfg.loss.triplet = CN()
+    cfg.loss.triplet.margin = 0.3
+    cfg.loss.triplet.weight_t = 1.0  # torchreid's; kept for config compatibility (see loss.weights)
+    cfg.loss.triplet.weight_x = 0.0
+    cfg.loss.triplet.soft_margin = False  # plugin: softplus(d_ap - d_an) instead of a margin
+
+    cfg.test = CN()
+    cfg.test.batch_size = 128
+    cfg.test.dist_metric = 'euclidean'
+    cfg.test.normalize_feature = False
+    cfg.test.ranks = [1, 5, 10, 20]
+    cfg.test.evaluate = False
+    cfg.test.eval_freq = -1
+    cfg.test.start_eval = 0
+    cfg.test.rerank = False
+    cfg.test.visrank = False
+    cfg.test.visrank_topk = 10
+    cfg.test.num_trials = 10        # plugin: SYSU gallery trials scored from one extraction
+    cfg.test.protocol_matrix = False  # plugin: every mode of each target dataset
+    cfg.test.eval_before_train = False  # plugin: also score the untrained model (demo)
+
+    return cfg

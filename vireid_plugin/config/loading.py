@@ -1,0 +1,148 @@
+"""Config files and command-line overrides, with errors a user can act on.
+
+yacs raises a bare KeyError/ValueError deep in its merge; here each becomes one
+``ConfigError`` line naming the file (or the command line), the key, and the
+closest existing keys. Files may inherit with ``_BASE_: other.yaml`` (fast-reid
+style, path relative to the including file).
+"""
+import difflib
+import os
+import re
+
+import yaml
+from yacs.config import CfgNode as CN
+
+from .defaults import get_default_config
+
+BASE_KEY = '_BASE_'
+
+
+class ConfigError(ValueError):
+    """A config file or override the user wrote is wrong."""
+
+
+def _flat_keys(cfg, prefix=''):
+    keys = []
+    for k, v in cfg.items():
+        full = prefix + k
+        keys.extend(_flat_keys(v, full + '.') if isinstance(v, CN) else [full])
+    return keys
+
+
+def _explain(exc, cfg, source):
+    msg = str(exc.args[0] if exc.args else exc)
+    m = re.search(r'Non-existent (?:config )?key: (\S+)', msg)
+    if m:
+        key = m.group(1)
+        close = difflib.get_close_matches(key, _flat_keys(cfg), n=3, cutoff=0.6)
+        hint = '; did you mean {}?'.format(', '.join(close)) if close else ''
+        return ConfigError('unknown config key {!r} in {}{}'.format(key, source, hint))
+    m = re.search(r'Type mismatch \((.*)\) with values \((.*)\) for config key: (\S+)', msg)
+    if m:
+        return ConfigError('config key {!r} in {}: expected a value like the default ({}), '
+                           'got {}'.format(m.group(3), source, m.group(2).split(' vs. ')[0],
+                                           m.group(2).split(' vs. ')[-1]))
+    return ConfigError('{}: {}'.format(source, msg))
+
+
+def _read_yaml(path, seen=()):
+    if not os.path.isfile(path):
+        raise ConfigError('config file not found: {}'.format(path))
+    if os.path.abspath(path) in seen:
+        raise ConfigError('config file {} includes itself through {}'.format(path, BASE_KEY))
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError('config file {} is not valid YAML: {}'.format(
+            path, str(exc).splitlines()[0])) from None
+    if not isinstance(data, dict):
+        raise ConfigError('config file {} must hold a mapping of sections, got {}'.format(
+            path, type(data).__name__))
+    chain = []
+    base = data.pop(BASE_KEY, None)
+    if base:
+        base_path = os.path.join(os.path.dirname(path), base)
+        chain = _read_yaml(base_path, seen + (os.path.abspath(path),))
+    return chain + [(path, data)]
+
+
+def _int_to_float(default, value):
+    """yacs refuses ``1`` for a float key; a user writing ``warmup_epochs: 1`` means 1.0."""
+    if isinstance(default, CN) and isinstance(value, dict):
+        return {k: _int_to_float(default.get(k), v) for k, v in value.items()}
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, list) and default and isinstance(value, list) and all(
+            isinstance(d, float) for d in default):
+        return [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
+def merge_file(cfg, path):
+    for source, data in _read_yaml(path):
+        try:
+            cfg.merge_from_other_cfg(CN(_int_to_float(cfg, data)))
+        except (KeyError, ValueError, AssertionError) as exc:
+            raise _explain(exc, cfg, source) from None
+
+
+def merge_opts(cfg, opts):
+    if len(opts) % 2:
+        raise ConfigError('command-line overrides must be KEY VALUE pairs; got an odd '
+                          'number of words: {}'.format(' '.join(opts)))
+    opts = list(opts)
+    for i in range(0, len(opts), 2):
+        node = cfg
+        for part in opts[i].split('.'):
+            node = node.get(part) if isinstance(node, CN) else None
+        try:
+            value = yaml.safe_load(opts[i + 1]) if isinstance(opts[i + 1], str) else opts[i + 1]
+        except yaml.YAMLError:
+            continue
+        coerced = _int_to_float(node, value)
+        if coerced is not value:
+            opts[i + 1] = repr(coerced)
+    try:
+        cfg.merge_from_list(opts)
+    except (KeyError, ValueError, AssertionError) as exc:
+        raise _explain(exc, cfg, 'the command line') from None
+
+
+def check_config(cfg):
+    """Cross-key checks yacs cannot do."""
+    if len(cfg.loss.terms) != len(cfg.loss.weights):
+        raise ConfigError('loss.terms {} and loss.weights {} must have the same length'.format(
+            list(cfg.loss.terms), list(cfg.loss.weights)))
+    choices = {'train.amp': ('auto', 'bf16', 'fp16', 'off'),
+               'vit.test_feature': ('bn', 'pre_bn'),
+               'sysu.gallery_draw': ('seeded', 'official'),
+               'data.type': ('image', 'video'),
+               'test.dist_metric': ('euclidean', 'cosine')}
+    for key, allowed in choices.items():
+        sec, name = key.split('.')
+        if cfg[sec][name] not in allowed:
+            raise ConfigError('config key {!r} must be one of {}, got {!r}'.format(
+                key, allowed, cfg[sec][name]))
+    if cfg.sysu.shots < 1:
+        raise ConfigError('sysu.shots must be >= 1, got {}'.format(cfg.sysu.shots))
+
+
+def load_config(config_file='', opts=(), sources=None, targets=None, root=None,
+                transforms=None):
+    """Defaults <- file (with _BASE_) <- CLI flags <- trailing KEY VALUE overrides."""
+    cfg = get_default_config()
+    if config_file:
+        merge_file(cfg, config_file)
+    if root:
+        cfg.data.root = root
+    if sources:
+        cfg.data.sources = list(sources)
+    if targets:
+        cfg.data.targets = list(targets)
+    if transforms:
+        cfg.data.transforms = list(transforms)
+    merge_opts(cfg, opts)
+    check_config(cfg)
+    cfg.freeze()
+    return cfg

@@ -1,0 +1,5 @@
+"""Data: datasets, sampler, data managers, synthetic generator."""
+from . import datasets  # noqa: F401  (registers the datasets)
+from .eval_split import EvalMode
+from .sampler import CrossModalIdentitySampler
+from .datamanager import CrossModalImageDataManager, CrossModalVideoDataManager

@@ -1,0 +1,59 @@
+"""torchreid data managers with the cross-modal sampler and dataset options.
+
+torchreid's ``build_train_sampler`` is a closed list, so these subclasses let
+torchreid build everything, then replace the train loader's sampler when the
+plugin's ``CrossModalIdentitySampler`` is asked for.
+"""
+import torch
+
+from .. import compat
+from .datasets.options import set_dataset_options
+from .sampler import CrossModalIdentitySampler
+
+CROSS_MODAL_SAMPLER = 'CrossModalIdentitySampler'
+
+
+class _CrossModalLoaders:
+    def _setup(self, train_sampler, dataset_options, seed):
+        set_dataset_options(**(dataset_options or {}))
+        self._want_cross_modal = train_sampler == CROSS_MODAL_SAMPLER
+        self._seed = seed
+        # torchreid only knows its own names; it builds a loader we then re-sample.
+        return 'RandomSampler' if self._want_cross_modal else train_sampler
+
+    def _resample_train_loader(self, batch_size, num_instances, workers):
+        if not self._want_cross_modal:
+            return
+        old = self.train_loader
+        sampler = CrossModalIdentitySampler(old.dataset.train, batch_size, num_instances,
+                                            seed=self._seed)
+        self.train_loader = torch.utils.data.DataLoader(
+            old.dataset, sampler=sampler, batch_size=batch_size, shuffle=False,
+            num_workers=workers, pin_memory=self.use_gpu, drop_last=True,
+            persistent_workers=workers > 0)
+
+    @property
+    def train_set(self):
+        return self.train_loader.dataset
+
+    def query_dataset(self, name):
+        """The query-mode dataset instance of a target (holds test_pool/eval_modes)."""
+        return self.test_loader[name]['query'].dataset
+
+
+class CrossModalImageDataManager(_CrossModalLoaders, compat.ImageDataManager):
+    def __init__(self, train_sampler=CROSS_MODAL_SAMPLER, dataset_options=None, seed=None,
+                 batch_size_train=32, num_instances=4, workers=4, **kwargs):
+        sampler = self._setup(train_sampler, dataset_options, seed)
+        super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
+                         num_instances=num_instances, workers=workers, **kwargs)
+        self._resample_train_loader(batch_size_train, num_instances, workers)
+
+
+class CrossModalVideoDataManager(_CrossModalLoaders, compat.VideoDataManager):
+    def __init__(self, train_sampler=CROSS_MODAL_SAMPLER, dataset_options=None, seed=None,
+                 batch_size_train=32, num_instances=4, workers=4, **kwargs):
+        sampler = self._setup(train_sampler, dataset_options, seed)
+        super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
+                         num_instances=num_instances, workers=workers, **kwargs)
+        self._resample_train_loader(batch_size_train, num_instances, workers)

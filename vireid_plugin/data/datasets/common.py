@@ -1,0 +1,53 @@
+"""Helpers the dataset files share: one error type and the summary of modalities."""
+import os
+import os.path as osp
+
+from .base import MODALITY_NAMES
+
+DEMO_HINT = ('To try the plugin without the real data, run the synthetic demo: '
+             'python scripts/main.py --config-file configs/demo.yaml')
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
+
+
+class DatasetNotFoundError(RuntimeError):
+    """A dataset's files are missing or malformed.
+
+    The message is meant for the user as is (the CLI prints it without a
+    traceback): what was looked at, what should be there, how to get it.
+    """
+
+
+def dataset_error(name, problem, path, layout, obtain):
+    """Build the one error a dataset raises for bad input.
+
+    name: dataset name; problem: what is wrong; path: the path looked at;
+    layout: the expected layout (multi-line text); obtain: how to get the data.
+    """
+    lines = ['{}: {}: {}'.format(name, problem, path),
+             'Expected layout:', layout.rstrip('\n'),
+             'To get the data: ' + obtain,
+             DEMO_HINT]
+    return DatasetNotFoundError('\n'.join(lines))
+
+
+def list_images(folder):
+    """Sorted image file names of ``folder`` (hidden and non-image files ignored)."""
+    return sorted(f for f in os.listdir(folder)
+                  if not f.startswith('.') and f.lower().endswith(IMAGE_EXTENSIONS)
+                  and osp.isfile(osp.join(folder, f)))
+
+
+def modality_counts(items):
+    """(#visible, #infrared) items of a list of 5-tuples."""
+    n_ir = sum(1 for it in items if it[4] == 1)
+    return len(items) - n_ir, n_ir
+
+
+def print_modality_summary(dataset):
+    """The lines torchreid's summary lacks: images per modality in each subset."""
+    print('  subset   | # {} | # {}'.format(*MODALITY_NAMES))
+    for subset in ('train', 'query', 'gallery'):
+        vis, ir = modality_counts(getattr(dataset, subset))
+        print('  {:8s} | {:9d} | {:10d}'.format(subset, vis, ir))
+    print('  ----------------------------------------')

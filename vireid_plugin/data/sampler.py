@@ -1,0 +1,111 @@
+"""Identity sampler for visible-infrared training batches."""
+import math
+from collections import defaultdict
+
+import torch
+from torch.utils.data import Sampler
+
+VISIBLE, INFRARED = 0, 1
+
+
+class CrossModalIdentitySampler(Sampler):
+    """Batches of P identities x (K visible + K infrared) items.
+
+    Each batch holds ``P = batch_size // (2K)`` distinct pids; for each, in order,
+    its K visible then its K infrared item indices (the batch is
+    ``[id1 vis*K, id1 ir*K, id2 vis*K, id2 ir*K, ...]``). An id's K items of a
+    modality are drawn without replacement when it has at least K of them, with
+    replacement otherwise. Pids are taken from a shuffled list of all usable ids,
+    reshuffled when fewer than P are left, so ids appear about equally often.
+
+    Only ids with at least one item of each modality are usable; the others are
+    never sampled (``num_excluded_ids`` counts them). Only ``item[1]`` (pid) and
+    ``item[4]`` (modality) are read, so image and video-tracklet items both work.
+
+    An epoch is ``max(1, ceil(max(n_visible, n_infrared) / (P*K)))`` batches
+    (items of usable ids), so about every item of the larger modality is seen
+    once; indices are yielded flat, so use it with
+    ``DataLoader(batch_size=batch_size, sampler=..., drop_last=True)``.
+
+    Randomness: with ``seed``, the order depends only on ``(seed, epoch)``
+    (``set_epoch`` as for ``DistributedSampler``); without, each pass draws its
+    seed from torch's global generator, so ``torch.manual_seed`` reproduces it.
+    """
+
+    def __init__(self, data_source, batch_size, num_instances, seed=None):
+        if not isinstance(num_instances, int) or num_instances < 1:
+            raise ValueError('num_instances (K per modality) must be a positive int, '
+                             'got {!r}'.format(num_instances))
+        k = num_instances
+        if not isinstance(batch_size, int) or batch_size < 1 or batch_size % (2 * k):
+            raise ValueError(
+                'batch_size must be a positive multiple of 2*num_instances = {} (P ids x '
+                '{} visible + {} infrared), got batch_size={}'.format(2 * k, k, k, batch_size))
+
+        by_id = defaultdict(lambda: ([], []))  # pid -> (visible indices, infrared indices)
+        for index, item in enumerate(data_source):
+            if len(item) < 5:
+                raise ValueError('items must be 5-tuples (impath, pid, camid, dsetid, '
+                                 'modality); item {} has {} fields'.format(index, len(item)))
+            pid, modality = int(item[1]), int(item[4])
+            if modality not in (VISIBLE, INFRARED):
+                raise ValueError('item {} has modality {}, expected 0 (visible) or '
+                                 '1 (infrared)'.format(index, modality))
+            by_id[pid][modality].append(index)
+
+        usable = sorted(pid for pid, (vis, ir) in by_id.items() if vis and ir)
+        self.num_excluded_ids = len(by_id) - len(usable)
+        self.pids = usable
+        self._items = [tuple(torch.tensor(by_id[p][m], dtype=torch.long) for m in (0, 1))
+                       for p in usable]
+        self.batch_size = batch_size
+        self.num_instances = k
+        self.num_pids_per_batch = batch_size // (2 * k)
+        if self.num_pids_per_batch > len(usable):
+            raise ValueError(
+                'batch_size={} with num_instances={} needs P={} ids per batch, but only {} '
+                'ids have both visible and infrared items ({} excluded)'.format(
+                    batch_size, k, self.num_pids_per_batch, len(usable),
+                    self.num_excluded_ids))
+
+        n_vis = sum(len(v) for v, _ in self._items)
+        n_ir = sum(len(r) for _, r in self._items)
+        self.num_batches = max(1, math.ceil(max(n_vis, n_ir) / (self.num_pids_per_batch * k)))
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return self.num_batches * self.batch_size
+
+    def _draw(self, pool, gen):
+        n, k = len(pool), self.num_instances
+        if n >= k:
+            return pool[torch.randperm(n, generator=gen)[:k]]
+        return pool[torch.randint(n, (k,), generator=gen)]
+
+    def __iter__(self):
+        gen = torch.Generator()
+        if self.seed is None:
+            gen.manual_seed(int(torch.randint(2 ** 62, (), dtype=torch.long).item()))
+        else:
+            # Large odd multiplier: (seed, epoch) pairs do not collide as seed + epoch would.
+            gen.manual_seed((int(self.seed) * 1000003 + self.epoch) % 2 ** 63)
+
+        p, n_ids = self.num_pids_per_batch, len(self.pids)
+        queue, out = [], []
+        for _ in range(self.num_batches):
+            if len(queue) < p:
+                # Top up with a fresh shuffle of the ids not still queued, so the
+                # batch's P ids are distinct.
+                queued = set(queue)
+                queue += [i for i in torch.randperm(n_ids, generator=gen).tolist()
+                          if i not in queued]
+            ids, queue = queue[:p], queue[p:]
+            for i in ids:
+                vis, ir = self._items[i]
+                out += self._draw(vis, gen).tolist()
+                out += self._draw(ir, gen).tolist()
+        return iter(out)

@@ -1,0 +1,98 @@
+"""Cross-modal evaluation: one feature extraction, every mode and trial scored from it.
+
+The pool (queries plus every gallery candidate) is extracted once; each mode and
+each gallery trial is then an index into the pool's features, scored on the
+features' device (the GPU when there is one) with the protocol's metric.
+"""
+import copy
+import json
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tabulate import tabulate
+
+from ..metrics import compute_distance, evaluate_rank
+
+RESULTS_FILE = 'results.json'
+
+
+@torch.no_grad()
+def extract_pool_features(feature_fn, dataset, batch_size, workers, device, autocast):
+    """Features (float32, on ``device``) of ``dataset.test_pool`` in pool order."""
+    pool_set = copy.copy(dataset)
+    pool_set.data = dataset.test_pool
+    loader = torch.utils.data.DataLoader(pool_set, batch_size=batch_size, shuffle=False,
+                                         num_workers=workers,
+                                         pin_memory=torch.device(device).type == 'cuda')
+    feats = []
+    for data in loader:
+        imgs = data['img'].to(device, non_blocking=True)
+        modality = data['modality'].to(device)
+        camid = data['camid'].to(device)
+        with autocast():
+            f = feature_fn(imgs, modality, camid)
+        feats.append(f.float())
+    return torch.cat(feats, 0)
+
+
+def score_modes(feats, pool, modes, dist_metric='euclidean', normalize_feature=False,
+                ranks=(1, 5, 10, 20)):
+    """One result row per mode: CMC at ``ranks``, mAP, mINP (percent), averaged over trials."""
+    if normalize_feature:
+        feats = F.normalize(feats, dim=1)
+    pids = np.asarray([it[1] for it in pool])
+    camids = np.asarray([it[2] for it in pool])
+    max_rank = max(ranks)
+    rows = []
+    for mode in modes:
+        qf = feats[torch.as_tensor(mode.query, device=feats.device)]
+        cmcs, maps, minps = [], [], []
+        for gallery in mode.galleries:
+            gf = feats[torch.as_tensor(gallery, device=feats.device)]
+            distmat = compute_distance(qf, gf, dist_metric)
+            cmc, mAP, mINP = evaluate_rank(distmat, pids[mode.query], pids[gallery],
+                                           camids[mode.query], camids[gallery],
+                                           protocol=mode.metric, max_rank=max_rank)
+            cmcs.append(cmc)
+            maps.append(mAP)
+            minps.append(mINP)
+        cmc = np.mean(cmcs, 0)
+        row = {'mode': mode.name, 'trials': mode.num_trials,
+               'queries': int(len(mode.query)),
+               'gallery': int(np.mean([len(g) for g in mode.galleries]))}
+        row.update({'R{}'.format(r): 100.0 * float(cmc[r - 1]) for r in ranks})
+        row.update(mAP=100.0 * float(np.mean(maps)), mINP=100.0 * float(np.mean(minps)))
+        rows.append(row)
+    return rows
+
+
+def format_table(dataset_name, rows):
+    headers = list(rows[0].keys())
+    body = [[('{:.2f}'.format(v) if isinstance(v, float) else v) for v in r.values()]
+            for r in rows]
+    return '** {} **\n{}'.format(dataset_name, tabulate(body, headers=headers, tablefmt='github'))
+
+
+def append_results(save_dir, record):
+    """Add one evaluation record to ``save_dir/results.json`` (rewritten atomically)."""
+    if not save_dir:
+        return None
+    os.makedirs(save_dir, exist_ok=True)
+    path = os.path.join(save_dir, RESULTS_FILE)
+    records = []
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                records = json.load(f)
+        except ValueError:
+            # never destroy what a user has: keep the unreadable file aside
+            os.replace(path, path + '.corrupt-{}'.format(int(time.time())))
+    records.append(record)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(records, f, indent=2)
+    os.replace(tmp, path)
+    return path

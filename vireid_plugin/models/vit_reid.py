@@ -1,0 +1,164 @@
+"""TransReID-style ViT baseline for cross-modal ReID, built from timm parts.
+
+``ViTBackbone`` is timm's ``VisionTransformer`` with two TransReID additions:
+overlapping patches (conv stride < kernel) and the side-information
+embedding (SIE) for cameras. ``ViTReID`` = backbone (final-norm CLS token)
++ BNNeck head, following the plugin's model contract
+``model(x, modality=None, camid=None)``.
+"""
+from functools import partial
+
+import torch
+import torch.nn as nn
+from timm.layers import PatchEmbed, to_2tuple, trunc_normal_
+from timm.models.vision_transformer import VisionTransformer
+
+from ..registry import MODELS
+from .heads import BNNeck
+from .weights import load_pretrained
+
+__all__ = ['OverlapPatchEmbed', 'ViTBackbone', 'ViTReID', 'VIT_ARCHS', 'build_vit_reid',
+           'vit_base_reid', 'vit_small_reid', 'vit_tiny_reid']
+
+
+class OverlapPatchEmbed(PatchEmbed):
+    """timm PatchEmbed whose conv uses ``stride_size`` instead of the patch size.
+
+    The kernel stays ``patch_size``, so ImageNet patch weights load unchanged;
+    only the token grid grows: ((H - P) // S + 1) x ((W - P) // S + 1).
+    """
+
+    def __init__(self, *args, stride_size=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stride_size = to_2tuple(stride_size or self.patch_size)
+        # PatchEmbed computed the grid with stride == patch; redo it with ours.
+        self.img_size, self.grid_size, self.num_patches = self._init_img_size(self.img_size)
+        old = self.proj
+        self.proj = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=self.patch_size,
+                              stride=self.stride_size, bias=old.bias is not None)
+
+    def _init_img_size(self, img_size):
+        if img_size is None:
+            return None, None, None
+        img_size = to_2tuple(img_size)
+        # Called from PatchEmbed.__init__ before stride_size exists: stride == patch then.
+        stride = getattr(self, 'stride_size', self.patch_size)
+        grid = tuple((s - p) // t + 1 for s, p, t in zip(img_size, self.patch_size, stride))
+        return img_size, grid, grid[0] * grid[1]
+
+
+class ViTBackbone(VisionTransformer):
+    """timm ViT (SDPA attention, CLS token) + overlapping patches + camera SIE.
+
+    Parameter names are timm's, so timm / JAX / TransReID checkpoints map onto
+    it directly (the SIE table is called ``sie_embed`` as in TransReID).
+    """
+
+    def __init__(self, img_size=(256, 128), patch_size=16, stride_size=16, num_cameras=0,
+                 camera_coe=3.0, **vit_kwargs):
+        super().__init__(img_size=img_size, patch_size=patch_size, num_classes=0,
+                         global_pool='token', class_token=True,
+                         embed_layer=partial(OverlapPatchEmbed, stride_size=stride_size),
+                         **vit_kwargs)
+        self.num_cameras = num_cameras
+        self.camera_coe = camera_coe
+        if num_cameras > 0:
+            # One vector per camera, broadcast over all tokens (TransReID SIE).
+            self.sie_embed = nn.Parameter(torch.zeros(num_cameras, 1, self.embed_dim))
+            trunc_normal_(self.sie_embed, std=.02)
+        else:
+            self.sie_embed = None
+
+    def forward_features(self, x, camid=None):
+        x = self.patch_embed(x)
+        x = self._pos_embed(x)
+        # camid is ignored when SIE is off so an engine can always pass it.
+        if camid is not None and self.sie_embed is not None:
+            x = x + self.camera_coe * self.sie_embed[camid]
+        x = self.patch_drop(x)
+        x = self.norm_pre(x)
+        x = self.blocks(x)
+        return self.norm(x)
+
+    def forward(self, x, camid=None):
+        """(B, C, H, W) -> (B, D) final-norm CLS token."""
+        return self.forward_features(x, camid)[:, 0]
+
+
+class ViTReID(nn.Module):
+    """ViT backbone + BNNeck; ``forward(x, modality=None, camid=None)``.
+
+    Train mode: dict 'features' (pre-BN CLS), 'bn_features', 'logits'.
+    Eval mode: (B, D) tensor, BN feature (``test_feature='bn'``) or pre-BN.
+    ``modality`` is accepted for the shared interface; this baseline is
+    modality-agnostic (one shared backbone for visible and infrared).
+    """
+
+    def __init__(self, num_classes, img_size=(256, 128), patch_size=16, stride_size=16,
+                 embed_dim=768, depth=12, num_heads=12, num_cameras=0, camera_coe=3.0,
+                 drop_path_rate=0.1, test_feature='bn', **vit_kwargs):
+        super().__init__()
+        self.backbone = ViTBackbone(
+            img_size=img_size, patch_size=patch_size, stride_size=stride_size,
+            num_cameras=num_cameras, camera_coe=camera_coe, embed_dim=embed_dim, depth=depth,
+            num_heads=num_heads, drop_path_rate=drop_path_rate, **vit_kwargs)
+        self.feature_dim = embed_dim
+        self.head = BNNeck(embed_dim, num_classes, test_feature)
+
+    def forward_global(self, x, modality=None, camid=None):
+        """Pre-BN global feature (B, D); video wrappers call this per frame."""
+        if x.dim() != 4:
+            raise ValueError('{} expects images (B, C, H, W), got shape {}; use a *_video_* '
+                             'model for clips'.format(type(self).__name__, tuple(x.shape)))
+        return self.backbone(x, camid)
+
+    def forward(self, x, modality=None, camid=None):
+        return self.head(self.forward_global(x, modality, camid))
+
+
+# timm_name: the ImageNet model whose weights pretrained=True downloads.
+VIT_ARCHS = {
+    'vit_base_reid': dict(embed_dim=768, depth=12, num_heads=12, img_size=(256, 128),
+                          timm_name='vit_base_patch16_224'),
+    'vit_small_reid': dict(embed_dim=384, depth=12, num_heads=6, img_size=(256, 128),
+                           timm_name='vit_small_patch16_224'),
+    # CPU demo / tests: no ImageNet weights exist for it.
+    'vit_tiny_reid': dict(embed_dim=96, depth=4, num_heads=4, img_size=(128, 64),
+                          timm_name=None),
+}
+
+
+def build_vit_reid(arch, num_classes, pretrained=True, img_size=None, stride_size=16,
+                   num_cameras=0, camera_coe=3.0, drop_path_rate=0.1, pretrained_path='',
+                   test_feature='bn'):
+    """Build ``VIT_ARCHS[arch]`` and load its weights.
+
+    A non-empty ``pretrained_path`` is always loaded (an explicit file is an
+    explicit request); otherwise ``pretrained`` downloads timm's ImageNet weights.
+    """
+    cfg = dict(VIT_ARCHS[arch])
+    timm_name = cfg.pop('timm_name')
+    default_size = cfg.pop('img_size')
+    model = ViTReID(num_classes, img_size=tuple(img_size or default_size),
+                    stride_size=stride_size, num_cameras=num_cameras, camera_coe=camera_coe,
+                    drop_path_rate=drop_path_rate, test_feature=test_feature, **cfg)
+    if pretrained or pretrained_path:
+        load_pretrained(model.backbone, timm_name, pretrained_path, arch=arch)
+    return model
+
+
+# torchreid calls builders as builder(num_classes=, loss=, pretrained=, use_gpu=);
+# loss and use_gpu do not change the model (device placement is the engine's job).
+@MODELS.register('vit_base_reid')
+def vit_base_reid(num_classes, loss='softmax', pretrained=True, use_gpu=True, **kwargs):
+    return build_vit_reid('vit_base_reid', num_classes, pretrained, **kwargs)
+
+
+@MODELS.register('vit_small_reid')
+def vit_small_reid(num_classes, loss='softmax', pretrained=True, use_gpu=True, **kwargs):
+    return build_vit_reid('vit_small_reid', num_classes, pretrained, **kwargs)
+
+
+@MODELS.register('vit_tiny_reid')
+def vit_tiny_reid(num_classes, loss='softmax', pretrained=True, use_gpu=True, **kwargs):
+    return build_vit_reid('vit_tiny_reid', num_classes, pretrained, **kwargs)
