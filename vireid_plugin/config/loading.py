@@ -12,6 +12,7 @@ import re
 import yaml
 from yacs.config import CfgNode as CN
 
+from ..data.transforms import check_transform_names
 from .defaults import get_default_config
 
 BASE_KEY = '_BASE_'
@@ -124,6 +125,10 @@ def check_config(cfg):
         if cfg[sec][name] not in allowed:
             raise ConfigError('config key {!r} must be one of {}, got {!r}'.format(
                 key, allowed, cfg[sec][name]))
+    try:
+        check_transform_names(cfg.data.transforms)
+    except ValueError as exc:
+        raise ConfigError('data.transforms: {}'.format(exc)) from None
     if cfg.sysu.shots < 1:
         raise ConfigError('sysu.shots must be >= 1, got {}'.format(cfg.sysu.shots))
 

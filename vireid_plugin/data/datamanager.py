@@ -9,6 +9,7 @@ import torch
 from .. import compat
 from .datasets.options import set_dataset_options
 from .sampler import CrossModalIdentitySampler
+from .transforms import add_plugin_transforms
 
 CROSS_MODAL_SAMPLER = 'CrossModalIdentitySampler'
 
@@ -20,6 +21,11 @@ class _CrossModalLoaders:
         self._seed = seed
         # torchreid only knows its own names; it builds a loader we then re-sample.
         return 'RandomSampler' if self._want_cross_modal else train_sampler
+
+    def _add_plugin_transforms(self, names):
+        names = [names] if isinstance(names, str) else list(names or [])
+        self.transform_tr = add_plugin_transforms(self.transform_tr, names)
+        self.train_loader.dataset.transform = self.transform_tr
 
     def _resample_train_loader(self, batch_size, num_instances, workers):
         if not self._want_cross_modal:
@@ -43,17 +49,23 @@ class _CrossModalLoaders:
 
 class CrossModalImageDataManager(_CrossModalLoaders, compat.ImageDataManager):
     def __init__(self, train_sampler=CROSS_MODAL_SAMPLER, dataset_options=None, seed=None,
-                 batch_size_train=32, num_instances=4, workers=4, **kwargs):
+                 batch_size_train=32, num_instances=4, workers=4,
+                 transforms='random_flip', **kwargs):
         sampler = self._setup(train_sampler, dataset_options, seed)
         super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
-                         num_instances=num_instances, workers=workers, **kwargs)
+                         num_instances=num_instances, workers=workers,
+                         transforms=transforms, **kwargs)
+        self._add_plugin_transforms(transforms)
         self._resample_train_loader(batch_size_train, num_instances, workers)
 
 
 class CrossModalVideoDataManager(_CrossModalLoaders, compat.VideoDataManager):
     def __init__(self, train_sampler=CROSS_MODAL_SAMPLER, dataset_options=None, seed=None,
-                 batch_size_train=32, num_instances=4, workers=4, **kwargs):
+                 batch_size_train=32, num_instances=4, workers=4,
+                 transforms='random_flip', **kwargs):
         sampler = self._setup(train_sampler, dataset_options, seed)
         super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
-                         num_instances=num_instances, workers=workers, **kwargs)
+                         num_instances=num_instances, workers=workers,
+                         transforms=transforms, **kwargs)
+        self._add_plugin_transforms(transforms)
         self._resample_train_loader(batch_size_train, num_instances, workers)

@@ -340,7 +340,7 @@ def _sysu_cameras(rng, test_ids, no_indoor, ids, keep_prob):
     return cams
 
 
-def make_sysu_mm01(root, seed=0, num_train=64, num_val=8, num_test=16, images_per_cam=4,
+def make_sysu_mm01(root, seed=0, num_train=128, num_val=16, num_test=32, images_per_cam=3,
                    num_no_indoor=None, keep_prob=0.75, size=DEFAULT_SIZE, overwrite=False):
     """Write ``<root>/SYSU-MM01`` (cam1..cam6/<pid4>/<nnnn>.jpg + exp/*.txt); returns its path.
 

@@ -48,6 +48,7 @@ class CrossModalEngine(compat.Engine):
         self.workers = workers
         self.last_results = {}
         self.initial_results = None
+        self._stage = 'evaluation'  # recorded with each result: untrained / evaluation
 
     # ---- training -------------------------------------------------------
     def parse_data_for_train(self, data):
@@ -131,8 +132,7 @@ class CrossModalEngine(compat.Engine):
                                 sum(m.num_trials for m in modes), time.time() - extracted))
         self.last_results[name] = rows
         append_results(save_dir, {'dataset': name, 'epoch': int(self.epoch),
-                                  'trained': self.initial_results is not None
-                                  or not self.eval_before_train, 'rows': rows})
+                                  'stage': self._stage, 'rows': rows})
         return rows
 
     # ---- run / checkpoints ----------------------------------------------
@@ -141,7 +141,9 @@ class CrossModalEngine(compat.Engine):
                        if k in kwargs}
         if self.eval_before_train and not test_only and max_epoch > start_epoch:
             print('=> Evaluating the model before training')
+            self._stage = 'untrained'
             self.test(save_dir=save_dir, **test_kwargs)
+            self._stage = 'evaluation'
             self.initial_results = {k: [dict(r) for r in v] for k, v in self.last_results.items()}
         super().run(save_dir=save_dir, max_epoch=max_epoch, start_epoch=start_epoch,
                     test_only=test_only, **kwargs)
