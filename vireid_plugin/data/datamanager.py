@@ -15,6 +15,18 @@ CROSS_MODAL_SAMPLER = 'CrossModalIdentitySampler'
 
 
 class _CrossModalLoaders:
+    """Placed before torchreid's manager in the MRO; its __init__ wraps torchreid's."""
+
+    def __init__(self, train_sampler=CROSS_MODAL_SAMPLER, dataset_options=None, seed=None,
+                 batch_size_train=32, num_instances=4, workers=4,
+                 transforms='random_flip', **kwargs):
+        sampler = self._setup(train_sampler, dataset_options, seed)
+        super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
+                         num_instances=num_instances, workers=workers,
+                         transforms=transforms, **kwargs)
+        self._add_plugin_transforms(transforms)
+        self._resample_train_loader(batch_size_train, num_instances, workers)
+
     def _setup(self, train_sampler, dataset_options, seed):
         set_dataset_options(**(dataset_options or {}))
         self._want_cross_modal = train_sampler == CROSS_MODAL_SAMPLER
@@ -48,24 +60,8 @@ class _CrossModalLoaders:
 
 
 class CrossModalImageDataManager(_CrossModalLoaders, compat.ImageDataManager):
-    def __init__(self, train_sampler=CROSS_MODAL_SAMPLER, dataset_options=None, seed=None,
-                 batch_size_train=32, num_instances=4, workers=4,
-                 transforms='random_flip', **kwargs):
-        sampler = self._setup(train_sampler, dataset_options, seed)
-        super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
-                         num_instances=num_instances, workers=workers,
-                         transforms=transforms, **kwargs)
-        self._add_plugin_transforms(transforms)
-        self._resample_train_loader(batch_size_train, num_instances, workers)
+    """torchreid's ImageDataManager with the cross-modal sampler and dataset options."""
 
 
 class CrossModalVideoDataManager(_CrossModalLoaders, compat.VideoDataManager):
-    def __init__(self, train_sampler=CROSS_MODAL_SAMPLER, dataset_options=None, seed=None,
-                 batch_size_train=32, num_instances=4, workers=4,
-                 transforms='random_flip', **kwargs):
-        sampler = self._setup(train_sampler, dataset_options, seed)
-        super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
-                         num_instances=num_instances, workers=workers,
-                         transforms=transforms, **kwargs)
-        self._add_plugin_transforms(transforms)
-        self._resample_train_loader(batch_size_train, num_instances, workers)
+    """torchreid's VideoDataManager (tracklets) with the cross-modal sampler."""

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ... import compat
+from ..eval_split import EvalMode
 from ..frames import sample_frame_indices
 from ..io import read_image
 
@@ -39,10 +40,22 @@ class CrossModalMixin:
 
     #: metric protocol of ``vireid_plugin.metrics.evaluate_rank``
     protocol = 'regdb'
+    #: how result tables name the two modalities (RegDB says thermal)
+    modality_names = MODALITY_NAMES
 
     def eval_modes(self, matrix=False):
         """The evaluation modes: the registered one, or with ``matrix`` every mode."""
         raise NotImplementedError
+
+    def direction_modes(self, query_modalities):
+        """One mode per query modality: its pool items searched among the other modality's."""
+        modality = np.array([it[4] for it in self._test_pool])
+        names = self.modality_names
+        return [EvalMode(name='{}->{}'.format(names[q], names[1 - q]),
+                         metric=self.protocol,
+                         query=np.flatnonzero(modality == q).astype(np.int64),
+                         galleries=(np.flatnonzero(modality != q).astype(np.int64),))
+                for q in query_modalities]
 
     @property
     def test_pool(self):

@@ -206,13 +206,7 @@ class HITSZVCM(CrossModalVideoDataset):
 
     def eval_modes(self, matrix=False):
         """The registered direction, or with ``matrix`` both in paper order (I->V, V->I)."""
-        modality = np.array([it[4] for it in self._test_pool])
-        directions = (INFRARED, VISIBLE) if matrix else (self.query_modality,)
-        return [EvalMode(name='{}->{}'.format(MODALITY_NAMES[q], MODALITY_NAMES[1 - q]),
-                         metric=self.protocol,
-                         query=np.flatnonzero(modality == q).astype(np.int64),
-                         galleries=(np.flatnonzero(modality != q).astype(np.int64),))
-                for q in directions]
+        return self.direction_modes((INFRARED, VISIBLE) if matrix else (self.query_modality,))
 
     def show_summary(self):
         super().show_summary()

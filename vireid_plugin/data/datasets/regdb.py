@@ -61,6 +61,7 @@ class RegDB(CrossModalImageDataset):
     """RegDB, visible queries searched in the thermal gallery (the default direction)."""
 
     dataset_dir = 'RegDB'
+    modality_names = MODALITY_NAMES
     protocol = 'regdb'
     query_modality = VISIBLE
 
@@ -141,13 +142,7 @@ class RegDB(CrossModalImageDataset):
 
     def eval_modes(self, matrix=False):
         """The registered direction, or with ``matrix`` both in paper order (V->T, T->V)."""
-        modality = np.array([it[4] for it in self._test_pool])
-        directions = (VISIBLE, INFRARED) if matrix else (self.query_modality,)
-        return [EvalMode(name='{}->{}'.format(MODALITY_NAMES[q], MODALITY_NAMES[1 - q]),
-                         metric=self.protocol,
-                         query=np.flatnonzero(modality == q).astype(np.int64),
-                         galleries=(np.flatnonzero(modality != q).astype(np.int64),))
-                for q in directions]
+        return self.direction_modes((VISIBLE, INFRARED) if matrix else (self.query_modality,))
 
     def show_summary(self):
         super().show_summary()
