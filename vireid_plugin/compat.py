@@ -5,7 +5,6 @@ PyPI's ``torchreid`` 0.2.5 ships the library under ``torchreid.reid.*`` (and
 ``torchreid.*``. Everything else in the plugin imports torchreid through here.
 """
 import importlib
-import types
 
 __all__ = [
     'layout', 'data', 'datasets', 'datamanager', 'models', 'engine', 'utils',

@@ -26,6 +26,10 @@ class PretrainedWeightsError(RuntimeError):
     """A checkpoint could not be downloaded, read, or does not fit the model."""
 
 
+class PretrainedFileNotFoundError(PretrainedWeightsError, FileNotFoundError):
+    """``model.pretrained_path`` names no file."""
+
+
 def load_pretrained(backbone, timm_name=None, pretrained_path='', arch=''):
     """Load ``pretrained_path`` if set, else timm's ImageNet weights for ``timm_name``.
 
@@ -58,7 +62,7 @@ def read_checkpoint(path):
     """Flat {name: tensor} from a .pth/.pth.tar/.bin/.safetensors file (torch weights_only)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError('pretrained checkpoint not found: {} (check {})'.format(
+        raise PretrainedFileNotFoundError('pretrained checkpoint not found: {} (check {})'.format(
             path, PATH_KEY))
     try:
         # timm unwraps 'state_dict'/'model' and strips 'module.'; weights_only for safety.
@@ -80,7 +84,7 @@ def load_checkpoint(backbone, path):
     path = os.fspath(path)
     if path.lower().endswith('.npz'):
         if not os.path.isfile(path):
-            raise FileNotFoundError('pretrained checkpoint not found: {} (check {})'.format(
+            raise PretrainedFileNotFoundError('pretrained checkpoint not found: {} (check {})'.format(
                 path, PATH_KEY))
         try:
             # timm's JAX loader maps the npz names and resamples the pos embed itself.

@@ -51,3 +51,24 @@ def print_modality_summary(dataset):
         vis, ir = modality_counts(getattr(dataset, subset))
         print('  {:8s} | {:9d} | {:10d}'.format(subset, vis, ir))
     print('  ----------------------------------------')
+
+
+def line_error(path, lineno, problem):
+    """Bad content: the user needs the file and 1-based line to fix."""
+    return DatasetNotFoundError('{}, line {}: {}'.format(path, lineno, problem))
+
+
+class ExistingFiles:
+    """``isfile`` by listing each folder once (thousands of files, few folders)."""
+
+    def __init__(self):
+        self._listing = {}
+
+    def __call__(self, path):
+        folder, name = osp.split(path)
+        if folder not in self._listing:
+            try:
+                self._listing[folder] = frozenset(os.listdir(folder))
+            except OSError:
+                self._listing[folder] = frozenset()
+        return name in self._listing[folder]

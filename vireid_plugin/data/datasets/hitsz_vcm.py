@@ -17,14 +17,11 @@ direction uses one set as query and the other as gallery (MITML test.py).
 import os.path as osp
 import re
 
-import numpy as np
-
 from ...registry import VIDEO_DATASETS
-from ..eval_split import EvalMode
 from .base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalVideoDataset
-from .common import DatasetNotFoundError, dataset_error, print_modality_summary
+from .common import (DatasetNotFoundError, ExistingFiles, dataset_error, line_error,
+                     print_modality_summary)
 from .options import dataset_option
-from .regdb import ExistingFiles, line_error
 
 LAYOUT = ('  <root>/HITSZ-VCM/info/{train_name,test_name,track_train_info,track_test_info,'
           'query_IDX}.txt   (or <root> = the HITSZ-VCM folder)\n'

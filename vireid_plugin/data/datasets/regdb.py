@@ -11,15 +11,13 @@ trains one model per trial and averages the ten results
 (mangye16/Cross-Modal-Re-ID-baseline test.py), so an instance scores one
 gallery: all test images of the other modality, no camera filtering.
 """
-import os
 import os.path as osp
 
 import numpy as np
 
 from ...registry import IMAGE_DATASETS
-from ..eval_split import EvalMode
 from .base import INFRARED, VISIBLE, CrossModalImageDataset
-from .common import DatasetNotFoundError, dataset_error, print_modality_summary
+from .common import ExistingFiles, dataset_error, line_error, print_modality_summary
 
 NUM_TRIALS = 10
 MODALITY_NAMES = ('visible', 'thermal')
@@ -33,27 +31,6 @@ OBTAIN = ('request RegDB ("DBPerson-Recog-DB1") from Dongguk University; the idx
           'files come with https://github.com/mangye16/Cross-Modal-Re-ID-baseline. '
           'A RegDB-shaped synthetic demo: '
           'python scripts/main.py --config-file configs/demo_regdb.yaml')
-
-
-def line_error(path, lineno, problem):
-    """Bad content: the user needs the file and 1-based line to fix."""
-    return DatasetNotFoundError('{}, line {}: {}'.format(path, lineno, problem))
-
-
-class ExistingFiles:
-    """``isfile`` by listing each folder once (thousands of files, few folders)."""
-
-    def __init__(self):
-        self._listing = {}
-
-    def __call__(self, path):
-        folder, name = osp.split(path)
-        if folder not in self._listing:
-            try:
-                self._listing[folder] = frozenset(os.listdir(folder))
-            except OSError:
-                self._listing[folder] = frozenset()
-        return name in self._listing[folder]
 
 
 @IMAGE_DATASETS.register('regdb')
