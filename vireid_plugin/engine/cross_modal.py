@@ -51,6 +51,14 @@ class CrossModalEngine(compat.Engine):
         self._stage = 'evaluation'  # recorded with each result: untrained / evaluation
 
     # ---- training -------------------------------------------------------
+    def train(self, print_freq=10, fixbase_epoch=0, open_layers=None):
+        # a seeded sampler repeats its order unless told the epoch (as DistributedSampler)
+        sampler = getattr(self.train_loader, 'sampler', None)
+        if hasattr(sampler, 'set_epoch'):
+            sampler.set_epoch(self.epoch)
+        return super().train(print_freq=print_freq, fixbase_epoch=fixbase_epoch,
+                             open_layers=open_layers)
+
     def parse_data_for_train(self, data):
         pids = data['pid']
         batch = {'pid': pids, 'camid': data['camid'],
