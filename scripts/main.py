@@ -43,6 +43,25 @@ def build_parser():
     return p
 
 
+class TeeLogger(compat.utils.Logger):
+    """torchreid's console + file logger, except that closing it leaves the console open."""
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def user_message(exc):
+    """One line for the user: an error re-raised from a DataLoader worker carries the
+    worker's whole traceback in its message; its last line is the original message."""
+    msg = str(exc)
+    if 'Original Traceback' in msg:
+        last = [line for line in msg.splitlines() if line.strip()][-1]
+        msg = last.split(': ', 1)[-1] if last.startswith(type(exc).__name__) else last
+    return msg
+
+
 def num_cameras_of(datamanager):
     """Camera-embedding size: every camid that training or testing can feed the model."""
     camids = {it[2] for it in datamanager.train_set.train}
@@ -56,7 +75,7 @@ def num_cameras_of(datamanager):
 def run(cfg):
     compat.utils.set_random_seed(cfg.train.seed)
     log_name = 'test.log' if cfg.test.evaluate else 'train.log'
-    sys.stdout = compat.utils.Logger(os.path.join(
+    sys.stdout = TeeLogger(os.path.join(
         cfg.data.save_dir, log_name + time.strftime('-%Y-%m-%d-%H-%M-%S')))
     print('Config:\n{}'.format(cfg))
     use_gpu = cfg.use_gpu and torch.cuda.is_available()
@@ -102,13 +121,18 @@ def run(cfg):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    stdout = sys.stdout
     try:
         cfg = load_config(args.config_file, args.opts or (), sources=args.sources,
                           targets=args.targets, root=args.root, transforms=args.transforms)
         run(cfg)
     except USER_ERRORS as exc:
-        print('error: {}'.format(exc), file=sys.__stderr__)
+        print('error: {}'.format(user_message(exc)), file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
+    finally:
+        if sys.stdout is not stdout:
+            sys.stdout.close()
+            sys.stdout = stdout
     return 0
 
 

@@ -1,0 +1,278 @@
+"""Error paths of scripts/main.py: one ``error: ...`` on stderr, exit 2 (config) or 1 (data).
+
+The CLI runs in-process (``main(argv)``); it prints errors on ``sys.__stderr__``
+(fd 2, hence ``capfd``) and swaps ``sys.stdout`` for torchreid's Logger, which
+``monkeypatch`` puts back after each test.
+"""
+import importlib.util
+import os
+import shutil
+import sys
+
+import pytest
+import torch
+
+from vireid_plugin.data.synthetic import make_sysu_mm01
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
+DEMO_COMMAND = 'python scripts/main.py --config-file configs/demo.yaml'
+
+
+@pytest.fixture(scope='module')
+def cli():
+    spec = importlib.util.spec_from_file_location('vireid_cli_main_for_tests',
+                                                  os.path.join(REPO, 'scripts', 'main.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def tiny_tree(tmp_path_factory):
+    """A small synthetic SYSU-MM01 (5 train ids, 1 image per (id, camera)); returns the root."""
+    root = str(tmp_path_factory.mktemp('sysu_root'))
+    make_sysu_mm01(root, num_train=4, num_val=1, num_test=2, images_per_cam=1, size=(64, 32))
+    return root
+
+
+@pytest.fixture
+def run_cli(cli, capfd):
+    """Run main(argv); returns (exit code, stderr text)."""
+    def call(argv):
+        capfd.readouterr()
+        rc = cli.main([str(a) for a in argv])
+        sys.__stderr__.flush()
+        return rc, capfd.readouterr().err
+    return call
+
+
+def error_lines(err):
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def assert_one_line_error(err):
+    lines = error_lines(err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith('error: '), err
+    assert 'Traceback' not in err
+    return lines[0]
+
+
+def fast_args(tmp_path, root, *extra):
+    """Demo config made cheap: small images, no worker processes, a tmp save_dir."""
+    return ['--config-file', DEMO, '--root', root, 'data.save_dir', tmp_path / 'log',
+            'data.synthetic', 'False', 'data.workers', '0', 'data.height', '64',
+            'data.width', '32', 'train.batch_size', '8', 'test.eval_before_train', 'False',
+            'test.num_trials', '1'] + list(extra)
+
+
+# ---------------------------------------------------------------- config errors
+
+def test_unknown_key_in_config_file(tmp_path, run_cli):
+    path = tmp_path / 'bad.yaml'
+    path.write_text('model:\n  name: vit_tiny_reid\ntrain:\n  max_epok: 3\n')
+    rc, err = run_cli(['--config-file', path])
+    assert rc == 2
+    line = assert_one_line_error(err)
+    assert 'train.max_epok' in line
+    assert 'train.max_epoch' in line   # the close match
+    assert str(path) in line           # which file
+
+
+def test_unknown_key_on_command_line(tmp_path, run_cli):
+    rc, err = run_cli(['--config-file', DEMO, 'data.save_dir', tmp_path, 'test.eval_freqq', '2'])
+    assert rc == 2
+    line = assert_one_line_error(err)
+    assert 'test.eval_freqq' in line
+    assert 'test.eval_freq' in line.replace('test.eval_freqq', '')
+    assert 'command line' in line
+    assert not (tmp_path / 'train.log').exists() and os.listdir(tmp_path) == []
+
+
+def test_unknown_section_on_command_line(run_cli):
+    rc, err = run_cli(['trian.lr', '0.1'])
+    assert rc == 2
+    line = assert_one_line_error(err)
+    assert 'trian.lr' in line
+    assert 'train.lr' in line.replace('trian.lr', '')
+
+
+@pytest.mark.parametrize('key,value', [('train.max_epoch', 'ten'), ('data.height', '[64]'),
+                                       ('test.ranks', '5')])
+def test_type_mismatch_on_command_line(run_cli, key, value):
+    rc, err = run_cli([key, value])
+    assert rc == 2
+    line = assert_one_line_error(err)
+    assert key in line
+
+
+def test_type_mismatch_in_config_file(tmp_path, run_cli):
+    path = tmp_path / 'bad.yaml'
+    path.write_text('data:\n  width: wide\n')
+    rc, err = run_cli(['--config-file', path])
+    assert rc == 2
+    line = assert_one_line_error(err)
+    assert 'data.width' in line and 'wide' in line
+
+
+def test_int_for_float_key_is_accepted(cli):
+    # ``warmup_epochs: 1`` means 1.0; yacs alone would refuse the int
+    cfg = cli.load_config(DEMO, ['train.warmup_epochs', '2', 'train.lr', '1'])
+    assert cfg.train.warmup_epochs == 2.0 and isinstance(cfg.train.lr, float)
+
+
+def test_missing_config_file(tmp_path, run_cli):
+    path = tmp_path / 'nope' / 'config.yaml'
+    rc, err = run_cli(['--config-file', path])
+    assert rc == 2
+    line = assert_one_line_error(err)
+    assert str(path) in line
+    assert not (tmp_path / 'nope').exists()
+
+
+def test_odd_number_of_overrides(run_cli):
+    rc, err = run_cli(['train.max_epoch', '3', 'train.lr'])
+    assert rc == 2
+    assert 'KEY VALUE' in assert_one_line_error(err)
+
+
+@pytest.mark.parametrize('where', ['flag', 'override'])
+def test_transforms_typo(run_cli, where):
+    argv = (['--transforms', 'random_flip', 'random_flp'] if where == 'flag'
+            else ['data.transforms', "['random_flip', 'random_flp']"])
+    rc, err = run_cli(['--config-file', DEMO] + argv)
+    assert rc == 2
+    line = assert_one_line_error(err)
+    assert 'random_flp' in line
+    assert 'random_flip' in line.replace('random_flp', '')  # the available names
+
+
+# ---------------------------------------------------------------- dataset errors
+
+def test_missing_dataset_root_without_synthetic(tmp_path, run_cli):
+    root = tmp_path / 'no_data_here'
+    rc, err = run_cli(fast_args(tmp_path, root))
+    assert rc == 1
+    lines = error_lines(err)
+    assert lines[0].startswith('error: ') and 'Traceback' not in err
+    assert str(root / 'SYSU-MM01') in err      # the path looked at
+    assert 'cam1' in err and 'exp' in err      # the expected layout
+    assert DEMO_COMMAND in err                 # how to try without the data
+    assert not root.exists()                   # nothing created
+
+
+def test_empty_dataset_root_stays_empty(tmp_path, run_cli):
+    root = tmp_path / 'empty'
+    root.mkdir()
+    rc, err = run_cli(fast_args(tmp_path, root))
+    assert rc == 1
+    assert str(root / 'SYSU-MM01') in err and DEMO_COMMAND in err
+    assert os.listdir(root) == []
+
+
+def test_dataset_root_without_exp(tmp_path, tiny_tree, run_cli):
+    root = tmp_path / 'data'
+    shutil.copytree(tiny_tree, root)
+    shutil.rmtree(root / 'SYSU-MM01' / 'exp')
+    rc, err = run_cli(fast_args(tmp_path, root))
+    assert rc == 1
+    assert error_lines(err)[0].startswith('error: ') and 'Traceback' not in err
+    assert str(root / 'SYSU-MM01' / 'exp' / 'train_id.txt') in err
+    assert DEMO_COMMAND in err
+
+
+def test_dataset_root_without_a_camera(tmp_path, tiny_tree, run_cli):
+    root = tmp_path / 'data'
+    shutil.copytree(tiny_tree, root)
+    shutil.rmtree(root / 'SYSU-MM01' / 'cam6')
+    rc, err = run_cli(fast_args(tmp_path, root))
+    assert rc == 1
+    assert str(root / 'SYSU-MM01' / 'cam6') in err and 'Traceback' not in err
+
+
+def _corrupt_one_train_ir_image(root):
+    """Replace the only infrared image of one training id by garbage bytes; return its path."""
+    folder = os.path.join(root, 'SYSU-MM01')
+    with open(os.path.join(folder, 'exp', 'train_id.txt')) as f:
+        train_ids = [int(t) for t in f.read().strip().split(',')]
+    for pid in train_ids:
+        ir = [os.path.join(folder, 'cam{}'.format(c), '{:04d}'.format(pid), name)
+              for c in (3, 6) if os.path.isdir(os.path.join(folder, 'cam{}'.format(c),
+                                                            '{:04d}'.format(pid)))
+              for name in os.listdir(os.path.join(folder, 'cam{}'.format(c),
+                                                  '{:04d}'.format(pid)))]
+        if len(ir) == 1:
+            with open(ir[0], 'wb') as f:
+                f.write(b'this is not a JPEG' * 10)
+            return ir[0]
+    raise AssertionError('no training id with a single infrared image')
+
+
+# with workers, torch re-raises the worker's ImageReadError with its whole traceback
+# as the message; the CLI must still print one line naming the file
+@pytest.mark.parametrize('workers', [0, 2])
+def test_unreadable_train_image(tmp_path, tiny_tree, run_cli, workers):
+    root = tmp_path / 'data'
+    shutil.copytree(tiny_tree, root)
+    bad = _corrupt_one_train_ir_image(str(root))
+    # one id per batch and one image per modality: every id, hence the bad image,
+    # is drawn in the first epoch
+    rc, err = run_cli(fast_args(tmp_path, root, 'train.max_epoch', '1', 'train.batch_size', '2',
+                                'sampler.num_instances', '1', 'data.workers', str(workers)))
+    assert rc == 1
+    line = assert_one_line_error(err)
+    assert bad in line
+    assert not os.path.exists(tmp_path / 'log' / 'model' / 'model.pth.tar-1')
+
+
+def test_main_restores_stdout(cli, tmp_path):
+    stdout = sys.stdout
+    rc = cli.main([str(a) for a in fast_args(tmp_path, str(tmp_path / 'missing'))])
+    assert rc == 1
+    assert sys.stdout is stdout and not stdout.closed
+
+
+# ---------------------------------------------------------------- checkpoint errors
+
+def test_resume_path_does_not_exist(tmp_path, tiny_tree, run_cli):
+    missing = tmp_path / 'model.pth.tar-7'
+    rc, err = run_cli(fast_args(tmp_path, tiny_tree, 'model.resume', missing))
+    assert rc == 1
+    line = assert_one_line_error(err)
+    assert str(missing) in line
+
+
+def test_load_weights_path_does_not_exist(tmp_path, tiny_tree, run_cli):
+    missing = tmp_path / 'weights.pth'
+    rc, err = run_cli(fast_args(tmp_path, tiny_tree, 'model.load_weights', missing,
+                                'test.evaluate', 'True'))
+    assert rc == 1
+    assert str(missing) in assert_one_line_error(err)
+
+
+@pytest.mark.parametrize('key', ['model.resume', 'model.load_weights'])
+def test_garbage_checkpoint(tmp_path, tiny_tree, run_cli, key):
+    path = tmp_path / 'garbage.pth.tar'
+    path.write_bytes(b'\x00\x01not a torch file' * 50)
+    rc, err = run_cli(fast_args(tmp_path, tiny_tree, key, path))
+    assert rc == 1
+    assert str(path) in assert_one_line_error(err)
+
+
+def test_resume_from_torch_file_that_is_not_a_training_checkpoint(tmp_path, tiny_tree, run_cli):
+    path = tmp_path / 'weights_only.pth'
+    torch.save({'some.weight': torch.zeros(3)}, str(path))   # no state_dict / epoch
+    rc, err = run_cli(fast_args(tmp_path, tiny_tree, 'model.resume', path))
+    assert rc == 1
+    line = assert_one_line_error(err)
+    assert str(path) in line and 'epoch' in line
+
+
+def test_load_weights_sharing_no_key_with_the_model(tmp_path, tiny_tree, run_cli):
+    path = tmp_path / 'other_model.pth'
+    torch.save({'state_dict': {'foo.bar': torch.zeros(3)}}, str(path))
+    rc, err = run_cli(fast_args(tmp_path, tiny_tree, 'model.load_weights', path,
+                                'test.evaluate', 'True'))
+    assert rc == 1
+    assert str(path) in assert_one_line_error(err)

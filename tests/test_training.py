@@ -1,0 +1,228 @@
+"""End-to-end runs of scripts/main.py on a small synthetic SYSU-MM01 (CPU, in-process).
+
+One 2-epoch training run (module fixture) is shared: the tests read its
+results.json, log and checkpoints, resume from it, and evaluate its checkpoint.
+"""
+import glob
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from vireid_plugin.data.synthetic import make_sysu_mm01
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
+MODES = ['all-search single-shot', 'all-search multi-shot', 'indoor-search single-shot',
+         'indoor-search multi-shot']
+IMAGES_PER_CAM = 3
+
+
+def load_cli():
+    spec = importlib.util.spec_from_file_location('vireid_cli_main_for_training_tests',
+                                                  os.path.join(REPO, 'scripts', 'main.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_main(cli, argv):
+    """main(argv) (it puts sys.stdout back itself, see test_cli.py)."""
+    return cli.main([str(a) for a in argv])
+
+
+def args(root, save_dir, *extra):
+    # 64x32 images with stride 8: a 7x3 token grid for the tiny ViT
+    return ['--config-file', DEMO, '--root', root, 'data.save_dir', save_dir,
+            'data.synthetic', 'False', 'data.workers', '0', 'data.height', '64',
+            'data.width', '32', 'vit.stride_size', '8', 'train.batch_size', '32',
+            'train.lr', '0.005', 'train.warmup_epochs', '0.5', 'train.print_freq', '1',
+            'test.num_trials', '3'] + list(extra)
+
+
+def read_results(save_dir):
+    with open(os.path.join(save_dir, 'results.json')) as f:
+        return json.load(f)
+
+
+def read_log(save_dir, prefix='train.log'):
+    paths = sorted(glob.glob(os.path.join(save_dir, prefix + '-*')))
+    assert paths, 'no {} in {}'.format(prefix, save_dir)
+    with open(paths[-1]) as f:
+        return f.read()
+
+
+def sha(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    # 2 shared cores: intra-op threads oversubscribe them (a 2-epoch run took 100 s
+    # with 2 threads next to another job, 3 s with 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def cli():
+    return load_cli()
+
+
+@pytest.fixture(scope='module')
+def sysu_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('sysu'))
+    make_sysu_mm01(root, num_train=48, num_val=2, num_test=16, images_per_cam=IMAGES_PER_CAM,
+                   size=(64, 32))
+    return root
+
+
+@pytest.fixture(scope='module')
+def trained(cli, sysu_root, tmp_path_factory):
+    """2 epochs with the untrained model scored first; returns (save_dir, results)."""
+    save_dir = str(tmp_path_factory.mktemp('train_log'))
+    rc = run_main(cli, args(sysu_root, save_dir, 'train.max_epoch', '2',
+                            'test.eval_before_train', 'True'))
+    assert rc == 0
+    return save_dir, read_results(save_dir)
+
+
+def final_row(results):
+    return results[-1]['rows'][0]
+
+
+# ---------------------------------------------------------------- (1) training helps
+
+def test_training_improves_map(trained):
+    save_dir, results = trained
+    assert len(results) == 2     # untrained, then the final test
+    before, after = results[0]['rows'][0], results[1]['rows'][0]
+    assert before['mode'] == after['mode'] == 'all-search single-shot'
+    for row in (before, after):
+        assert set(row) >= {'R1', 'R5', 'R10', 'R20', 'mAP', 'mINP'}
+        assert 0 <= row['mINP'] <= row['mAP'] <= 100
+        assert row['R1'] <= row['R5'] <= row['R10'] <= row['R20'] <= 100
+    assert after['mAP'] > before['mAP']
+
+
+def test_training_prints_the_table(trained):
+    save_dir, _ = trained
+    log = read_log(save_dir)
+    header = [line for line in log.splitlines() if line.startswith('| mode')]
+    assert len(header) == 2      # before and after training
+    cols = [c.strip() for c in header[0].strip('|').split('|')]
+    for col in ('R1', 'R5', 'R10', 'R20', 'mAP', 'mINP'):
+        assert col in cols
+    assert 'mAP before training' in log
+    assert os.path.isfile(os.path.join(save_dir, 'model', 'model.pth.tar-2'))
+    assert not os.path.exists(os.path.join(save_dir, 'model', 'model.pth.tar-1'))
+
+
+# ---------------------------------------------------------------- (2) resume
+
+def test_resume_continues_at_epoch_3(cli, sysu_root, trained, tmp_path, monkeypatch):
+    src, results = trained
+    save_dir = tmp_path / 'resumed'
+    shutil.copytree(src, save_dir)
+    ckpt2 = save_dir / 'model' / 'model.pth.tar-2'
+    digest = sha(ckpt2)
+    saved = torch.load(str(ckpt2), map_location='cpu', weights_only=True)
+    assert saved['epoch'] == 2
+
+    seen = {}
+    real_resume = cli.resume
+
+    def spy(path, model, optimizer=None, scheduler=None):
+        epoch = real_resume(path, model, optimizer, scheduler)
+        seen['state'] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        seen['epoch'] = epoch
+        return epoch
+    monkeypatch.setattr(cli, 'resume', spy)
+    for old in glob.glob(str(save_dir / 'train.log-*')):
+        os.remove(old)
+
+    rc = run_main(cli, args(sysu_root, save_dir, 'train.max_epoch', '3',
+                            'test.eval_before_train', 'True', 'model.resume', ckpt2))
+    assert rc == 0
+    assert seen['epoch'] == 2
+    # the model holds exactly the checkpoint's tensors after resuming
+    assert set(seen['state']) == set(saved['state_dict'])
+    for k, v in saved['state_dict'].items():
+        assert torch.equal(seen['state'][k], v), k
+
+    ckpt3 = save_dir / 'model' / 'model.pth.tar-3'
+    assert ckpt3.is_file()
+    assert torch.load(str(ckpt3), map_location='cpu', weights_only=True)['epoch'] == 3
+    assert not (save_dir / 'model' / 'model.pth.tar-1').exists()
+    assert sha(ckpt2) == digest            # epoch-2 checkpoint not rewritten
+    log = read_log(str(save_dir))
+    assert 'epoch: [3/3]' in log
+    assert 'epoch: [1/3]' not in log and 'epoch: [2/3]' not in log
+    # scored before the resumed training: the epoch-2 model, same numbers as the first run
+    after = read_results(str(save_dir))
+    assert len(after) == len(results) + 2
+    assert after[len(results)]['rows'][0]['mAP'] == final_row(results)['mAP']
+
+
+# ---------------------------------------------------------------- (3) test-only
+
+def test_evaluate_only_reproduces_final_map(cli, sysu_root, trained, tmp_path):
+    src, results = trained
+    save_dir = tmp_path / 'eval'
+    rc = run_main(cli, args(sysu_root, save_dir, 'test.evaluate', 'True',
+                            'model.load_weights', os.path.join(src, 'model', 'model.pth.tar-2')))
+    assert rc == 0
+    records = read_results(str(save_dir))
+    assert len(records) == 1
+    row, ref = records[0]['rows'][0], final_row(results)
+    assert row['mode'] == ref['mode']
+    for key in ('R1', 'R5', 'R10', 'R20', 'mAP', 'mINP'):
+        assert row[key] == ref[key], key
+    assert not (save_dir / 'model').exists()   # nothing trained, nothing saved
+    assert read_log(str(save_dir), 'test.log')
+
+
+# ---------------------------------------------------------------- (4) protocol matrix
+
+def _count_gallery_files(root, cams):
+    folder = os.path.join(root, 'SYSU-MM01')
+    with open(os.path.join(folder, 'exp', 'test_id.txt')) as f:
+        test_ids = [int(t) for t in f.read().strip().split(',')]
+    folders = [os.path.join(folder, 'cam{}'.format(c), '{:04d}'.format(pid))
+               for pid in test_ids for c in cams]
+    folders = [d for d in folders if os.path.isdir(d) and os.listdir(d)]
+    return len(folders), sum(len(os.listdir(d)) for d in folders)
+
+
+def test_protocol_matrix(cli, sysu_root, trained, tmp_path):
+    src, results = trained
+    save_dir = tmp_path / 'matrix'
+    rc = run_main(cli, args(sysu_root, save_dir, 'test.evaluate', 'True',
+                            'test.protocol_matrix', 'True',
+                            'model.load_weights', os.path.join(src, 'model', 'model.pth.tar-2')))
+    assert rc == 0
+    records = read_results(str(save_dir))
+    assert len(records) == 1
+    rows = {r['mode']: r for r in records[0]['rows']}
+    assert sorted(rows) == sorted(MODES)
+    # the registered mode is the same evaluation as without the matrix
+    assert rows['all-search single-shot']['mAP'] == final_row(results)['mAP']
+    # gallery sizes from the tree: single-shot = one image per (test id, RGB camera)
+    # folder; multi-shot draws min(10, n) per folder, i.e. all of our 3 per folder
+    for search, cams in (('all', (1, 2, 4, 5)), ('indoor', (1, 2))):
+        n_folders, n_files = _count_gallery_files(sysu_root, cams)
+        assert n_files == IMAGES_PER_CAM * n_folders
+        assert rows[search + '-search single-shot']['gallery'] == n_folders
+        assert rows[search + '-search multi-shot']['gallery'] == n_files
+    # the query set (every IR test image) is shared by the four modes
+    assert len({r['queries'] for r in rows.values()}) == 1
+    log = read_log(str(save_dir), 'test.log')
+    for mode in MODES:
+        assert mode in log
