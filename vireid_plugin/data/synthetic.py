@@ -471,7 +471,7 @@ def _render_tracklet(ident, infrared, rng, scene, length, size):
     return frames
 
 
-def make_hitsz_vcm(root, seed=0, flat=False, num_train=24, num_test=12, tracklets=(2, 3),
+def make_hitsz_vcm(root, seed=0, flat=False, num_train=64, num_test=24, tracklets=(3, 4),
                    lengths=(8, 24), min_len=12, num_cams=6, size=DEFAULT_SIZE, overwrite=False):
     """Write ``<root>/HITSZ-VCM`` (info/*.txt + <Train|Test>/<pid4>/<ir|rgb>/D<c>/<f>.jpg).
 
