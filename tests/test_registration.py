@@ -88,3 +88,41 @@ def test_compat_reports_missing_torchreid():
 
     with pytest.raises(ImportError, match='torchreid==0.2.5'):
         compat.resolve(nothing)
+
+
+def test_whole_plugin_on_the_upstream_layout(tmp_path):
+    """Upstream deep-person-reid serves torchreid.data, torchreid.models, ... and has no
+    torchreid.reid. Emulate it in a fresh interpreter: load the real modules, then hide
+    every torchreid.reid name and serve the same module objects under upstream names."""
+    from dataset_trees import write_sysu_tree
+    images = {(pid, cam): 2 for pid in (1, 2, 3, 4, 5, 6) for cam in (1, 3)}
+    write_sysu_tree(str(tmp_path), images, {'train': [1, 2, 3], 'val': [4], 'test': [5, 6]})
+    out = run_python('''
+import importlib, sys
+import sys, types
+import torchreid.reid  # the real code, imported under its PyPI names first
+real = {{n: m for n, m in sys.modules.items() if n.startswith('torchreid')}}
+for name in real:
+    del sys.modules[name]
+for name, module in real.items():
+    if name.startswith('torchreid.reid.'):  # torchreid.reid.data -> torchreid.data
+        sys.modules['torchreid.' + name[len('torchreid.reid.'):]] = module
+
+class HidePyPI:
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith('torchreid.reid'):
+            raise ImportError('upstream layout has no ' + name)
+sys.meta_path.insert(0, HidePyPI())
+top = types.ModuleType('torchreid')
+top.data, top.models = sys.modules['torchreid.data'], sys.modules['torchreid.models']
+sys.modules['torchreid'] = top
+
+import vireid_plugin
+from vireid_plugin import compat
+import torchreid.data, torchreid.models
+dm = torchreid.data.ImageDataManager(root={root!r}, sources='sysu_mm01', height=32, width=16,
+                                     batch_size_train=4, workers=0, use_gpu=False)
+m = torchreid.models.build_model('vit_tiny_reid', dm.num_train_pids, pretrained=False)
+print(compat.layout, 'modality' in next(iter(dm.train_loader)), type(m).__name__)
+'''.format(root=str(tmp_path)))
+    assert out.strip().splitlines()[-1] == 'upstream True ViTReID'
