@@ -1,0 +1,74 @@
+"""Every registered dataset name x every trial, on synthetic trees, against invariants
+read straight from the files on disk (not from the loaders)."""
+import os
+
+import pytest
+
+from vireid_plugin.data.datasets.options import set_dataset_options
+from vireid_plugin.data.synthetic import make_hitsz_vcm, make_regdb, make_sysu_mm01
+from vireid_plugin.registry import IMAGE_DATASETS, VIDEO_DATASETS
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('sweep'))
+    make_sysu_mm01(root, num_train=4, num_val=2, num_test=6, images_per_cam=3, size=(32, 16))
+    make_regdb(root, num_ids=8, images_per_id=2, size=(32, 16))
+    make_hitsz_vcm(root, num_train=3, num_test=3, size=(32, 16))
+    set_dataset_options()
+    yield root
+    set_dataset_options()
+
+
+def idx_lines(root, part, modality, trial):
+    with open(os.path.join(root, 'RegDB', 'idx', '{}_{}_{}.txt'.format(part, modality, trial))) as f:
+        return [line.split() for line in f if line.strip()]
+
+
+@pytest.mark.parametrize('name,query_mod', [('regdb', 0), ('regdb_t2v', 1)])
+@pytest.mark.parametrize('split_id', range(10))
+def test_regdb_every_trial(root, name, query_mod, split_id):
+    ds = IMAGE_DATASETS.get(name)(root=root, split_id=split_id, verbose=False)
+    trial = split_id + 1
+    files = {(p, m): idx_lines(root, p, m, trial) for p in ('train', 'test')
+             for m in ('visible', 'thermal')}
+    assert len(ds.train) == len(files['train', 'visible']) + len(files['train', 'thermal'])
+    assert {os.path.relpath(it[0], os.path.join(root, 'RegDB')) for it in ds.query} == \
+        {path for path, _ in files['test', ('visible', 'thermal')[query_mod]]}
+    assert {it[4] for it in ds.query} == {query_mod} and {it[4] for it in ds.gallery} == {1 - query_mod}
+    train_paths = {it[0] for it in ds.train}
+    assert not train_paths & {it[0] for it in ds.test_pool}   # train and test images disjoint
+    (mode,) = ds.eval_modes()
+    assert [ds.test_pool[i][4] for i in mode.query] == [query_mod] * len(ds.query)
+
+
+@pytest.mark.parametrize('name,cams', [('sysu_mm01', {0, 1, 3, 4}), ('sysu_mm01_indoor', {0, 1})])
+def test_sysu_every_trial(root, name, cams):
+    cls = IMAGE_DATASETS.get(name)
+    with open(os.path.join(root, 'SYSU-MM01', 'exp', 'test_id.txt')) as f:
+        test_ids = sorted(int(t) for t in f.read().strip().split(','))
+    # (id, camera) folders on disk in the gallery cameras = one image each per trial
+    folders = {(pid, cam - 1) for pid in test_ids for cam in range(1, 7)
+               if cam - 1 in cams and os.path.isdir(os.path.join(
+                   root, 'SYSU-MM01', 'cam{}'.format(cam), '{:04d}'.format(pid)))}
+    galleries = []
+    for split_id in range(10):
+        ds = cls(root=root, split_id=split_id, verbose=False)
+        keys = [(it[1], it[2]) for it in ds.gallery]
+        assert sorted(keys) == sorted(folders)          # exactly one per existing folder
+        assert {it[4] for it in ds.gallery} == {0} and {it[4] for it in ds.query} == {1}
+        galleries.append(tuple(it[0] for it in ds.gallery))
+        (mode,) = ds.eval_modes()
+        assert mode.num_trials == 10
+        assert tuple(ds.test_pool[i][0] for i in mode.galleries[split_id]) == galleries[-1]
+    assert len(set(galleries)) > 1                      # trials draw different galleries
+
+
+@pytest.mark.parametrize('name,query_mod', [('hitsz_vcm', 1), ('hitsz_vcm_v2i', 0)])
+def test_vcm_both_names(root, name, query_mod):
+    from torchvision import transforms as T
+    ds = VIDEO_DATASETS.get(name)(root=root, transform=T.ToTensor(), seq_len=4, verbose=False)
+    assert {it[4] for it in ds.query} == {query_mod} and {it[4] for it in ds.gallery} == {1 - query_mod}
+    assert all(len(it[0]) >= 12 for it in ds.train + ds.query + ds.gallery)
+    modes = ds.eval_modes(matrix=True)
+    assert [m.name for m in modes] == ['infrared->visible', 'visible->infrared']
