@@ -4,7 +4,6 @@ The CLI runs in-process (``main(argv)``); it prints errors on ``sys.__stderr__``
 (fd 2, hence ``capfd``) and swaps ``sys.stdout`` for torchreid's Logger, which
 ``monkeypatch`` puts back after each test.
 """
-import importlib.util
 import os
 import shutil
 import sys
@@ -17,15 +16,6 @@ from vireid_plugin.data.synthetic import make_sysu_mm01
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
 DEMO_COMMAND = 'python scripts/main.py --config-file configs/demo.yaml'
-
-
-@pytest.fixture(scope='module')
-def cli():
-    spec = importlib.util.spec_from_file_location('vireid_cli_main_for_tests',
-                                                  os.path.join(REPO, 'scripts', 'main.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')

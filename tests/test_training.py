@@ -5,7 +5,6 @@ results.json, log and checkpoints, resume from it, and evaluate its checkpoint.
 """
 import glob
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -20,14 +19,6 @@ DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
 MODES = ['all-search single-shot', 'all-search multi-shot', 'indoor-search single-shot',
          'indoor-search multi-shot']
 IMAGES_PER_CAM = 3
-
-
-def load_cli():
-    spec = importlib.util.spec_from_file_location('vireid_cli_main_for_training_tests',
-                                                  os.path.join(REPO, 'scripts', 'main.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_main(cli, argv):
@@ -69,11 +60,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope='module')
-def cli():
-    return load_cli()
 
 
 @pytest.fixture(scope='module')

@@ -5,7 +5,6 @@ model is scored first (test.eval_before_train), trained a few epochs, scored
 again with both directions (test.protocol_matrix). Trained mAP must beat the
 untrained one, and the clips the model sees must be (B, seq_len, 3, H, W).
 """
-import importlib.util
 import json
 import os
 import sys
@@ -19,16 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEQ_LEN, HEIGHT, WIDTH, BATCH = 4, 64, 32, 8
 
 
-def load_cli():
-    spec = importlib.util.spec_from_file_location('vireid_main_cli',
-                                                  os.path.join(REPO, 'scripts', 'main.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
-def video_run(tmp_path_factory, monkeypatch_module):
+def video_run(tmp_path_factory, monkeypatch_module, cli):
     tmp = tmp_path_factory.mktemp('video_run')
     root, save_dir = tmp / 'data', tmp / 'log'
     make_hitsz_vcm(str(root), num_train=8, num_test=6, tracklets=(2, 2), lengths=(6, 10),
@@ -43,7 +34,6 @@ def video_run(tmp_path_factory, monkeypatch_module):
         return forward(self, x, *args, **kwargs)
     monkeypatch_module.setattr(TemporalAvgReID, 'forward', spy)
 
-    cli = load_cli()
     stdout = sys.stdout   # run() swaps in torchreid's Logger
     try:
         rc = cli.main([
