@@ -31,6 +31,18 @@ def dataset_error(name, problem, path, layout, obtain):
     return DatasetNotFoundError('\n'.join(lines))
 
 
+def locate_dataset(root, folder, markers):
+    """``<root>/<folder>`` (torchreid's convention), else ``root`` itself when it holds
+    one of the ``markers`` sub-folders (the user pointed at the dataset folder); None
+    when neither, so the caller raises its dataset's own error."""
+    nested = os.path.join(root, folder)
+    if os.path.isdir(nested):
+        return nested
+    if any(os.path.isdir(os.path.join(root, m)) for m in markers):
+        return root
+    return None
+
+
 def list_images(folder):
     """Sorted image file names of ``folder`` (hidden and non-image files ignored)."""
     return sorted(f for f in os.listdir(folder)

@@ -20,7 +20,7 @@ import re
 from ...registry import VIDEO_DATASETS
 from .base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalVideoDataset
 from .common import (DatasetNotFoundError, ExistingFiles, dataset_error, line_error,
-                     print_modality_summary)
+                     locate_dataset, print_modality_summary)
 from .options import dataset_option
 
 LAYOUT = ('  <root>/HITSZ-VCM/info/{train_name,test_name,track_train_info,track_test_info,'
@@ -89,12 +89,11 @@ class HITSZVCM(CrossModalVideoDataset):
     @classmethod
     def _locate(cls, root):
         """``<root>/HITSZ-VCM``, or ``root`` itself when it is that folder."""
-        nested = osp.join(root, cls.dataset_dir)
-        if not osp.isdir(nested) and osp.isdir(osp.join(root, 'info')):
-            return root
-        if not osp.isdir(nested):
-            raise dataset_error('HITSZ-VCM', 'dataset folder not found', nested, LAYOUT, OBTAIN)
-        return nested
+        found = locate_dataset(root, cls.dataset_dir, ('info',))
+        if found is None:
+            raise dataset_error('HITSZ-VCM', 'dataset folder not found',
+                                osp.join(root, cls.dataset_dir), LAYOUT, OBTAIN)
+        return found
 
     def _tracklets(self, split, track_file, name_file):
         """Item 5-tuples of one split, one per track row in file order, and their line numbers."""

@@ -17,7 +17,8 @@ import numpy as np
 
 from ...registry import IMAGE_DATASETS
 from .base import INFRARED, VISIBLE, CrossModalImageDataset
-from .common import ExistingFiles, dataset_error, line_error, print_modality_summary
+from .common import (ExistingFiles, dataset_error, line_error, locate_dataset,
+                     print_modality_summary)
 
 NUM_TRIALS = 10
 MODALITY_NAMES = ('visible', 'thermal')
@@ -78,12 +79,11 @@ class RegDB(CrossModalImageDataset):
     @classmethod
     def _locate(cls, root):
         """``<root>/RegDB``, or ``root`` itself when it is the RegDB folder."""
-        nested = osp.join(root, cls.dataset_dir)
-        if not osp.isdir(nested) and osp.isdir(osp.join(root, 'idx')):
-            return root
-        if not osp.isdir(nested):
-            raise dataset_error('RegDB', 'dataset folder not found', nested, LAYOUT, OBTAIN)
-        return nested
+        found = locate_dataset(root, cls.dataset_dir, ('idx',))
+        if found is None:
+            raise dataset_error('RegDB', 'dataset folder not found',
+                                osp.join(root, cls.dataset_dir), LAYOUT, OBTAIN)
+        return found
 
     def _read_idx(self, path):
         """[(absolute image path, label, line number)] of one idx file."""

@@ -29,7 +29,7 @@ import numpy as np
 from ...registry import IMAGE_DATASETS
 from ..eval_split import EvalMode
 from .base import INFRARED, VISIBLE, CrossModalImageDataset
-from .common import dataset_error, list_images, print_modality_summary
+from .common import dataset_error, list_images, locate_dataset, print_modality_summary
 from .options import dataset_option
 
 NAME = 'SYSU-MM01'
@@ -66,12 +66,11 @@ def _perm_error(problem, path):
 
 def locate(root):
     """The SYSU-MM01 folder: ``<root>/SYSU-MM01`` (torchreid convention) or ``root`` itself."""
-    nested = osp.join(root, NAME)
-    if osp.isdir(nested):  # then a missing part inside it is reported by name
-        return nested
-    if osp.isdir(osp.join(root, 'exp')) or osp.isdir(osp.join(root, 'cam1')):
-        return root
-    raise _error('dataset folder not found (also looked at {})'.format(root), nested)
+    found = locate_dataset(root, NAME, ('exp', 'cam1'))
+    if found is None:
+        raise _error('dataset folder not found (also looked at {})'.format(root),
+                     osp.join(root, NAME))
+    return found
 
 
 def read_ids(path):
