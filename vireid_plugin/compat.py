@@ -5,6 +5,7 @@ PyPI's ``torchreid`` 0.2.5 ships the library under ``torchreid.reid.*`` (and
 ``torchreid.*``. Everything else in the plugin imports torchreid through here.
 """
 import importlib
+import warnings
 
 __all__ = [
     'layout', 'data', 'datasets', 'datamanager', 'models', 'engine', 'utils',
@@ -24,7 +25,11 @@ def resolve(import_module=importlib.import_module):
     errors = []
     for name, root in _LAYOUTS:
         try:
-            mods = {sub: import_module(root + '.' + sub) for sub in _SUBMODULES}
+            with warnings.catch_warnings():
+                # torchreid warns on import that its Cython ranking is not built; the
+                # plugin ranks with its own vectorised metric, so the notice is noise.
+                warnings.filterwarnings('ignore', message='Cython evaluation')
+                mods = {sub: import_module(root + '.' + sub) for sub in _SUBMODULES}
         except ImportError as exc:  # this layout is not the installed one
             errors.append('{}: {}'.format(root, exc))
             continue
