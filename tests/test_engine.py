@@ -74,3 +74,17 @@ def test_scheduler_steps_per_iteration_not_per_epoch():
     engine.train(print_freq=100)
     # one epoch = sampler.num_batches iterations; update_lr at epoch end adds nothing
     assert sched.last_epoch == sampler.num_batches
+
+
+def test_fixbase_trains_only_the_default_open_layers():
+    """torchreid's fixbase_epoch freezes all but train.open_layers; the default must
+    name the plugin models' head (torchreid's default 'classifier' does not exist)."""
+    from vireid_plugin.config import get_default_config
+    from vireid_plugin.models import build_model
+    model = build_model('vit_tiny_reid', 5, pretrained=False)
+    engine, _, _, _ = make_engine()
+    engine.model = model
+    engine.two_stepped_transfer_learning(0, 1, list(get_default_config().train.open_layers),
+                                         model=model)
+    trainable = {n.split('.')[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {'head'}

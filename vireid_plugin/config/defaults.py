@@ -78,9 +78,9 @@ def get_default_config():
     cfg.train.start_epoch = 0
     cfg.train.batch_size = 64
     cfg.train.fixbase_epoch = 0
-    cfg.train.open_layers = ['classifier']
+    cfg.train.open_layers = ['head']  # plugin models: BNNeck + classifier (torchreid: classifier)
     cfg.train.staged_lr = False
-    cfg.train.new_layers = ['classifier']
+    cfg.train.new_layers = ['head']
     cfg.train.base_lr_mult = 0.1
     cfg.train.lr_scheduler = 'warmup_cosine'  # plugin (per iteration); torchreid's: single_step, multi_step, cosine
     cfg.train.stepsize = [20]
