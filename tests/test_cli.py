@@ -138,6 +138,13 @@ def test_transforms_typo(run_cli, where):
     assert 'random_flip' in line.replace('random_flp', '')  # the available names
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='fp16 is valid on a GPU')
+def test_fp16_without_a_gpu(tmp_path, tiny_tree, run_cli):
+    rc, err = run_cli(fast_args(tmp_path, tiny_tree, 'train.amp', 'fp16', 'train.max_epoch', '1'))
+    assert rc == 2
+    assert 'train.amp' in assert_one_line_error(err)
+
+
 # ---------------------------------------------------------------- dataset errors
 
 def test_missing_dataset_root_without_synthetic(tmp_path, run_cli):

@@ -3,6 +3,8 @@ import contextlib
 
 import torch
 
+from ..config.loading import ConfigError
+
 
 class Precision:
     """``amp`` in auto/bf16/fp16/off resolved for a device.
@@ -17,9 +19,10 @@ class Precision:
         if amp == 'auto':
             amp = ('bf16' if torch.cuda.is_bf16_supported() else 'fp16') if on_gpu else 'off'
         if amp not in ('bf16', 'fp16', 'off'):
-            raise ValueError("train.amp must be auto, bf16, fp16 or off, got {!r}".format(amp))
+            raise ConfigError("train.amp must be auto, bf16, fp16 or off, got {!r}".format(amp))
         if amp == 'fp16' and not on_gpu:
-            raise ValueError('train.amp fp16 needs a CUDA device; use bf16 or off on CPU')
+            raise ConfigError('train.amp fp16 needs a CUDA device (none is in use); use bf16 '
+                              'or off on CPU')
         self.mode = amp
         self.device_type = device.type
         self.dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(amp)
