@@ -84,3 +84,19 @@ def test_shipped_configs_load(name):
         pytest.skip('{} not shipped yet'.format(name))
     cfg = load_config(path)
     assert cfg.model.name
+
+
+def test_real_recipe_builds_the_transreid_style_vit():
+    import os
+    from vireid_plugin.config import model_kwargs
+    from vireid_plugin.models import build_model
+    cfg = load_config(os.path.join(os.path.dirname(__file__), '..', 'configs', 'vit_sysu.yaml'),
+                      ['model.pretrained', 'False'])
+    model = build_model(cfg.model.name, 395, **model_kwargs(cfg, num_cameras=6))
+    backbone = model.backbone
+    # 256x128 input, 16x16 patches at stride 12: ((256-16)//12+1) x ((128-16)//12+1) = 21 x 10
+    assert backbone.patch_embed.grid_size == (21, 10)
+    assert backbone.pos_embed.shape == (1, 1 + 210, 768)
+    assert len(backbone.blocks) == 12 and backbone.sie_embed.shape == (6, 1, 768)
+    assert backbone.camera_coe == 3.0 and model.head.classifier.out_features == 395
+    assert cfg.train.batch_size % (2 * cfg.sampler.num_instances) == 0
