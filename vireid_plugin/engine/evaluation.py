@@ -96,3 +96,44 @@ def append_results(save_dir, record):
         json.dump(records, f, indent=2)
     os.replace(tmp, path)
     return path
+
+
+def final_rows(path):
+    """{(dataset, mode): row} of the last evaluation per dataset in one results.json."""
+    try:
+        with open(path) as f:
+            records = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError('cannot read results file {}: {}'.format(path, exc)) from None
+    last = {}
+    for rec in records if isinstance(records, list) else []:
+        if rec.get('stage') != 'untrained' and 'rows' in rec:
+            last[rec['dataset']] = rec['rows']
+    if not last:
+        raise ValueError('{} holds no evaluation of a trained model'.format(path))
+    return {(ds, row['mode']): row for ds, rows in last.items() for row in rows}
+
+
+def average_runs(paths):
+    """Mean and standard deviation of each metric over runs (e.g. RegDB's 10 trials).
+
+    Returns rows {'dataset', 'mode', 'runs', metric: mean, metric + '_std': std}; a
+    (dataset, mode) must be present in every file, else the runs are not comparable.
+    """
+    runs = [final_rows(p) for p in paths]
+    keys = list(runs[0])
+    for path, run in zip(paths, runs):
+        if set(run) != set(keys):
+            raise ValueError('{} scores {} but {} scores {}; average runs of the same '
+                             'datasets and modes'.format(paths[0], sorted(keys), path, sorted(run)))
+    out = []
+    for key in keys:
+        rows = [run[key] for run in runs]
+        metrics = [k for k in rows[0] if k.startswith('R') or k in ('mAP', 'mINP')]
+        row = {'dataset': key[0], 'mode': key[1], 'runs': len(rows)}
+        for m in metrics:
+            values = np.array([r[m] for r in rows], dtype=float)
+            row[m] = float(values.mean())
+            row[m + '_std'] = float(values.std())
+        out.append(row)
+    return out
