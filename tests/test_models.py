@@ -65,11 +65,20 @@ def test_video_contract_and_temporal_average():
     model.eval()
     with torch.no_grad():
         out = model(clips, camid=camid)
-        # Reference: each clip's frames through the image model on their own.
-        image = model.image_model
-        ref = torch.stack([image(clips[i], camid=camid[i].repeat(3)).mean(0) for i in range(2)])
+        # Reference: each clip's frames through the backbone on their own, averaged,
+        # then the (eval-mode, pre-BN) head is the identity.
+        ref = torch.stack([model.backbone(clips[i], camid[i].repeat(3)).mean(0)
+                           for i in range(2)])
     assert out.shape == (2, DIM)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_image_checkpoint_loads_into_the_video_model():
+    image = tiny(num_cameras=2)
+    video = tiny('vit_tiny_video_avg', num_cameras=2)
+    assert set(image.state_dict()) == set(video.state_dict())
+    video.load_state_dict(image.state_dict())
+    assert {name for name, _ in video.named_children()} == {'backbone', 'head'}
 
 
 def test_wrong_input_rank_is_rejected():

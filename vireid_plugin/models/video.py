@@ -1,4 +1,4 @@
-"""Video ReID by temporal average pooling over a per-frame image model."""
+"""Video ReID by temporal average pooling over a per-frame image backbone."""
 import torch.nn as nn
 
 from ..registry import MODELS
@@ -8,16 +8,19 @@ __all__ = ['TemporalAvgReID', 'vit_base_video_avg', 'vit_tiny_video_avg']
 
 
 class TemporalAvgReID(nn.Module):
-    """Run an image ReID model on (B*T, C, H, W), average pre-BN features over T.
+    """Run an image backbone on (B*T, C, H, W), average its features over T, then the head.
 
-    ``image_model`` must provide ``forward_global(x, modality, camid)`` (pre-BN
-    features) and ``head`` (BNNeck); the BNNeck then sees one feature per clip,
-    so the output contract is the image one: dict in train, (B, D) in eval.
+    Built from an image ReID model's ``backbone`` (``backbone(x, camid) -> (N, D)``)
+    and ``head`` (BNNeck), which become this model's own children: an image
+    checkpoint's keys load unchanged, and torchreid's ``open_layers``/``fixbase``
+    see ``backbone`` and ``head`` as they do for the image model. The head sees one
+    feature per clip, so the output contract is the image one.
     """
 
     def __init__(self, image_model):
         super().__init__()
-        self.image_model = image_model
+        self.backbone = image_model.backbone
+        self.head = image_model.head
         self.feature_dim = image_model.feature_dim
 
     def forward(self, x, modality=None, camid=None):
@@ -25,10 +28,10 @@ class TemporalAvgReID(nn.Module):
             raise ValueError('{} expects clips (B, T, C, H, W), got shape {}'.format(
                 type(self).__name__, tuple(x.shape)))
         b, t = x.shape[:2]
-        # Per-clip labels apply to each of its frames.
-        per_frame = [None if v is None else v.repeat_interleave(t) for v in (modality, camid)]
-        feat = self.image_model.forward_global(x.flatten(0, 1), *per_frame)
-        return self.image_model.head(feat.view(b, t, -1).mean(1))
+        # The clip's camera applies to each of its frames.
+        frame_camid = None if camid is None else camid.repeat_interleave(t)
+        feat = self.backbone(x.flatten(0, 1), frame_camid)
+        return self.head(feat.view(b, t, -1).mean(1))
 
 
 @MODELS.register('vit_base_video_avg')

@@ -106,7 +106,7 @@ class ViTReID(nn.Module):
         self.head = BNNeck(embed_dim, num_classes, test_feature)
 
     def forward_global(self, x, modality=None, camid=None):
-        """Pre-BN global feature (B, D); video wrappers call this per frame."""
+        """Pre-BN global feature (B, D) of images."""
         if x.dim() != 4:
             raise ValueError('{} expects images (B, C, H, W), got shape {}; use a *_video_* '
                              'model for clips'.format(type(self).__name__, tuple(x.shape)))
