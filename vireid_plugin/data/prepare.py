@@ -2,9 +2,10 @@
 import os.path as osp
 
 from ..registry import IMAGE_DATASETS, VIDEO_DATASETS
+from .synthetic import DATASET_DIRS, ensure_synthetic
 
 # dataset folder under the data root -> synthetic generator family
-SYNTHETIC_FAMILY = {'SYSU-MM01': 'sysu_mm01', 'RegDB': 'regdb', 'HITSZ-VCM': 'hitsz_vcm'}
+SYNTHETIC_FAMILY = {folder: family for family, folder in DATASET_DIRS.items()}
 
 
 def dataset_class(name):
@@ -21,7 +22,6 @@ def prepare_datasets(cfg):
     """
     if not cfg.data.synthetic:
         return []
-    from .synthetic import ensure_synthetic  # Pillow-heavy; only needed here
     made = []
     root = osp.abspath(osp.expanduser(cfg.data.root))
     for name in dict.fromkeys(list(cfg.data.sources) + list(cfg.data.targets)):
