@@ -88,3 +88,29 @@ def test_fixbase_trains_only_the_default_open_layers():
                                          model=model)
     trainable = {n.split('.')[0] for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {'head'}
+
+
+def test_bf16_autocast_step_keeps_fp32_weights_and_losses():
+    """The GPU default (bf16 autocast) exercised on CPU, where torch supports it too."""
+    from vireid_plugin.models import build_model
+    engine, _, _, _ = make_engine()
+    model = build_model('vit_tiny_reid', 4, pretrained=False, img_size=(32, 16), num_cameras=3)
+    engine.model = model
+    engine.optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    engine.scheduler = None  # the toy scheduler belongs to the toy optimizer
+    engine.precision = type(engine.precision)('bf16', 'cpu')
+    seen = {}
+
+    def spy(outputs, batch):
+        seen['dtype'] = outputs['logits'].dtype
+        return engine_criterion(outputs, batch)
+
+    engine_criterion, engine.criterion = engine.criterion, spy
+    data = {'img': torch.randn(8, 3, 32, 16), 'pid': torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]),
+            'camid': torch.tensor([0, 2] * 4), 'modality': torch.tensor([0, 1] * 4)}
+    before = model.head.classifier.weight.detach().clone()
+    summary = engine.forward_backward(data)
+    assert seen['dtype'] == torch.bfloat16          # the model ran under autocast
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(isinstance(v, float) and v == v for v in summary.values())   # finite floats
+    assert not torch.equal(before, model.head.classifier.weight)
