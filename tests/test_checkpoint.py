@@ -102,3 +102,27 @@ def test_warmup_cosine_values():
     assert lrs[2] == pytest.approx(1.0)
     assert lrs[7] == pytest.approx(0.5)          # halfway: (1 + cos(pi/2)) / 2
     assert lrs[12] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_checkpoint_written_by_torchreid_loads(tmp_path):
+    """torchreid's save_checkpoint stores rank1 as a numpy scalar (its #592 on torch >= 2.6)."""
+    model = small_model()
+    path = str(tmp_path / 'model.pth.tar-60')
+    torch.save({'state_dict': model.state_dict(), 'epoch': 60, 'rank1': np.float32(0.75),
+                'optimizer': None}, path)   # what torchreid writes, minus its optimizer
+    ckpt = load_checkpoint(path)
+    assert ckpt['rank1'] == pytest.approx(0.75)
+    other = small_model()
+    assert resume(path, other) == 60
+    assert torch.equal(other[0].weight, model[0].weight)
+
+
+class Payload:
+    """Any class: unpickling it could run code, so weights_only loading must refuse it."""
+
+
+def test_arbitrary_pickles_are_still_refused(tmp_path):
+    path = str(tmp_path / 'evil.pth')
+    torch.save({'state_dict': {}, 'payload': Payload()}, path)
+    with pytest.raises(CheckpointError, match='evil.pth'):
+        load_checkpoint(path)

@@ -9,6 +9,7 @@ loading error names the file and what was expected.
 import os
 import tempfile
 
+import numpy as np
 import torch
 
 
@@ -42,11 +43,21 @@ def save_checkpoint(state, path):
     return path
 
 
+def _numpy_scalar_types():
+    """The pickled classes of numpy scalars: plain data, so safe to allow. torchreid's own
+    checkpoints store rank1 as one, which weights_only loading otherwise refuses (#592)."""
+    core = getattr(np, '_core', None) or np.core
+    dtype_classes = {type(np.dtype(t)) for t in (np.float16, np.float32, np.float64,
+                                                   np.int32, np.int64, np.bool_)}
+    return [core.multiarray.scalar, np.dtype, *dtype_classes]
+
+
 def load_checkpoint(path):
     if not path or not os.path.isfile(path):
         raise CheckpointError('checkpoint file not found: {}'.format(path))
     try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+        with torch.serialization.safe_globals(_numpy_scalar_types()):
+            ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # corrupt file, pickle with foreign objects, not a torch file
         raise CheckpointError('cannot load checkpoint {}: {} (expected a file written by '
                               'torch.save holding tensors and plain values)'.format(
