@@ -212,3 +212,21 @@ def test_protocol_matrix(cli, sysu_root, trained, tmp_path):
     log = read_log(str(save_dir), 'test.log')
     for mode in MODES:
         assert mode in log
+
+
+# ---------------------------------------------------------------- torchreid's visrank / rerank
+
+def test_visrank_and_rerank_reach_the_cross_modal_evaluation(cli, sysu_root, trained, tmp_path):
+    src, results = trained
+    save_dir = tmp_path / 'vis'
+    rc = run_main(cli, args(sysu_root, save_dir, 'test.evaluate', 'True', 'test.visrank', 'True',
+                            'test.rerank', 'True', 'test.visrank_topk', '3',
+                            'model.load_weights', os.path.join(src, 'model', 'model.pth.tar-2')))
+    assert rc == 0
+    row = read_results(str(save_dir))[0]['rows'][0]
+    # torchreid's visualiser writes one ranked-list image per query of the first trial
+    images = os.listdir(save_dir / 'visrank_sysu_mm01')
+    assert len(images) == row['queries'] and all(n.endswith('.jpg') for n in images)
+    # k-reciprocal re-ranking was applied: the same model scores differently
+    plain = final_row(results)
+    assert any(row[k] != plain[k] for k in ('R1', 'R5', 'mAP', 'mINP'))

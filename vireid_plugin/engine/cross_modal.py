@@ -13,8 +13,10 @@ import torch
 
 from .. import compat
 from .checkpoint import save_checkpoint
-from .evaluation import append_results, extract_pool_features, format_table, score_modes
+from .evaluation import (append_results, extract_pool_features, format_table, score_modes,
+                         trial_distance)
 from .precision import Precision
+from .visualize import save_ranked_lists
 
 
 class CrossModalEngine(compat.Engine):
@@ -107,7 +109,7 @@ class CrossModalEngine(compat.Engine):
             dataset = self.test_loader[name]['query'].dataset
             if hasattr(dataset, 'eval_modes'):
                 rows = self.evaluate_cross_modal(name, dataset, dist_metric, normalize_feature,
-                                                 ranks, save_dir)
+                                                 ranks, save_dir, rerank, visrank, visrank_topk)
                 rank1, mAP = rows[0]['R1'] / 100, rows[0]['mAP'] / 100
             else:  # a torchreid single-modality dataset: torchreid's own evaluation
                 rank1, mAP = self._evaluate(
@@ -123,7 +125,8 @@ class CrossModalEngine(compat.Engine):
 
     @torch.no_grad()
     def evaluate_cross_modal(self, name, dataset, dist_metric='euclidean',
-                             normalize_feature=False, ranks=(1, 5, 10, 20), save_dir=''):
+                             normalize_feature=False, ranks=(1, 5, 10, 20), save_dir='',
+                             rerank=False, visrank=False, visrank_topk=10):
         loader = self.test_loader[name]['query']
         start = time.time()
         feats = extract_pool_features(
@@ -133,15 +136,32 @@ class CrossModalEngine(compat.Engine):
         extracted = time.time()
         modes = dataset.eval_modes(matrix=self.protocol_matrix)
         rows = score_modes(feats, dataset.test_pool, modes, dist_metric, normalize_feature,
-                           ranks)
+                           ranks, rerank)
         print(format_table(name, rows))
         print('(features of {} pool items extracted once in {:.1f}s; {} trial(s) scored in '
               '{:.2f}s)'.format(len(dataset.test_pool), extracted - start,
                                 sum(m.num_trials for m in modes), time.time() - extracted))
+        if visrank:
+            self.visualize_first_trial(name, dataset, feats, modes[0], dist_metric,
+                                       normalize_feature, rerank, save_dir, visrank_topk)
         self.last_results[name] = rows
         append_results(save_dir, {'dataset': name, 'epoch': int(self.epoch),
                                   'stage': self._stage, 'rows': rows})
         return rows
+
+    def visualize_first_trial(self, name, dataset, feats, mode, dist_metric, normalize_feature,
+                              rerank, save_dir, topk):
+        """Ranked-list images of the first mode's first trial (test.visrank)."""
+        if normalize_feature:
+            feats = torch.nn.functional.normalize(feats, dim=1)
+        gallery = mode.galleries[0]
+        distmat = trial_distance(feats, mode.query, gallery, dist_metric, rerank)
+        distmat = distmat.cpu().numpy() if torch.is_tensor(distmat) else distmat
+        pool = dataset.test_pool
+        folder = os.path.join(save_dir, 'visrank_' + name)
+        save_ranked_lists(distmat, [pool[i] for i in mode.query], [pool[i] for i in gallery],
+                          mode.metric, folder, topk=topk)
+        print('Ranked lists of "{}" (trial 0) saved to "{}"'.format(mode.name, folder))
 
     # ---- run / checkpoints ----------------------------------------------
     def run(self, save_dir='log', max_epoch=0, start_epoch=0, test_only=False, **kwargs):

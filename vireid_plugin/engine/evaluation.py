@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
+from .. import compat
 from ..metrics import compute_distance, evaluate_rank
 
 RESULTS_FILE = 'results.json'
@@ -38,8 +39,21 @@ def extract_pool_features(feature_fn, dataset, batch_size, workers, device, auto
     return torch.cat(feats, 0)
 
 
+def trial_distance(feats, query, gallery, dist_metric='euclidean', rerank=False):
+    """Query x gallery distances of one trial (pool indices), optionally k-reciprocal
+    re-ranked with torchreid's ``re_ranking`` (which works on numpy, on the CPU)."""
+    qf = feats[torch.as_tensor(query, device=feats.device)]
+    gf = feats[torch.as_tensor(gallery, device=feats.device)]
+    distmat = compute_distance(qf, gf, dist_metric)
+    if not rerank:
+        return distmat
+    return compat.utils.re_ranking(distmat.cpu().numpy(),
+                                   compute_distance(qf, qf, dist_metric).cpu().numpy(),
+                                   compute_distance(gf, gf, dist_metric).cpu().numpy())
+
+
 def score_modes(feats, pool, modes, dist_metric='euclidean', normalize_feature=False,
-                ranks=(1, 5, 10, 20)):
+                ranks=(1, 5, 10, 20), rerank=False):
     """One result row per mode: CMC at ``ranks``, mAP, mINP (percent), averaged over trials."""
     if normalize_feature:
         feats = F.normalize(feats, dim=1)
@@ -48,11 +62,9 @@ def score_modes(feats, pool, modes, dist_metric='euclidean', normalize_feature=F
     max_rank = max(ranks)
     rows = []
     for mode in modes:
-        qf = feats[torch.as_tensor(mode.query, device=feats.device)]
         cmcs, maps, minps = [], [], []
         for gallery in mode.galleries:
-            gf = feats[torch.as_tensor(gallery, device=feats.device)]
-            distmat = compute_distance(qf, gf, dist_metric)
+            distmat = trial_distance(feats, mode.query, gallery, dist_metric, rerank)
             cmc, mAP, mINP = evaluate_rank(distmat, pids[mode.query], pids[gallery],
                                            camids[mode.query], camids[gallery],
                                            protocol=mode.metric, max_rank=max_rank)

@@ -17,12 +17,26 @@ time, with no per-query Python loop.
 import numpy as np
 import torch
 
-__all__ = ['evaluate_rank', 'PROTOCOLS']
+__all__ = ['evaluate_rank', 'kept_mask', 'PROTOCOLS']
 
 PROTOCOLS = ('sysu', 'regdb', 'vcm')
 
 # Elements of a (chunk, G) block; bounds the several int64/bool temporaries.
 _CHUNK_ELEMS = 1 << 22
+
+
+def kept_mask(protocol, q_pids, q_camids, g_pids, g_camids):
+    """Which gallery items a query may be ranked against, by the protocol's removal rule.
+
+    Broadcasts: (Q, 1) query labels against (Q, G) or (G,) gallery labels.
+    """
+    if protocol == 'sysu':
+        # cameras 2 and 3 share a room: a camera-3 query skips all of camera 2
+        return ~((q_camids == 2) & (g_camids == 1))
+    if protocol == 'vcm':
+        return ~((g_pids == q_pids) & (g_camids == q_camids))
+    return torch.ones(torch.broadcast_shapes(q_pids.shape, g_pids.shape), dtype=torch.bool,
+                      device=g_pids.device)
 
 
 def _as_tensor(x, device):
@@ -85,12 +99,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
         gp, gc = g_pids[order], g_camids[order]
         match = gp == qp
 
-        if protocol == 'sysu':
-            keep = ~((qc == 2) & (gc == 1))
-        elif protocol == 'vcm':
-            keep = ~(match & (gc == qc))
-        else:
-            keep = torch.ones_like(match)
+        keep = kept_mask(protocol, qp, qc, gp, gc)
 
         hit = match & keep
         num_rel = hit.sum(1)
