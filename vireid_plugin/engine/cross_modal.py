@@ -134,26 +134,26 @@ class CrossModalEngine(compat.Engine):
             loader.num_workers if self.workers is None else self.workers, self.device,
             self.precision.autocast)
         extracted = time.time()
+        if normalize_feature:
+            feats = torch.nn.functional.normalize(feats, dim=1)
         modes = dataset.eval_modes(matrix=self.protocol_matrix)
-        rows = score_modes(feats, dataset.test_pool, modes, dist_metric, normalize_feature,
-                           ranks, rerank)
+        rows = score_modes(feats, dataset.test_pool, modes, dist_metric, ranks=ranks,
+                           rerank=rerank)
         print(format_table(name, rows))
         print('(features of {} pool items extracted once in {:.1f}s; {} trial(s) scored in '
               '{:.2f}s)'.format(len(dataset.test_pool), extracted - start,
                                 sum(m.num_trials for m in modes), time.time() - extracted))
         if visrank:
-            self.visualize_first_trial(name, dataset, feats, modes[0], dist_metric,
-                                       normalize_feature, rerank, save_dir, visrank_topk)
+            self.visualize_first_trial(name, dataset, feats, modes[0], dist_metric, rerank,
+                                       save_dir, visrank_topk)
         self.last_results[name] = rows
         append_results(save_dir, {'dataset': name, 'epoch': int(self.epoch),
                                   'stage': self._stage, 'rows': rows})
         return rows
 
-    def visualize_first_trial(self, name, dataset, feats, mode, dist_metric, normalize_feature,
-                              rerank, save_dir, topk):
+    def visualize_first_trial(self, name, dataset, feats, mode, dist_metric, rerank,
+                              save_dir, topk):
         """Ranked-list images of the first mode's first trial (test.visrank)."""
-        if normalize_feature:
-            feats = torch.nn.functional.normalize(feats, dim=1)
         gallery = mode.galleries[0]
         distmat = trial_distance(feats, mode.query, gallery, dist_metric, rerank)
         distmat = distmat.cpu().numpy() if torch.is_tensor(distmat) else distmat
