@@ -20,14 +20,14 @@ import vireid_plugin  # noqa: E402,F401  (registers datasets and models)
 from vireid_plugin import compat  # noqa: E402
 from vireid_plugin.config import (ConfigError, engine_run_kwargs, imagedata_kwargs,  # noqa: E402
                                   load_config, loss_kwargs, model_kwargs, optimizer_kwargs,
-                                  videodata_kwargs)
+                                  scheduler_kwargs, videodata_kwargs)
 from vireid_plugin.data import CrossModalImageDataManager, CrossModalVideoDataManager  # noqa: E402
 from vireid_plugin.data.prepare import prepare_datasets  # noqa: E402
-from vireid_plugin.engine import (CrossModalEngine, build_lr_scheduler, load_weights,  # noqa: E402
-                                  resume)
+from vireid_plugin.engine import CrossModalEngine, load_weights, resume  # noqa: E402
 from vireid_plugin.errors import USER_ERRORS  # noqa: E402
 from vireid_plugin.losses import build_loss  # noqa: E402
 from vireid_plugin.models import build_model  # noqa: E402
+from vireid_plugin.optim import build_lr_scheduler, build_optimizer  # noqa: E402
 
 
 def build_parser():
@@ -99,19 +99,25 @@ def run(cfg):
         loaded, skipped = load_weights(model, cfg.model.load_weights)
         print('Loaded {} tensors from "{}"; skipped (shape differs): {}'.format(
             len(loaded), cfg.model.load_weights, skipped or 'none'))
-    model = model.to('cuda' if use_gpu else 'cpu')  # optimizer state follows the params
+    device = 'cuda' if use_gpu else 'cpu'
+    model = model.to(device)  # optimizer state follows the params
 
-    optimizer = compat.optim.build_optimizer(model, **optimizer_kwargs(cfg))
-    scheduler = build_lr_scheduler(cfg, optimizer, len(datamanager.train_loader))
+    # loss terms may own parameters (IAEL's heads): built before the optimizer
+    names, weights, options = loss_kwargs(cfg)
+    criterion = build_loss(names, weights, options, num_classes=datamanager.num_train_pids,
+                           model=model).to(device)
+    optimizer = build_optimizer([model, criterion], **optimizer_kwargs(cfg))
+    scheduler = build_lr_scheduler(optimizer, len(datamanager.train_loader),
+                                   **scheduler_kwargs(cfg))
     run_kwargs = engine_run_kwargs(cfg)
     if cfg.model.resume:
-        run_kwargs['start_epoch'] = resume(cfg.model.resume, model, optimizer, scheduler)
+        run_kwargs['start_epoch'] = resume(cfg.model.resume, model, optimizer, scheduler,
+                                           criterion=criterion)
         print('Resumed from "{}" at epoch {}'.format(cfg.model.resume,
                                                       run_kwargs['start_epoch']))
 
-    names, weights, options = loss_kwargs(cfg)
     engine = CrossModalEngine(
-        datamanager, model, optimizer, build_loss(names, weights, options),
+        datamanager, model, optimizer, criterion,
         scheduler=scheduler, use_gpu=use_gpu, amp=cfg.train.amp,
         grad_clip=cfg.train.grad_clip, protocol_matrix=cfg.test.protocol_matrix,
         eval_before_train=cfg.test.eval_before_train)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from vireid_plugin.engine import CheckpointError, load_checkpoint, load_weights, resume, save_checkpoint
-from vireid_plugin.engine.lr_scheduler import WarmupCosineLR
+from vireid_plugin.optim import WarmupCosineLR
 
 
 def small_model():

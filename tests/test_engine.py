@@ -4,7 +4,8 @@ import types
 import torch
 
 from vireid_plugin.data.sampler import CrossModalIdentitySampler
-from vireid_plugin.engine import CrossModalEngine, WarmupCosineLR
+from vireid_plugin.engine import CrossModalEngine
+from vireid_plugin.optim import WarmupCosineLR
 from vireid_plugin.losses import build_loss
 
 

@@ -125,8 +125,8 @@ def test_resume_continues_at_epoch_3(cli, sysu_root, trained, tmp_path, monkeypa
     seen = {}
     real_resume = cli.resume
 
-    def spy(path, model, optimizer=None, scheduler=None):
-        epoch = real_resume(path, model, optimizer, scheduler)
+    def spy(path, model, optimizer=None, scheduler=None, **kwargs):
+        epoch = real_resume(path, model, optimizer, scheduler, **kwargs)
         seen['state'] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         seen['epoch'] = epoch
         return epoch

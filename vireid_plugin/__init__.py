@@ -7,7 +7,7 @@ harmless: entries are replaced, never duplicated.
 """
 from . import compat
 from .registry import IMAGE_DATASETS, LOSSES, MODELS, VIDEO_DATASETS
-from . import data, losses, models  # noqa: F401  (importing fills the registries)
+from . import data, losses, models, optim  # noqa: F401  (importing fills the registries)
 
 __version__ = '0.1.0'
 

@@ -1,8 +1,9 @@
 """The plugin's registries, in one place (fast-reid style).
 
-Models, losses and datasets register here with a decorator; ``register_all``
-copies datasets and models into torchreid's own registries so torchreid's
-data managers and ``build_model`` accept them.
+Models, losses, datasets, optimizers, LR schedulers and config sections register
+here with a decorator; ``register_all`` copies datasets and models into
+torchreid's own registries so torchreid's data managers and ``build_model``
+accept them. An unknown name is one ``KeyError`` line listing close matches.
 """
 import difflib
 
@@ -45,8 +46,15 @@ class Registry:
     def items(self):
         return sorted(self._table.items())
 
+    def names(self):
+        return sorted(self._table)
+
 
 IMAGE_DATASETS = Registry('image dataset')
 VIDEO_DATASETS = Registry('video dataset')
 MODELS = Registry('model')
-LOSSES = Registry('loss')
+LOSSES = Registry('loss term')
+OPTIMIZERS = Registry('optimizer')
+SCHEDULERS = Registry('LR scheduler')
+#: config sections owned by model families (``cfg.<name>.*``)
+CONFIG_SECTIONS = Registry('config section')

@@ -2,4 +2,5 @@
 from .defaults import get_default_config
 from .loading import ConfigError, check_config, load_config, merge_file, merge_opts
 from .kwargs import (dataset_options, engine_run_kwargs, imagedata_kwargs, loss_kwargs,
-                     model_kwargs, optimizer_kwargs, videodata_kwargs)
+                     model_kwargs, optimizer_kwargs, scheduler_kwargs, videodata_kwargs)
+from .sections import register_config_section

@@ -1,9 +1,13 @@
 """Default configuration: torchreid's keys (same names and meaning) plus the plugin's.
 
 torchreid's scripts/default_config.py is not shipped by the PyPI release, so the
-keys are declared here. Plugin additions are marked ``# plugin``.
+keys are declared here. Plugin additions are marked ``# plugin``. Sections owned
+by a model family (``vit``, ``mip``, ...) and loss-term options (``loss.<term>``)
+are declared by the family / term itself and added by ``add_registered_sections``.
 """
 from yacs.config import CfgNode as CN
+
+from .sections import add_registered_sections
 
 
 def get_default_config():
@@ -16,13 +20,6 @@ def get_default_config():
     cfg.model.load_weights = ''   # a full ReID checkpoint (weights only)
     cfg.model.resume = ''         # a checkpoint to resume training from
     cfg.model.pretrained_path = ''  # plugin: local ImageNet/CLIP weights (.pth/.safetensors/.npz)
-
-    cfg.vit = CN()                # plugin: ViT ReID options (TransReID tricks)
-    cfg.vit.stride_size = 16      # < 16 gives overlapping patches (TransReID uses 12)
-    cfg.vit.camera_embedding = True  # SIE camera embedding, sized from the data
-    cfg.vit.camera_coe = 3.0
-    cfg.vit.drop_path_rate = 0.1
-    cfg.vit.test_feature = 'bn'   # 'bn' (after BNNeck) or 'pre_bn'
 
     cfg.data = CN()
     cfg.data.type = 'image'
@@ -82,7 +79,7 @@ def get_default_config():
     cfg.train.staged_lr = False
     cfg.train.new_layers = ['head']
     cfg.train.base_lr_mult = 0.1
-    cfg.train.lr_scheduler = 'warmup_cosine'  # plugin (per iteration); torchreid's: single_step, multi_step, cosine
+    cfg.train.lr_scheduler = 'warmup_cosine'  # plugin: warmup_cosine (per iteration), cosine_restarts; torchreid's: single_step, multi_step, cosine
     cfg.train.stepsize = [20]
     cfg.train.gamma = 0.1
     cfg.train.print_freq = 20
@@ -90,6 +87,10 @@ def get_default_config():
     cfg.train.warmup_epochs = 5.0   # plugin: linear warmup length (epochs, fractional ok)
     cfg.train.warmup_factor = 0.01  # plugin: warmup starts at lr * this
     cfg.train.min_lr_factor = 0.01  # plugin: cosine ends at lr * this
+    cfg.train.cycle_epochs = 0      # plugin: cosine_restarts cycle length (0 = one cycle of max_epoch)
+    cfg.train.cycle_decay = 0.1     # plugin: cosine_restarts: each cycle's peak = previous * this
+    cfg.train.bias_lr_factor = 1.0  # plugin: biases' LR multiplier (TransReID/MIP: 2) unless the model sets one
+    cfg.train.exempt_from_decay = True  # plugin: no weight decay on norms, biases and the model's no_weight_decay()
     cfg.train.amp = 'auto'          # plugin: auto (bf16 on a GPU that has it, else fp16; off on CPU), bf16, fp16, off
     cfg.train.grad_clip = 0.0       # plugin: max grad norm, 0 = off
 
@@ -107,14 +108,7 @@ def get_default_config():
     cfg.loss.name = 'triplet'     # torchreid's; the plugin engine reads loss.terms
     cfg.loss.terms = ['id', 'triplet']  # plugin: loss registry names
     cfg.loss.weights = [1.0, 1.0]       # plugin: one weight per term
-    cfg.loss.softmax = CN()
-    cfg.loss.softmax.label_smooth = True
-    cfg.loss.softmax.epsilon = 0.1  # plugin: smoothing used when label_smooth is True
-    cfg.loss.triplet = CN()
-    cfg.loss.triplet.margin = 0.3
-    cfg.loss.triplet.weight_t = 1.0  # torchreid's; kept for config compatibility (see loss.weights)
-    cfg.loss.triplet.weight_x = 0.0
-    cfg.loss.triplet.soft_margin = False  # plugin: softplus(d_ap - d_an) instead of a margin
+    # loss.<term>.* (loss.softmax, loss.triplet, ...) come from the terms' `config`
 
     cfg.test = CN()
     cfg.test.batch_size = 128
@@ -131,4 +125,4 @@ def get_default_config():
     cfg.test.protocol_matrix = False  # plugin: every mode of each target dataset
     cfg.test.eval_before_train = False  # plugin: also score the untrained model (demo)
 
-    return cfg
+    return add_registered_sections(cfg)

@@ -1,4 +1,6 @@
 """Config -> keyword arguments of each component (one function per consumer)."""
+from ..registry import LOSSES, MODELS
+from .sections import loss_section_name
 
 
 def dataset_options(cfg):
@@ -41,34 +43,46 @@ def videodata_kwargs(cfg):
 
 
 def model_kwargs(cfg, num_cameras):
-    """Builder keywords of the ViT family (MIP/LSMRL add their own sections)."""
-    return dict(loss=cfg.loss.name, pretrained=cfg.model.pretrained,
-                use_gpu=cfg.use_gpu, img_size=(cfg.data.height, cfg.data.width),
-                stride_size=cfg.vit.stride_size,
-                num_cameras=num_cameras if cfg.vit.camera_embedding else 0,
-                camera_coe=cfg.vit.camera_coe, drop_path_rate=cfg.vit.drop_path_rate,
-                pretrained_path=cfg.model.pretrained_path,
-                test_feature=cfg.vit.test_feature)
+    """Builder keywords: the common ones plus the model's own config section."""
+    kw = dict(pretrained=cfg.model.pretrained, pretrained_path=cfg.model.pretrained_path,
+              img_size=(cfg.data.height, cfg.data.width), num_cameras=num_cameras)
+    section = getattr(MODELS.get(cfg.model.name), 'config_section', None)
+    if section:
+        kw.update({k: list(v) if isinstance(v, (list, tuple)) else v
+                   for k, v in cfg[section].items()})
+    return kw
 
 
 def optimizer_kwargs(cfg):
-    return dict(optim=cfg.train.optim, lr=cfg.train.lr,
-                weight_decay=cfg.train.weight_decay, momentum=cfg.sgd.momentum,
-                sgd_dampening=cfg.sgd.dampening, sgd_nesterov=cfg.sgd.nesterov,
-                rmsprop_alpha=cfg.rmsprop.alpha, adam_beta1=cfg.adam.beta1,
-                adam_beta2=cfg.adam.beta2, staged_lr=cfg.train.staged_lr,
-                new_layers=list(cfg.train.new_layers),
-                base_lr_mult=cfg.train.base_lr_mult)
+    """Keywords of ``vireid_plugin.optim.build_optimizer``."""
+    return dict(optim=cfg.train.optim, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                momentum=cfg.sgd.momentum, sgd_dampening=cfg.sgd.dampening,
+                sgd_nesterov=cfg.sgd.nesterov, rmsprop_alpha=cfg.rmsprop.alpha,
+                adam_beta1=cfg.adam.beta1, adam_beta2=cfg.adam.beta2,
+                staged_lr=cfg.train.staged_lr, new_layers=list(cfg.train.new_layers),
+                base_lr_mult=cfg.train.base_lr_mult, bias_lr_factor=cfg.train.bias_lr_factor,
+                exempt_from_decay=cfg.train.exempt_from_decay)
+
+
+def scheduler_kwargs(cfg):
+    """Keywords of ``vireid_plugin.optim.build_lr_scheduler`` (besides iters_per_epoch)."""
+    return dict(name=cfg.train.lr_scheduler, lr=cfg.train.lr, max_epoch=cfg.train.max_epoch,
+                warmup_epochs=cfg.train.warmup_epochs, warmup_factor=cfg.train.warmup_factor,
+                min_lr_factor=cfg.train.min_lr_factor, cycle_epochs=cfg.train.cycle_epochs,
+                cycle_decay=cfg.train.cycle_decay, stepsize=list(cfg.train.stepsize),
+                gamma=cfg.train.gamma)
 
 
 def loss_kwargs(cfg):
-    """(names, weights, per-term options) for ``vireid_plugin.losses.build_loss``."""
-    eps = cfg.loss.softmax.epsilon if cfg.loss.softmax.label_smooth else 0.0
-    options = {'id': dict(label_smooth=eps),
-               'triplet': dict(margin=cfg.loss.triplet.margin,
-                               soft_margin=cfg.loss.triplet.soft_margin)}
+    """(names, weights, {name: constructor keywords}) for ``vireid_plugin.losses.build_loss``;
+    each term's keywords come from its own section ``cfg.loss.<section>``."""
     names = list(cfg.loss.terms)
-    return names, list(cfg.loss.weights), {n: options[n] for n in names if n in options}
+    options = {}
+    for name in names:
+        cls = LOSSES.get(name)
+        if getattr(cls, 'config', None):
+            options[name] = cls.from_config(cfg.loss[loss_section_name(name)])
+    return names, list(cfg.loss.weights), options
 
 
 def engine_run_kwargs(cfg):

@@ -13,7 +13,9 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from ..data.transforms import check_transform_names
+from ..registry import CONFIG_SECTIONS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS
 from .defaults import get_default_config
+from .sections import changed_keys
 
 BASE_KEY = '_BASE_'
 
@@ -102,7 +104,8 @@ def merge_opts(cfg, opts):
         except yaml.YAMLError:
             continue
         coerced = _int_to_float(node, value)
-        if coerced is not value:
+        # YAML's flow lists ([id, triplet]) are not Python literals, which yacs expects
+        if coerced is not value or (isinstance(node, list) and isinstance(value, list)):
             opts[i + 1] = repr(coerced)
     try:
         cfg.merge_from_list(opts)
@@ -115,8 +118,14 @@ def check_config(cfg):
     if len(cfg.loss.terms) != len(cfg.loss.weights):
         raise ConfigError('loss.terms {} and loss.weights {} must have the same length'.format(
             list(cfg.loss.terms), list(cfg.loss.weights)))
+    for key, registry in (('model.name', MODELS), ('train.optim', OPTIMIZERS),
+                          ('train.lr_scheduler', SCHEDULERS)):
+        sec, name = key.split('.')
+        _check_name(key, cfg[sec][name], registry)
+    for term in cfg.loss.terms:
+        _check_name('loss.terms', term, LOSSES)
+    _check_sections(cfg)
     choices = {'train.amp': ('auto', 'bf16', 'fp16', 'off'),
-               'vit.test_feature': ('bn', 'pre_bn'),
                'sysu.gallery_draw': ('seeded', 'official'),
                'data.type': ('image', 'video'),
                'test.dist_metric': ('euclidean', 'cosine')}
@@ -131,6 +140,33 @@ def check_config(cfg):
         raise ConfigError('data.transforms: {}'.format(exc)) from None
     if cfg.sysu.shots < 1:
         raise ConfigError('sysu.shots must be >= 1, got {}'.format(cfg.sysu.shots))
+
+
+def _check_name(key, value, registry):
+    try:
+        registry.get(value)
+    except KeyError as exc:
+        raise ConfigError('config key {!r}: {}'.format(key, exc.args[0])) from None
+
+
+def _check_sections(cfg):
+    """Keys of a family's section set while the chosen model reads another section; values
+    outside a section's declared choices."""
+    used = getattr(MODELS.get(cfg.model.name), 'config_section', None)
+    for name, section in CONFIG_SECTIONS.items():
+        for key, allowed in section.choices.items():
+            if cfg[name][key] not in allowed:
+                raise ConfigError('config key {!r} must be one of {}, got {!r}'.format(
+                    '{}.{}'.format(name, key), tuple(allowed), cfg[name][key]))
+        if name == used:
+            continue
+        stray = changed_keys(cfg, name)
+        if stray:
+            raise ConfigError('config key {!r} is set, but model {!r} does not read the {!r} '
+                              'section ({}); remove it or choose a {} model'.format(
+                                  stray[0], cfg.model.name, name,
+                                  'it reads {!r}'.format(used) if used else 'it has no section',
+                                  section.doc or name))
 
 
 def load_config(config_file='', opts=(), sources=None, targets=None, root=None,

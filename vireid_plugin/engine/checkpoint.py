@@ -98,8 +98,9 @@ def load_weights(model, path, strict_shapes=True):
     return sorted(loaded), skipped
 
 
-def resume(path, model, optimizer=None, scheduler=None):
-    """Restore model/optimizer/scheduler; returns the epoch to start from."""
+def resume(path, model, optimizer=None, scheduler=None, criterion=None):
+    """Restore model/optimizer/scheduler (and the loss terms' parameters); returns the
+    epoch to start from."""
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or 'state_dict' not in ckpt or 'epoch' not in ckpt:
         raise CheckpointError('{} is not a training checkpoint (expected keys state_dict and '
@@ -110,6 +111,13 @@ def resume(path, model, optimizer=None, scheduler=None):
     except RuntimeError as exc:
         raise CheckpointError('{} does not fit model {}: {}'.format(
             path, type(model).__name__, str(exc).splitlines()[1:3])) from None
+    if criterion is not None and ckpt.get('criterion'):
+        try:
+            criterion.load_state_dict(ckpt['criterion'])
+        except RuntimeError as exc:
+            raise CheckpointError('{}: its loss-term parameters do not fit loss.terms {}: {}'
+                                  .format(path, list(getattr(criterion, 'terms', {})),
+                                          str(exc).splitlines()[1:3])) from None
     if optimizer is not None and ckpt.get('optimizer'):
         optimizer.load_state_dict(ckpt['optimizer'])
     if scheduler is not None and ckpt.get('scheduler'):

@@ -6,6 +6,7 @@ Extends torchreid's ``Engine`` through its hooks (``parse_data_for_train``,
 The same engine trains image models (B, C, H, W) and video models
 (B, T, C, H, W): the model, not the engine, handles the time axis.
 """
+import inspect
 import os
 import time
 
@@ -26,7 +27,9 @@ class CrossModalEngine(compat.Engine):
             features in eval mode.
         optimizer, scheduler: scheduler may be None or step per iteration
             (``per_iteration = True``) or per epoch (torchreid's).
-        criterion: ``criterion(outputs, batch) -> (total, {name: value})``.
+        criterion: ``criterion(outputs, batch) -> (total, {name: value})``; an nn.Module
+            whose parameters (loss terms with heads) move to the device with the model
+            and are saved in checkpoints; ``set_epoch`` is called every epoch.
         amp: auto / bf16 / fp16 / off.
         protocol_matrix: score every mode of each cross-modal target, not just its own.
         eval_before_train: score the untrained model first and report both.
@@ -40,7 +43,10 @@ class CrossModalEngine(compat.Engine):
         self.model = model.to(self.device)
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.criterion = criterion
+        self.criterion = criterion.to(self.device) if isinstance(criterion, torch.nn.Module) \
+            else criterion
+        # models that need the labels in training (pairing, label injection) take pid=
+        self._model_takes_pid = 'pid' in inspect.signature(model.forward).parameters
         self.register_model('model', self.model, optimizer, scheduler)
         self.precision = Precision(amp, self.device)
         self.grad_clip = grad_clip
@@ -58,6 +64,12 @@ class CrossModalEngine(compat.Engine):
         sampler = getattr(self.train_loader, 'sampler', None)
         if hasattr(sampler, 'set_epoch'):
             sampler.set_epoch(self.epoch)
+        if hasattr(self.criterion, 'set_epoch'):
+            self.criterion.set_epoch(self.epoch)
+        if hasattr(self.scheduler, 'begin_epoch'):
+            self.scheduler.begin_epoch(self.epoch)
+        if isinstance(self.criterion, torch.nn.Module):
+            self.criterion.train()
         return super().train(print_freq=print_freq, fixbase_epoch=fixbase_epoch,
                              open_layers=open_layers)
 
@@ -72,17 +84,21 @@ class CrossModalEngine(compat.Engine):
         imgs, batch = self.parse_data_for_train(data)
         imgs = imgs.to(self.device, non_blocking=True)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        extra = {'pid': batch['pid']} if self._model_takes_pid else {}
         with self.precision.autocast():
-            outputs = self.model(imgs, modality=batch['modality'], camid=batch['camid'])
+            outputs = self.model(imgs, modality=batch['modality'], camid=batch['camid'],
+                                 **extra)
         loss, parts = self.criterion(outputs, batch)  # loss terms compute in fp32
         self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward_step(loss, self.optimizer, self.model.parameters(),
-                                     self.grad_clip)
+        params = [p for group in self.optimizer.param_groups for p in group['params']]
+        self.precision.backward_step(loss, self.optimizer, params, self.grad_clip)
         if getattr(self.scheduler, 'per_iteration', False):
             self.scheduler.step()
         summary = dict(parts)
         summary['loss'] = loss.detach()
         logits = outputs.get('logits')
+        if isinstance(logits, (list, tuple)) and logits:
+            logits = logits[0]  # several heads: the first (global) one
         if torch.is_tensor(logits):
             summary['acc'] = (logits.argmax(1) == batch['pid']).float().mean() * 100
         # one host sync per logged value; torchreid's MetricMeter wants floats
@@ -184,7 +200,10 @@ class CrossModalEngine(compat.Engine):
 
     def save_model(self, epoch, rank1, save_dir, is_best=False):
         path = os.path.join(save_dir, 'model', 'model.pth.tar-{}'.format(epoch + 1))
+        criterion_state = self.criterion.state_dict() if isinstance(
+            self.criterion, torch.nn.Module) else {}
         state = {'state_dict': self.model.state_dict(), 'epoch': epoch + 1,
+                 'criterion': criterion_state or None,
                  'rank1': None if rank1 is None else float(rank1),
                  'optimizer': self.optimizer.state_dict() if self.optimizer else None,
                  'scheduler': self.scheduler.state_dict() if self.scheduler else None}

@@ -5,7 +5,18 @@ built from keyword options, with ``forward(outputs, batch) -> scalar Tensor``:
 ``outputs`` is the model's train-mode dict of named outputs, ``batch`` the
 engine's dict of labels (``pid``, ``camid``, ``modality``). A term reads the
 output named by its ``key`` option, so the same term can serve another head.
+
+A term declares its options in a ``config`` class attribute ({option: default});
+they appear as ``cfg.loss.<name>.*`` (``config_section`` renames the section, as
+``id`` reads torchreid's ``loss.softmax``) and ``from_config`` turns a section
+into constructor keywords. A term whose constructor takes ``num_classes`` and/or
+``model`` receives the number of training identities and the built model, so it
+can own parameters (IAEL's BN + classifiers): those move to the device with the
+model, are optimised and are saved in checkpoints. ``set_epoch(epoch)`` is
+called at the start of every epoch on terms that define it.
 """
+import inspect
+
 import torch
 import torch.nn as nn
 
@@ -17,6 +28,14 @@ class LossTerm(nn.Module):
 
     #: output key read by default; ``key=...`` in the options overrides it
     default_key = None
+    #: options read from ``cfg.loss.<config_section or name>`` ({option: default})
+    config = {}
+    config_section = None
+
+    @classmethod
+    def from_config(cls, section):
+        """Constructor keywords from this term's config section (a mapping)."""
+        return {k: section[k] for k in cls.config}
 
     def __init__(self, key=None):
         super().__init__()
@@ -38,6 +57,27 @@ class LossTerm(nn.Module):
     def label(self, batch, key='pid'):
         return self._fetch(batch, key, 'batch')
 
+    def heads(self, outputs):
+        """``outputs[key]`` as a non-empty list of per-head tensors."""
+        value = self.output(outputs)
+        heads = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not heads:
+            raise ValueError('{}: outputs[{!r}] is an empty list'.format(type(self).__name__,
+                                                                        self.key))
+        return heads
+
+    @staticmethod
+    def reduce_heads(values, outputs):
+        """Combine per-head losses: the model's ``outputs['head_weights']`` when it declares
+        them (TransReID's JPM: 0.5 global + 0.5 mean of the parts), else their mean."""
+        weights = outputs.get('head_weights')
+        if weights is None or len(values) == 1:
+            return sum(values) / len(values)
+        if len(weights) != len(values):
+            raise ValueError('outputs["head_weights"] has {} weights for {} heads'.format(
+                len(weights), len(values)))
+        return sum(w * v for w, v in zip(weights, values))
+
     def extra_repr(self):
         return 'key={!r}'.format(self.key)
 
@@ -57,6 +97,11 @@ class CompositeLoss(nn.Module):
         self.terms = nn.ModuleDict(terms)
         self.weights = {name: float(w) for name, w in zip(terms, weights)}
 
+    def set_epoch(self, epoch):
+        for term in self.terms.values():
+            if hasattr(term, 'set_epoch'):
+                term.set_epoch(epoch)
+
     def forward(self, outputs, batch):
         total, parts = 0., {}
         for name, term in self.terms.items():
@@ -71,13 +116,14 @@ class CompositeLoss(nn.Module):
         return 'weights={}'.format(self.weights)
 
 
-def build_loss(names, weights, options=None):
+def build_loss(names, weights, options=None, num_classes=None, model=None):
     """Build a :class:`CompositeLoss` from registered term names.
 
     Args:
         names: term names, e.g. ``['id', 'triplet']`` (each at most once).
         weights: one weight per name.
         options: ``{name: {kwarg: value}}`` passed to that term's constructor.
+        num_classes, model: given to the terms whose constructor asks for them.
     """
     names, weights, options = list(names), list(weights), dict(options or {})
     if len(names) != len(weights):
@@ -92,5 +138,17 @@ def build_loss(names, weights, options=None):
     if stray:
         raise ValueError('build_loss: options given for {} which are not among the loss '
                          'names {}'.format(stray, names))
-    terms = {name: LOSSES.get(name)(**options.get(name, {})) for name in names}
+    context = {'num_classes': num_classes, 'model': model}
+    terms = {}
+    for name in names:
+        cls = LOSSES.get(name)
+        wanted = inspect.signature(cls.__init__).parameters
+        extra = {k: v for k, v in context.items() if k in wanted}
+        missing = [k for k, v in extra.items() if v is None and
+                   wanted[k].default is inspect.Parameter.empty]
+        if missing:
+            raise ValueError('build_loss: loss term {!r} needs {} (pass {} to build_loss)'.format(
+                name, ' and '.join(missing), ', '.join('{}='.format(m) for m in missing)))
+        terms[name] = cls(**extra, **options.get(name, {}))
     return CompositeLoss(terms, weights)
+

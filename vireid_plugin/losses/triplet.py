@@ -35,10 +35,18 @@ class TripletLoss(LossTerm):
         margin: hinge margin (hard-margin mode).
         soft_margin: use ``log(1 + exp(d_ap - d_an))`` instead of the hinge.
         normalize_feature: L2-normalise features before the distances.
-        key: output holding the (B, D) features.
+        key: output holding the (B, D) features, or a list of them (several heads,
+            combined as ``LossTerm.reduce_heads`` says).
     """
 
     default_key = 'features'
+    # weight_t / weight_x are torchreid's keys, accepted so its configs load (the
+    # plugin weighs terms with loss.weights)
+    config = {'margin': 0.3, 'soft_margin': False, 'weight_t': 1.0, 'weight_x': 0.0}
+
+    @classmethod
+    def from_config(cls, section):
+        return {'margin': section['margin'], 'soft_margin': section['soft_margin']}
 
     def __init__(self, margin=0.3, soft_margin=False, normalize_feature=False, key=None):
         super().__init__(key)
@@ -47,8 +55,11 @@ class TripletLoss(LossTerm):
         self.normalize_feature = bool(normalize_feature)
 
     def forward(self, outputs, batch):
-        feats = self.output(outputs)
         pid = self.label(batch)
+        return self.reduce_heads([self.single(f, pid) for f in self.heads(outputs)], outputs)
+
+    def single(self, feats, pid):
+        """The loss of one (B, D) feature tensor."""
         # Autocast off: it would run the distance matmul in bf16/fp16 again even
         # on fp32 inputs, and d_ap - d_an is a small difference of large numbers.
         with torch.autocast(device_type=feats.device.type, enabled=False):

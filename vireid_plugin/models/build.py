@@ -1,19 +1,60 @@
-"""Plugin-side model factory: ``build_model(name, num_classes, **kwargs)``."""
-from ..registry import MODELS
-from . import video, vit_reid  # noqa: F401  (importing registers the builders)
+"""Plugin-side model factory: ``register_model`` and ``build_model(name, num_classes, ...)``.
 
-__all__ = ['build_model', 'model_names']
+A model family registers its builders here with the config section they read::
+
+    register_config_section('mip', MIP_DEFAULTS)
+
+    @register_model('mip_vit_base_patch16', config_section='mip')
+    def mip_vit_base_patch16(num_classes, pretrained=True, num_cameras=0, img_size=None,
+                             pretrained_path='', **options): ...
+
+The registered callable fills ``options`` with the section's defaults (the
+paper's settings), so ``build_model(name, num_classes, num_cameras=6,
+pretrained=False)`` needs no config; it rejects option names the section does not
+declare, and drops torchreid's ``loss``/``use_gpu`` arguments (they do not change
+a plugin model; device placement is the engine's job).
+"""
+import functools
+
+from ..registry import CONFIG_SECTIONS, MODELS
+
+__all__ = ['register_model', 'build_model', 'model_names', 'COMMON_ARGS']
+
+#: keyword arguments every plugin builder takes besides its section's options
+COMMON_ARGS = ('pretrained', 'num_cameras', 'img_size', 'pretrained_path')
+
+
+def register_model(name, config_section=None):
+    """Decorator: register ``builder`` as ``name``, reading ``cfg.<config_section>``."""
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def builder(num_classes, loss=None, use_gpu=None, **kwargs):
+            defaults = CONFIG_SECTIONS.get(config_section).defaults if config_section else {}
+            unknown = sorted(set(kwargs) - set(COMMON_ARGS) - set(defaults))
+            if unknown:
+                raise TypeError('model {!r} got unknown option(s) {}; it takes {}{}'.format(
+                    name, unknown, ', '.join(COMMON_ARGS),
+                    ' and the {} section keys: {}'.format(config_section, ', '.join(
+                        sorted(defaults))) if defaults else ''))
+            options = {k: v for k, v in defaults.items() if k not in kwargs}
+            return fn(num_classes, **options, **kwargs)
+
+        builder.config_section = config_section
+        MODELS.register(name, builder)
+        return builder
+
+    return deco
 
 
 def build_model(name, num_classes, **kwargs):
     """Build a registered model; unknown names raise KeyError listing close matches.
 
-    kwargs go to the builder: loss, pretrained, use_gpu (torchreid's four) plus
-    img_size, stride_size, num_cameras, camera_coe, drop_path_rate,
-    pretrained_path, test_feature for the ViT models.
+    kwargs: ``pretrained``, ``num_cameras``, ``img_size``, ``pretrained_path`` and the
+    options of the model's config section (defaults: the paper's settings).
     """
     return MODELS.get(name)(num_classes, **kwargs)
 
 
 def model_names():
-    return list(MODELS)
+    return MODELS.names()

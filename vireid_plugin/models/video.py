@@ -1,7 +1,7 @@
 """Video ReID by temporal average pooling over a per-frame image backbone."""
 import torch.nn as nn
 
-from ..registry import MODELS
+from .build import register_model
 from .vit_reid import build_vit_reid
 
 __all__ = ['TemporalAvgReID', 'vit_base_video_avg', 'vit_tiny_video_avg']
@@ -34,11 +34,12 @@ class TemporalAvgReID(nn.Module):
         return self.head(feat.view(b, t, -1).mean(1))
 
 
-@MODELS.register('vit_base_video_avg')
-def vit_base_video_avg(num_classes, loss='softmax', pretrained=True, use_gpu=True, **kwargs):
-    return TemporalAvgReID(build_vit_reid('vit_base_reid', num_classes, pretrained, **kwargs))
+def _register(name, image_arch):
+    def builder(num_classes, pretrained=True, **kwargs):
+        return TemporalAvgReID(build_vit_reid(image_arch, num_classes, pretrained, **kwargs))
+    builder.__name__ = builder.__qualname__ = name
+    return register_model(name, config_section='vit')(builder)
 
 
-@MODELS.register('vit_tiny_video_avg')
-def vit_tiny_video_avg(num_classes, loss='softmax', pretrained=True, use_gpu=True, **kwargs):
-    return TemporalAvgReID(build_vit_reid('vit_tiny_reid', num_classes, pretrained, **kwargs))
+vit_base_video_avg = _register('vit_base_video_avg', 'vit_base_reid')
+vit_tiny_video_avg = _register('vit_tiny_video_avg', 'vit_tiny_reid')

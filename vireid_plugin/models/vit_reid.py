@@ -13,11 +13,12 @@ import torch.nn as nn
 from timm.layers import PatchEmbed, to_2tuple, trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
-from ..registry import MODELS
+from ..config.sections import register_config_section
+from .build import register_model
 from .heads import BNNeck
 from .weights import load_pretrained
 
-__all__ = ['OverlapPatchEmbed', 'ViTBackbone', 'ViTReID', 'VIT_ARCHS', 'build_vit_reid',
+__all__ = ['OverlapPatchEmbed', 'ViTBackbone', 'ViTReID', 'VIT_ARCHS', 'VIT_SECTION', 'build_vit_reid',
            'vit_base_reid', 'vit_small_reid', 'vit_tiny_reid']
 
 
@@ -128,9 +129,19 @@ VIT_ARCHS = {
 }
 
 
+VIT_SECTION = register_config_section('vit', {
+    'stride_size': 16,          # < 16 gives overlapping patches (TransReID uses 12)
+    'camera_embedding': True,   # SIE camera embedding, sized from the data's camids
+    'camera_coe': 3.0,
+    'drop_path_rate': 0.1,
+    'test_feature': 'bn',       # 'bn' (after BNNeck) or 'pre_bn'
+}, doc='ViT baseline (image and temporal-average video)',
+    choices={'test_feature': ('bn', 'pre_bn')})
+
+
 def build_vit_reid(arch, num_classes, pretrained=True, img_size=None, stride_size=16,
                    num_cameras=0, camera_coe=3.0, drop_path_rate=0.1, pretrained_path='',
-                   test_feature='bn'):
+                   test_feature='bn', camera_embedding=True):
     """Build ``VIT_ARCHS[arch]`` and load its weights.
 
     A non-empty ``pretrained_path`` is always loaded (an explicit file is an
@@ -140,25 +151,21 @@ def build_vit_reid(arch, num_classes, pretrained=True, img_size=None, stride_siz
     timm_name = cfg.pop('timm_name')
     default_size = cfg.pop('img_size')
     model = ViTReID(num_classes, img_size=tuple(img_size or default_size),
-                    stride_size=stride_size, num_cameras=num_cameras, camera_coe=camera_coe,
+                    stride_size=stride_size,
+                    num_cameras=num_cameras if camera_embedding else 0, camera_coe=camera_coe,
                     drop_path_rate=drop_path_rate, test_feature=test_feature, **cfg)
     if pretrained or pretrained_path:
         load_pretrained(model.backbone, timm_name, pretrained_path, arch=arch)
     return model
 
 
-# torchreid calls builders as builder(num_classes=, loss=, pretrained=, use_gpu=);
-# loss and use_gpu do not change the model (device placement is the engine's job).
-@MODELS.register('vit_base_reid')
-def vit_base_reid(num_classes, loss='softmax', pretrained=True, use_gpu=True, **kwargs):
-    return build_vit_reid('vit_base_reid', num_classes, pretrained, **kwargs)
+def _register(arch):
+    def builder(num_classes, pretrained=True, **kwargs):
+        return build_vit_reid(arch, num_classes, pretrained, **kwargs)
+    builder.__name__ = builder.__qualname__ = arch
+    return register_model(arch, config_section='vit')(builder)
 
 
-@MODELS.register('vit_small_reid')
-def vit_small_reid(num_classes, loss='softmax', pretrained=True, use_gpu=True, **kwargs):
-    return build_vit_reid('vit_small_reid', num_classes, pretrained, **kwargs)
-
-
-@MODELS.register('vit_tiny_reid')
-def vit_tiny_reid(num_classes, loss='softmax', pretrained=True, use_gpu=True, **kwargs):
-    return build_vit_reid('vit_tiny_reid', num_classes, pretrained, **kwargs)
+vit_base_reid = _register('vit_base_reid')
+vit_small_reid = _register('vit_small_reid')
+vit_tiny_reid = _register('vit_tiny_reid')

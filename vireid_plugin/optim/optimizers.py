@@ -1,0 +1,63 @@
+"""Optimizers by name, built by timm's optimizer factory over declared parameter groups.
+
+The names are torchreid's (``train.optim``: sgd, adam, amsgrad, rmsprop, radam)
+plus ``adamw``. torchreid's ``build_optimizer`` has no AdamW and no per-group
+multipliers, hence this module. Each name maps onto a timm optimizer name and
+its keywords; timm's "sgd" is Nesterov, so plain momentum SGD is timm's "momentum".
+"""
+from timm.optim import create_optimizer_v2
+
+from ..registry import OPTIMIZERS
+from .param_groups import param_groups
+
+__all__ = ['build_optimizer']
+
+
+@OPTIMIZERS.register('sgd')
+def _sgd(momentum=0.9, sgd_dampening=0.0, sgd_nesterov=False, **_):
+    return ('nesterov' if sgd_nesterov else 'momentum'), dict(momentum=momentum,
+                                                              dampening=sgd_dampening)
+
+
+@OPTIMIZERS.register('adam')
+def _adam(adam_beta1=0.9, adam_beta2=0.999, **_):
+    return 'adam', dict(betas=(adam_beta1, adam_beta2))
+
+
+@OPTIMIZERS.register('adamw')
+def _adamw(adam_beta1=0.9, adam_beta2=0.999, **_):
+    return 'adamw', dict(betas=(adam_beta1, adam_beta2))
+
+
+@OPTIMIZERS.register('amsgrad')
+def _amsgrad(adam_beta1=0.9, adam_beta2=0.999, **_):
+    return 'adam', dict(betas=(adam_beta1, adam_beta2), amsgrad=True)
+
+
+@OPTIMIZERS.register('rmsprop')
+def _rmsprop(momentum=0.9, rmsprop_alpha=0.99, **_):
+    return 'rmsprop', dict(momentum=momentum, alpha=rmsprop_alpha)
+
+
+@OPTIMIZERS.register('radam')
+def _radam(adam_beta1=0.9, adam_beta2=0.999, **_):
+    return 'radam', dict(betas=(adam_beta1, adam_beta2))
+
+
+def build_optimizer(modules, optim='sgd', lr=0.01, weight_decay=5e-4, bias_lr_factor=1.0,
+                    exempt_from_decay=True, staged_lr=False, new_layers=(), base_lr_mult=1.0,
+                    **optim_kwargs):
+    """An optimizer over the trainable parameters of ``modules`` (model, loss terms).
+
+    ``optim_kwargs``: momentum, sgd_dampening, sgd_nesterov, rmsprop_alpha,
+    adam_beta1, adam_beta2 (torchreid's names); each optimizer takes what it uses.
+    """
+    timm_name, kwargs = OPTIMIZERS.get(optim)(**optim_kwargs)
+    groups = param_groups(modules, lr, weight_decay, bias_lr_factor=bias_lr_factor,
+                          exempt_from_decay=exempt_from_decay, staged_lr=staged_lr,
+                          new_layers=new_layers, base_lr_mult=base_lr_mult)
+    if not groups:
+        raise ValueError('build_optimizer: no trainable parameters')
+    momentum = kwargs.pop('momentum', 0.)
+    return create_optimizer_v2(groups, opt=timm_name, lr=lr, weight_decay=weight_decay,
+                               momentum=momentum, **kwargs)
