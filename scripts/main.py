@@ -23,10 +23,10 @@ from vireid_plugin.config import (ConfigError, engine_run_kwargs, imagedata_kwar
                                   scheduler_kwargs, videodata_kwargs)
 from vireid_plugin.data import CrossModalImageDataManager, CrossModalVideoDataManager  # noqa: E402
 from vireid_plugin.data.prepare import prepare_datasets  # noqa: E402
-from vireid_plugin.engine import CrossModalEngine, load_weights, resume  # noqa: E402
+from vireid_plugin.engine import CrossModalEngine, resume  # noqa: E402
 from vireid_plugin.errors import USER_ERRORS  # noqa: E402
 from vireid_plugin.losses import build_loss  # noqa: E402
-from vireid_plugin.models import build_model  # noqa: E402
+from vireid_plugin.models import build_model, load_weights  # noqa: E402
 from vireid_plugin.optim import build_lr_scheduler, build_optimizer  # noqa: E402
 
 
@@ -96,9 +96,8 @@ def run(cfg):
     print('Model: {} ({:.2f}M parameters)'.format(
         cfg.model.name, sum(p.numel() for p in model.parameters()) / 1e6))
     if cfg.model.load_weights:
-        loaded, skipped = load_weights(model, cfg.model.load_weights)
-        print('Loaded {} tensors from "{}"; skipped (shape differs): {}'.format(
-            len(loaded), cfg.model.load_weights, skipped or 'none'))
+        print(load_weights(model, cfg.model.load_weights,
+                           strict=cfg.model.load_weights_strict).summary())
     device = 'cuda' if use_gpu else 'cpu'
     model = model.to(device)  # optimizer state follows the params
 

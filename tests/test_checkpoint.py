@@ -78,14 +78,28 @@ def test_loading_errors_name_the_file(tmp_path):
         resume(str(notrain), small_model())
 
 
-def test_load_weights_skips_shape_mismatch_and_strips_module_prefix(tmp_path):
+def test_load_weights_strict_by_default_lists_mismatched_shapes(tmp_path):
+    src = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 7))  # 7 classes
+    dst = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 5))  # 5 classes
+    path = str(tmp_path / 'w.pth')
+    torch.save({'state_dict': {'module.' + k: v for k, v in src.state_dict().items()}}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_weights(dst, path)
+    msg = str(err.value)
+    assert 'w.pth' in msg and '1.weight (file (7, 3), model (5, 3))' in msg
+    assert '1.bias (file (7,), model (5,))' in msg and 'load_weights_strict' in msg
+    assert not torch.equal(dst[0].weight, src[0].weight)   # nothing was loaded
+
+
+def test_load_weights_relaxed_skips_shape_mismatch_and_strips_module_prefix(tmp_path):
     src = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 7))
     dst = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 5))
     path = str(tmp_path / 'w.pth')
     torch.save({'state_dict': {'module.' + k: v for k, v in src.state_dict().items()}}, path)
-    loaded, skipped = load_weights(dst, path)
-    assert loaded == ['0.bias', '0.weight']
-    assert len(skipped) == 2 and all('(file (7' in s for s in skipped)
+    report = load_weights(dst, path, strict=False)
+    assert report.loaded == ['0.bias', '0.weight']
+    assert [m[0] for m in report.mismatched] == ['1.weight', '1.bias']
+    assert 'skipped, shape differs: 1.weight (file (7, 3), model (5, 3))' in report.summary()
     assert torch.equal(dst[0].weight, src[0].weight)
 
 

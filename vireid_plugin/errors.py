@@ -2,7 +2,7 @@
 from .config.loading import ConfigError
 from .data.datasets.common import DatasetNotFoundError
 from .data.io import ImageReadError
-from .engine.checkpoint import CheckpointError
+from .checkpoint_io import CheckpointError
 from .models.weights import PretrainedWeightsError
 
 USER_ERRORS = (ConfigError, DatasetNotFoundError, ImageReadError, CheckpointError,

@@ -18,6 +18,7 @@ def get_default_config():
     cfg.model.name = 'vit_base_reid'
     cfg.model.pretrained = True
     cfg.model.load_weights = ''   # a full ReID checkpoint (weights only)
+    cfg.model.load_weights_strict = True  # plugin: False loads what fits and reports the rest
     cfg.model.resume = ''         # a checkpoint to resume training from
     cfg.model.pretrained_path = ''  # plugin: local ImageNet/CLIP weights (.pth/.safetensors/.npz)
 

@@ -19,6 +19,7 @@ import pkgutil
 
 from .build import build_model, model_names, register_model
 from .heads import BNNeck
+from .load import LoadReport, load_weights
 from .video import TemporalAvgReID
 from .vit_reid import OverlapPatchEmbed, ViTBackbone, ViTReID
 from .weights import PretrainedWeightsError, load_checkpoint, load_pretrained
@@ -31,6 +32,7 @@ def _import_families():
 
 _import_families()
 
-__all__ = ['build_model', 'model_names', 'register_model', 'BNNeck', 'TemporalAvgReID',
+__all__ = ['build_model', 'model_names', 'register_model', 'load_weights', 'LoadReport',
+           'BNNeck', 'TemporalAvgReID',
            'OverlapPatchEmbed', 'ViTBackbone', 'ViTReID', 'PretrainedWeightsError',
            'load_checkpoint', 'load_pretrained']

@@ -13,8 +13,10 @@ import warnings
 
 import timm
 from timm.layers import resample_abs_pos_embed
-from timm.models import load_state_dict as timm_load_state_dict
 from timm.models.vision_transformer import checkpoint_filter_fn
+
+from ..checkpoint_io import CheckpointError, state_dict_of
+from ..checkpoint_io import load_checkpoint as load_checkpoint_file
 
 __all__ = ['PretrainedWeightsError', 'load_pretrained', 'load_checkpoint', 'read_checkpoint',
            'adapt_state_dict', 'load_state_dict_into', 'download_timm_weights']
@@ -59,24 +61,15 @@ def download_timm_weights(timm_name):
 
 
 def read_checkpoint(path):
-    """Flat {name: tensor} from a .pth/.pth.tar/.bin/.safetensors file (torch weights_only)."""
+    """Flat {name: tensor} from a .pth/.pth.tar/.bin/.safetensors file (weights_only)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise PretrainedFileNotFoundError('pretrained checkpoint not found: {} (check {})'.format(
             path, PATH_KEY))
     try:
-        # timm unwraps 'state_dict'/'model' and strips 'module.'; weights_only for safety.
-        state_dict = timm_load_state_dict(path, use_ema=False, weights_only=True)
-        # A second level of nesting (e.g. {'model': {'state_dict': ...}}).
-        for key in ('model', 'state_dict'):
-            if isinstance(state_dict.get(key), dict):
-                state_dict = state_dict[key]
-    except Exception as exc:
-        raise PretrainedWeightsError('could not read checkpoint {} ({}: {})'.format(
-            path, type(exc).__name__, exc)) from exc
-    if not isinstance(state_dict, dict) or not state_dict:
-        raise PretrainedWeightsError('checkpoint {} holds no state dict'.format(path))
-    return state_dict
+        return state_dict_of(load_checkpoint_file(path), path)
+    except CheckpointError as exc:
+        raise PretrainedWeightsError(str(exc)) from None
 
 
 def load_checkpoint(backbone, path):
