@@ -45,9 +45,10 @@ def sync(device):
 
 
 def bench_train(args, device):
+    extra = {'stride_size': args.stride} if args.stride else {}   # else the model's default
     model = build_model(args.model, args.num_classes, pretrained=False, num_cameras=6,
                         img_size=tuple(args.img_size) if args.img_size else None,
-                        stride_size=args.stride).to(device)
+                        **extra).to(device)
     # the input size the model was built for (image and video models alike)
     h, w = next(m for m in model.modules() if isinstance(m, PatchEmbed)).img_size
     shape = (args.batch_size, args.seq_len, 3, h, w) if args.seq_len else (args.batch_size, 3, h, w)
@@ -122,7 +123,8 @@ def main():
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--model', default='vit_base_reid')
     p.add_argument('--img-size', type=int, nargs=2, default=None)
-    p.add_argument('--stride', type=int, default=16)
+    p.add_argument('--stride', type=int, default=0,
+                   help="patch stride (default: the model's own, e.g. 12 for MIP, 16 for ViT)")
     p.add_argument('--seq-len', type=int, default=0, help='> 0 for video models')
     p.add_argument('--batch-size', type=int, default=64)
     p.add_argument('--num-classes', type=int, default=395)

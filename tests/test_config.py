@@ -1,6 +1,12 @@
+import glob
+import math
+import os
+
 import pytest
 
 from vireid_plugin.config import ConfigError, get_default_config, load_config
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
 
 
 def write(tmp_path, name, text):
@@ -75,14 +81,13 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(scalar)
 
 
-@pytest.mark.parametrize('name', ['vit_sysu.yaml', 'demo.yaml', 'demo_regdb.yaml',
-                                  'demo_vcm.yaml'])
+SHIPPED = sorted(os.path.relpath(p, CONFIGS) for p in glob.glob(
+    os.path.join(CONFIGS, '**', '*.yaml'), recursive=True))
+
+
+@pytest.mark.parametrize('name', SHIPPED)
 def test_shipped_configs_load(name):
-    import os
-    path = os.path.join(os.path.dirname(__file__), '..', 'configs', name)
-    if not os.path.exists(path):
-        pytest.skip('{} not shipped yet'.format(name))
-    cfg = load_config(path)
+    cfg = load_config(os.path.join(CONFIGS, name))
     assert cfg.model.name
 
 
@@ -100,3 +105,36 @@ def test_real_recipe_builds_the_transreid_style_vit():
     assert len(backbone.blocks) == 12 and backbone.sie_embed.shape == (6, 1, 768)
     assert backbone.camera_coe == 3.0 and model.head.classifier.out_features == 395
     assert cfg.train.batch_size % (2 * cfg.sampler.num_instances) == 0
+
+
+def test_mip_recipe_builds_the_papers_model_with_the_authors_recipe():
+    from vireid_plugin.config import loss_kwargs, model_kwargs, optimizer_kwargs, scheduler_kwargs
+    from vireid_plugin.losses import build_loss
+    from vireid_plugin.models import build_model
+    from vireid_plugin.optim import build_lr_scheduler, build_optimizer
+    cfg = load_config(os.path.join(CONFIGS, 'mip_sysu.yaml'), ['model.pretrained', 'False'])
+    model = build_model(cfg.model.name, 395, **model_kwargs(cfg, num_cameras=6))
+    assert model.backbone.patch_embed.grid_size == (21, 10) and model.num_blocks == 11
+    assert model.prompts.table.shape == (2, 12, 16, 768)
+    assert model.instance.queries.shape == (1, 16, 768) and model.feature_dim == 3840
+    assert model.backbone.sie_embed.shape == (6, 1, 768) and model.backbone.camera_coe == 3.0
+    # 8 ids x (4 visible + 4 infrared)
+    assert cfg.train.batch_size // (2 * cfg.sampler.num_instances) == 8
+    names, weights, options = loss_kwargs(cfg)
+    criterion = build_loss(names, weights, options, num_classes=395, model=model)
+    assert dict(zip(names, weights)) == {'id': 1.0, 'triplet': 1.0, 'msel': 0.5, 'iael': 0.5}
+    assert criterion.terms['id'].label_smooth == 0.0 and criterion.terms['triplet'].soft_margin
+    assert criterion.terms['msel'].start_epoch == 10 and len(criterion.terms['iael'].bns) == 11
+    opt = build_optimizer([model, criterion], **optimizer_kwargs(cfg))
+    lrs = {id(p): g['lr'] for g in opt.param_groups for p in g['params']}
+    assert lrs[id(model.prompts.table)] == pytest.approx(0.05)
+    assert lrs[id(model.instance.block.attn.qkv.weight)] == pytest.approx(0.15)
+    assert lrs[id(model.backbone.blocks[3].mlp.fc1.bias)] == pytest.approx(0.02)
+    assert all(g['weight_decay'] == 1e-4 for g in opt.param_groups)
+    sched = build_lr_scheduler(opt, 100, **scheduler_kwargs(cfg))
+    sched.begin_epoch(30)   # the authors' t = 31: second cycle, peak 1e-3
+    base = [g for g in opt.param_groups if g['group_name'] == 'base'][0]
+    assert base['lr'] == pytest.approx(1e-7 + 0.5 * (1e-3 - 1e-7) * (1 + math.cos(math.pi / 30)))
+    released = load_config(os.path.join(CONFIGS, 'mip_sysu_released.yaml'),
+                           ['model.pretrained', 'False'])
+    assert released.mip.released_compat and list(released.loss.terms) == ['id', 'triplet', 'msel']

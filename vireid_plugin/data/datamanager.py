@@ -36,7 +36,8 @@ class _CrossModalLoaders:
 
     def _add_plugin_transforms(self, names):
         names = [names] if isinstance(names, str) else list(names or [])
-        self.transform_tr = add_plugin_transforms(self.transform_tr, names)
+        self.transform_tr = add_plugin_transforms(self.transform_tr, names, self.height,
+                                                  self.width)
         self.train_loader.dataset.transform = self.transform_tr
 
     def _resample_train_loader(self, batch_size, num_instances, workers):

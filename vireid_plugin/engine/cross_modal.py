@@ -104,6 +104,11 @@ class CrossModalEngine(compat.Engine):
         # one host sync per logged value; torchreid's MetricMeter wants floats
         return {k: float(v) for k, v in summary.items()}
 
+    def get_current_lr(self, names=None):
+        """The base LR (torchreid logs its last group's, which may carry a multiplier)."""
+        group = self.optimizer.param_groups[-1]
+        return group['lr'] / group.get('lr_mult', 1.0)
+
     def update_lr(self, names=None):
         # per-iteration schedulers already stepped in forward_backward
         if not getattr(self.scheduler, 'per_iteration', False):

@@ -40,7 +40,9 @@ class ModalityPrompts(nn.Module):
     def forward(self, layer, modality):
         if self.naive:
             modality = torch.zeros_like(modality)
-        return self.dropout(self.proj(self.table[modality, layer]))
+        # project the two tables once, then pick per image (the same values as projecting
+        # each image's prompts; dropout stays per image)
+        return self.dropout(self.proj(self.table[:, layer])[modality])
 
     def extra_repr(self):
         return 'table={}, naive={}'.format(tuple(self.table.shape), self.naive)
