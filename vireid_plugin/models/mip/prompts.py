@@ -41,8 +41,9 @@ class ModalityPrompts(nn.Module):
         if self.naive:
             modality = torch.zeros_like(modality)
         # project the two tables once, then pick per image (the same values as projecting
-        # each image's prompts; dropout stays per image)
-        return self.dropout(self.proj(self.table[:, layer])[modality])
+        # each image's prompts; dropout stays per image). clone(): a view of a parameter
+        # made under no_grad trips torch's module tracker (FlopCounterMode) as an input.
+        return self.dropout(self.proj(self.table[:, layer].clone())[modality])
 
     def extra_repr(self):
         return 'table={}, naive={}'.format(tuple(self.table.shape), self.naive)
