@@ -1,0 +1,89 @@
+"""MIP end to end through scripts/main.py on a small synthetic SYSU-MM01 (CPU, in-process):
+training with IAEL + MSEL, the loss-term heads in the checkpoint, resume, evaluation."""
+import os
+
+import pytest
+import torch
+
+from vireid_plugin.data.synthetic import make_sysu_mm01
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(REPO, 'configs', 'demo_mip.yaml')
+
+
+def args(root, save_dir, *extra):
+    return ['--config-file', DEMO, '--root', root, 'data.save_dir', save_dir,
+            'data.synthetic', 'False', 'data.workers', '0', 'data.height', '64',
+            'data.width', '32', 'train.batch_size', '16', 'train.print_freq', '1',
+            'test.num_trials', '2', 'test.eval_before_train', 'False',
+            'loss.msel.start_epoch', '2'] + list(extra)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def trained(cli, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('sysu'))
+    make_sysu_mm01(root, num_train=12, num_val=1, num_test=4, images_per_cam=2, size=(64, 32))
+    save_dir = str(tmp_path_factory.mktemp('mip_log'))
+    assert cli.main([str(a) for a in args(root, save_dir, 'train.max_epoch', '2')]) == 0
+    return root, save_dir
+
+
+def test_checkpoint_holds_the_iael_heads(trained):
+    _, save_dir = trained
+    ckpt = torch.load(os.path.join(save_dir, 'model', 'model.pth.tar-2'), weights_only=True)
+    assert 'prompts.table' in ckpt['state_dict'] and 'instance.queries' in ckpt['state_dict']
+    heads = [k for k in ckpt['criterion'] if k.startswith('terms.iael.classifiers.')]
+    assert len(heads) == 3          # mip_vit_tiny: depth 4, JPM -> 3 prompted layers
+    # msel ran in epoch 2 (start_epoch 2) and was logged
+    log = open([os.path.join(save_dir, f) for f in os.listdir(save_dir)
+                if f.startswith('train.log')][0]).read()
+    assert 'msel' in log and 'iael' in log
+
+
+def test_resume_restores_the_loss_term_heads(cli, trained, tmp_path, monkeypatch):
+    root, save_dir = trained
+    ckpt_path = os.path.join(save_dir, 'model', 'model.pth.tar-2')
+    saved = torch.load(ckpt_path, weights_only=True)['criterion']
+    seen = {}
+    real = cli.resume
+
+    def spy(path, model, optimizer=None, scheduler=None, criterion=None):
+        epoch = real(path, model, optimizer, scheduler, criterion=criterion)
+        seen['weight'] = criterion.terms['iael'].classifiers[1].weight.detach().clone()
+        return epoch
+
+    monkeypatch.setattr(cli, 'resume', spy)
+    rc = cli.main([str(a) for a in args(root, str(tmp_path / 'resumed'), 'train.max_epoch', '3',
+                                        'model.resume', ckpt_path)])
+    assert rc == 0
+    torch.testing.assert_close(seen['weight'], saved['terms.iael.classifiers.1.weight'])
+    assert os.path.isfile(tmp_path / 'resumed' / 'model' / 'model.pth.tar-3')
+
+
+def test_evaluate_a_trained_checkpoint(cli, trained, tmp_path):
+    root, save_dir = trained
+    rc = cli.main([str(a) for a in args(root, str(tmp_path / 'eval'), 'test.evaluate', 'True',
+                                        'model.load_weights',
+                                        os.path.join(save_dir, 'model', 'model.pth.tar-2'))])
+    assert rc == 0
+
+
+def test_checkpoint_of_another_model_exits_non_zero_with_one_message(cli, trained, tmp_path,
+                                                                     capfd):
+    root, save_dir = trained
+    rc = cli.main([str(a) for a in args(root, str(tmp_path / 'other'), 'test.evaluate', 'True',
+                                        'mip.num_tokens', '2', 'model.load_weights',
+                                        os.path.join(save_dir, 'model', 'model.pth.tar-2'))])
+    err = capfd.readouterr().err
+    assert rc != 0
+    line = [x for x in err.splitlines() if x.strip()][-1]
+    assert line.startswith('error: ') and 'prompts.table (file (2, 4, 4, 96), model (2, 4, 2, 96))' \
+        in line and 'load_weights_strict' in line
