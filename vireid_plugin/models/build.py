@@ -18,7 +18,7 @@ import functools
 
 from ..registry import CONFIG_SECTIONS, MODELS
 
-__all__ = ['register_model', 'build_model', 'model_names', 'COMMON_ARGS']
+__all__ = ['register_model', 'register_arch', 'build_model', 'model_names', 'COMMON_ARGS']
 
 #: keyword arguments every plugin builder takes besides its section's options
 COMMON_ARGS = ('pretrained', 'num_cameras', 'img_size', 'pretrained_path')
@@ -45,6 +45,15 @@ def register_model(name, config_section=None):
         return builder
 
     return deco
+
+
+def register_arch(name, build_fn, config_section):
+    """Register ``name`` as ``build_fn(name, num_classes, pretrained, **kwargs)``: one build
+    function serving every architecture of a family (base, tiny, ...)."""
+    def builder(num_classes, pretrained=True, **kwargs):
+        return build_fn(name, num_classes, pretrained, **kwargs)
+    builder.__name__ = builder.__qualname__ = name
+    return register_model(name, config_section)(builder)
 
 
 def build_model(name, num_classes, **kwargs):

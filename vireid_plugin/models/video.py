@@ -1,7 +1,7 @@
 """Video ReID by temporal average pooling over a per-frame image backbone."""
 import torch.nn as nn
 
-from .build import register_model
+from .build import register_arch
 from .vit_reid import build_vit_reid
 
 __all__ = ['TemporalAvgReID', 'vit_base_video_avg', 'vit_tiny_video_avg']
@@ -34,12 +34,11 @@ class TemporalAvgReID(nn.Module):
         return self.head(feat.view(b, t, -1).mean(1))
 
 
-def _register(name, image_arch):
-    def builder(num_classes, pretrained=True, **kwargs):
-        return TemporalAvgReID(build_vit_reid(image_arch, num_classes, pretrained, **kwargs))
-    builder.__name__ = builder.__qualname__ = name
-    return register_model(name, config_section='vit')(builder)
+def build_video_avg(name, num_classes, pretrained=True, **kwargs):
+    """``VIDEO_ARCHS[name]``: the temporal average over that image model."""
+    return TemporalAvgReID(build_vit_reid(VIDEO_ARCHS[name], num_classes, pretrained, **kwargs))
 
 
-vit_base_video_avg = _register('vit_base_video_avg', 'vit_base_reid')
-vit_tiny_video_avg = _register('vit_tiny_video_avg', 'vit_tiny_reid')
+VIDEO_ARCHS = {'vit_base_video_avg': 'vit_base_reid', 'vit_tiny_video_avg': 'vit_tiny_reid'}
+vit_base_video_avg = register_arch('vit_base_video_avg', build_video_avg, 'vit')
+vit_tiny_video_avg = register_arch('vit_tiny_video_avg', build_video_avg, 'vit')

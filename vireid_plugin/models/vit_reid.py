@@ -14,7 +14,7 @@ from timm.layers import PatchEmbed, to_2tuple, trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
 from ..config.sections import register_config_section
-from .build import register_model
+from .build import register_arch
 from .heads import BNNeck
 from .weights import load_pretrained
 
@@ -159,13 +159,6 @@ def build_vit_reid(arch, num_classes, pretrained=True, img_size=None, stride_siz
     return model
 
 
-def _register(arch):
-    def builder(num_classes, pretrained=True, **kwargs):
-        return build_vit_reid(arch, num_classes, pretrained, **kwargs)
-    builder.__name__ = builder.__qualname__ = arch
-    return register_model(arch, config_section='vit')(builder)
-
-
-vit_base_reid = _register('vit_base_reid')
-vit_small_reid = _register('vit_small_reid')
-vit_tiny_reid = _register('vit_tiny_reid')
+vit_base_reid = register_arch('vit_base_reid', build_vit_reid, 'vit')
+vit_small_reid = register_arch('vit_small_reid', build_vit_reid, 'vit')
+vit_tiny_reid = register_arch('vit_tiny_reid', build_vit_reid, 'vit')

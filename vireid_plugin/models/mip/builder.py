@@ -1,5 +1,5 @@
 """Registered MIP models: ``mip_vit_base_patch16`` (the paper's) and ``mip_vit_tiny`` (CPU)."""
-from ..build import register_model
+from ..build import register_arch
 from ..weights import load_pretrained
 from .config import MIP_SECTION  # noqa: F401  (the section must exist before building)
 from .model import MIPReID
@@ -32,12 +32,5 @@ def build_mip(arch, num_classes, pretrained=True, num_cameras=0, img_size=None,
     return model
 
 
-def _register(arch):
-    def builder(num_classes, pretrained=True, **kwargs):
-        return build_mip(arch, num_classes, pretrained, **kwargs)
-    builder.__name__ = builder.__qualname__ = arch
-    return register_model(arch, config_section='mip')(builder)
-
-
-mip_vit_base_patch16 = _register('mip_vit_base_patch16')
-mip_vit_tiny = _register('mip_vit_tiny')
+mip_vit_base_patch16 = register_arch('mip_vit_base_patch16', build_mip, 'mip')
+mip_vit_tiny = register_arch('mip_vit_tiny', build_mip, 'mip')
