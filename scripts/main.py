@@ -10,6 +10,7 @@ override config keys (e.g. ``train.max_epoch 10 test.protocol_matrix True``).
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,12 +19,13 @@ import torch  # noqa: E402
 
 import vireid_plugin  # noqa: E402,F401  (registers datasets and models)
 from vireid_plugin import compat  # noqa: E402
-from vireid_plugin.config import (ConfigError, engine_run_kwargs, imagedata_kwargs,  # noqa: E402
-                                  load_config, loss_kwargs, model_kwargs, optimizer_kwargs,
-                                  scheduler_kwargs, videodata_kwargs)
+from vireid_plugin.config import (ConfigError, engine_kwargs, engine_run_kwargs,  # noqa: E402
+                                  imagedata_kwargs, load_config, loss_kwargs, model_kwargs,
+                                  optimizer_kwargs, schedule_settings, scheduler_kwargs,
+                                  videodata_kwargs)
 from vireid_plugin.data import CrossModalImageDataManager, CrossModalVideoDataManager  # noqa: E402
 from vireid_plugin.data.prepare import prepare_datasets  # noqa: E402
-from vireid_plugin.engine import CrossModalEngine, resume  # noqa: E402
+from vireid_plugin.engine import CrossModalEngine  # noqa: E402
 from vireid_plugin.errors import USER_ERRORS  # noqa: E402
 from vireid_plugin.losses import build_loss  # noqa: E402
 from vireid_plugin.models import build_model, load_weights  # noqa: E402
@@ -38,6 +40,9 @@ def build_parser():
     p.add_argument('-t', '--targets', type=str, nargs='+', help='target datasets')
     p.add_argument('--transforms', type=str, nargs='+', help='data augmentation')
     p.add_argument('--root', type=str, default='', help='root path to data directory')
+    p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='PATH',
+                   help='continue a run: from PATH, or (no PATH) from the newest good '
+                        'checkpoint in data.save_dir (= model.resume PATH|auto)')
     p.add_argument('opts', default=None, nargs=argparse.REMAINDER,
                    help='modify config options using the command line (KEY VALUE ...)')
     return p
@@ -72,7 +77,19 @@ def num_cameras_of(datamanager):
     return max(camids) + 1
 
 
+def check_writable(folder):
+    """data.save_dir must take files: found before training, not at the first checkpoint."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test-')
+        probe.close()
+    except OSError as exc:
+        raise ConfigError('data.save_dir {} is not writable ({}); choose another folder'.format(
+            folder, exc.strerror or exc)) from None
+
+
 def run(cfg):
+    check_writable(cfg.data.save_dir)
     compat.utils.set_random_seed(cfg.train.seed)
     log_name = 'test.log' if cfg.test.evaluate else 'train.log'
     sys.stdout = TeeLogger(os.path.join(
@@ -108,18 +125,13 @@ def run(cfg):
     optimizer = build_optimizer([model, criterion], **optimizer_kwargs(cfg))
     scheduler = build_lr_scheduler(optimizer, len(datamanager.train_loader),
                                    **scheduler_kwargs(cfg))
+    engine = CrossModalEngine(
+        datamanager, model, optimizer, criterion, scheduler=scheduler, use_gpu=use_gpu,
+        schedule=schedule_settings(cfg, len(datamanager.train_loader)), **engine_kwargs(cfg))
     run_kwargs = engine_run_kwargs(cfg)
     if cfg.model.resume:
-        run_kwargs['start_epoch'] = resume(cfg.model.resume, model, optimizer, scheduler,
-                                           criterion=criterion)
-        print('Resumed from "{}" at epoch {}'.format(cfg.model.resume,
-                                                      run_kwargs['start_epoch']))
-
-    engine = CrossModalEngine(
-        datamanager, model, optimizer, criterion,
-        scheduler=scheduler, use_gpu=use_gpu, amp=cfg.train.amp,
-        grad_clip=cfg.train.grad_clip, protocol_matrix=cfg.test.protocol_matrix,
-        eval_before_train=cfg.test.eval_before_train)
+        run_kwargs['start_epoch'] = engine.resume(cfg.model.resume, cfg.data.save_dir,
+                                                  cfg.train.resume_rebuild_schedule)
     engine.run(**run_kwargs)
     return engine
 
@@ -128,7 +140,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     stdout = sys.stdout
     try:
-        cfg = load_config(args.config_file, args.opts or (), sources=args.sources,
+        opts = list(args.opts or ())
+        if args.resume:
+            opts += ['model.resume', args.resume]
+        cfg = load_config(args.config_file, opts, sources=args.sources,
                           targets=args.targets, root=args.root, transforms=args.transforms)
         run(cfg)
     except USER_ERRORS as exc:

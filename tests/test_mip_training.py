@@ -53,16 +53,17 @@ def test_resume_restores_the_loss_term_heads(cli, trained, tmp_path, monkeypatch
     ckpt_path = os.path.join(save_dir, 'model', 'model.pth.tar-2')
     saved = torch.load(ckpt_path, weights_only=True)['criterion']
     seen = {}
-    real = cli.resume
+    real = cli.CrossModalEngine.resume
 
-    def spy(path, model, optimizer=None, scheduler=None, criterion=None):
-        epoch = real(path, model, optimizer, scheduler, criterion=criterion)
-        seen['weight'] = criterion.terms['iael'].classifiers[1].weight.detach().clone()
+    def spy(self, path, save_dir, rebuild_schedule=False):
+        epoch = real(self, path, save_dir, rebuild_schedule)
+        seen['weight'] = self.criterion.terms['iael'].classifiers[1].weight.detach().clone()
         return epoch
 
-    monkeypatch.setattr(cli, 'resume', spy)
+    monkeypatch.setattr(cli.CrossModalEngine, 'resume', spy)
     rc = cli.main([str(a) for a in args(root, str(tmp_path / 'resumed'), 'train.max_epoch', '3',
-                                        'model.resume', ckpt_path)])
+                                        'model.resume', ckpt_path,
+                                        'train.resume_rebuild_schedule', 'True')])
     assert rc == 0
     torch.testing.assert_close(seen['weight'], saved['terms.iael.classifiers.1.weight'])
     assert os.path.isfile(tmp_path / 'resumed' / 'model' / 'model.pth.tar-3')

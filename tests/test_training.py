@@ -108,7 +108,8 @@ def test_training_prints_the_table(trained):
         assert col in cols
     assert 'mAP before training' in log
     assert os.path.isfile(os.path.join(save_dir, 'model', 'model.pth.tar-2'))
-    assert not os.path.exists(os.path.join(save_dir, 'model', 'model.pth.tar-1'))
+    # a checkpoint every epoch (train.checkpoint_every 1), independent of evaluation
+    assert os.path.isfile(os.path.join(save_dir, 'model', 'model.pth.tar-1'))
 
 
 # ---------------------------------------------------------------- (2) resume
@@ -123,19 +124,27 @@ def test_resume_continues_at_epoch_3(cli, sysu_root, trained, tmp_path, monkeypa
     assert saved['epoch'] == 2
 
     seen = {}
-    real_resume = cli.resume
+    engine_cls = cli.CrossModalEngine
+    real_resume = engine_cls.resume
 
-    def spy(path, model, optimizer=None, scheduler=None, **kwargs):
-        epoch = real_resume(path, model, optimizer, scheduler, **kwargs)
-        seen['state'] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    def spy(self, path, save_dir, rebuild_schedule=False):
+        epoch = real_resume(self, path, save_dir, rebuild_schedule)
+        seen['state'] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         seen['epoch'] = epoch
         return epoch
-    monkeypatch.setattr(cli, 'resume', spy)
+    monkeypatch.setattr(engine_cls, 'resume', spy)
     for old in glob.glob(str(save_dir / 'train.log-*')):
         os.remove(old)
 
+    # 3 epochs instead of 2 changes the LR schedule: refused, naming the key...
     rc = run_main(cli, args(sysu_root, save_dir, 'train.max_epoch', '3',
                             'test.eval_before_train', 'True', 'model.resume', ckpt2))
+    assert rc == 1 and not seen
+    assert not (save_dir / 'model' / 'model.pth.tar-3').exists()
+    # ...and rebuilt when asked
+    rc = run_main(cli, args(sysu_root, save_dir, 'train.max_epoch', '3',
+                            'test.eval_before_train', 'True', 'model.resume', ckpt2,
+                            'train.resume_rebuild_schedule', 'True'))
     assert rc == 0
     assert seen['epoch'] == 2
     # the model holds exactly the checkpoint's tensors after resuming
@@ -146,15 +155,15 @@ def test_resume_continues_at_epoch_3(cli, sysu_root, trained, tmp_path, monkeypa
     ckpt3 = save_dir / 'model' / 'model.pth.tar-3'
     assert ckpt3.is_file()
     assert torch.load(str(ckpt3), map_location='cpu', weights_only=True)['epoch'] == 3
-    assert not (save_dir / 'model' / 'model.pth.tar-1').exists()
     assert sha(ckpt2) == digest            # epoch-2 checkpoint not rewritten
     log = read_log(str(save_dir))
     assert 'epoch: [3/3]' in log
     assert 'epoch: [1/3]' not in log and 'epoch: [2/3]' not in log
-    # scored before the resumed training: the epoch-2 model, same numbers as the first run
+    assert 'schedule rebuilt: train.max_epoch: checkpoint 2, config 3' in log
+    # a resumed model is not untrained: eval_before_train does not score it again
+    assert 'Evaluating the model before training' not in log
     after = read_results(str(save_dir))
-    assert len(after) == len(results) + 2
-    assert after[len(results)]['rows'][0]['mAP'] == final_row(results)['mAP']
+    assert len(after) == len(results) + 1 and after[-1]['epoch'] == 2
 
 
 # ---------------------------------------------------------------- (3) test-only

@@ -1,19 +1,26 @@
-"""The package's one checkpoint writer and one checkpoint reader.
+"""The package's one atomic file writer and one checkpoint reader.
+
+``atomic_write`` is how every file the package writes reaches the disk
+(checkpoints, results.json): a temporary file in the same folder, flushed and
+fsync'ed, then renamed over the target and the folder fsync'ed, so a crash or a
+pre-emption leaves either the old file or the new one, never half of one.
 
 torchreid's ``save_model`` fails when the scheduler is None and stores numpy
 scalars that ``torch.load(weights_only=True)`` (the default since torch 2.6)
-refuses. Here a checkpoint holds only tensors and plain Python values, is
-written atomically (a crash mid-write never replaces a good file), is read with
-``weights_only=True`` (or as .safetensors), and every error names the file and
-what was expected.
+refuses. Here a checkpoint holds only tensors and plain Python values, is read
+with ``weights_only=True`` (or as .safetensors) so a file cannot run code when
+loaded, and every error names the file and what was expected.
 """
 import os
+import pickle
+import re
 import tempfile
 
 import numpy as np
 import torch
 
-__all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'state_dict_of']
+__all__ = ['CheckpointError', 'atomic_write', 'save_checkpoint', 'load_checkpoint',
+           'state_dict_of']
 
 
 class CheckpointError(RuntimeError):
@@ -31,19 +38,41 @@ def _plain(value):
     return value
 
 
-def save_checkpoint(state, path):
-    """Write ``state`` to ``path`` via a temporary file in the same folder, then rename."""
+def atomic_write(path, write, mode='wb'):
+    """Write ``path`` through ``write(file_object)`` atomically (see the module doc)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.pth', dir=folder)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='-' + os.path.basename(path), dir=folder)
     try:
-        torch.save(_plain(state), tmp)
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(folder)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:   # some filesystems do not open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(state, path):
+    """Write ``state`` (tensors and plain values) to ``path`` atomically."""
+    plain = _plain(state)
+    return atomic_write(path, lambda f: torch.save(plain, f))
 
 
 def _numpy_scalar_types():
@@ -66,10 +95,27 @@ def load_checkpoint(path):
             return load_file(path)
         with torch.serialization.safe_globals(_numpy_scalar_types()):
             return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # corrupt file, pickle with foreign objects, not a torch file
-        raise CheckpointError('cannot load checkpoint {}: {} (expected a file written by '
-                              'torch.save holding tensors and plain values, or .safetensors)'
-                              .format(path, str(exc).splitlines()[0])) from None
+    except pickle.UnpicklingError as exc:
+        if 'weights_only' not in str(exc):
+            raise _unreadable(path, exc) from None
+        # a pickle that names Python classes: loading it could run their code
+        found = re.search(r'(?:Unsupported global|GLOBAL) ?:? ?(?:GLOBAL )?([\w.]+)', str(exc))
+        raise CheckpointError(
+            'refused to load {}: it holds pickled Python objects{} that could run code when '
+            'loaded (only tensors and plain values are read, torch.load(weights_only=True)). '
+            'If you trust the file, convert it once: python -c "import torch; c = torch.load('
+            "'{}', weights_only=False); torch.save(c.get('state_dict', c), '{}.weights.pth')"
+            '" and use the .weights.pth file'.format(
+                path, ' ({})'.format(found.group(1)) if found else '', path, path)) from None
+    except Exception as exc:  # corrupt or truncated file, not a torch file
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path, exc):
+    return CheckpointError('cannot load checkpoint {}: {} (expected a complete file written by '
+                           'torch.save holding tensors and plain values, or .safetensors; a '
+                           'truncated or corrupted file reads like this)'.format(
+                               path, str(exc).splitlines()[0]))
 
 
 def state_dict_of(ckpt, path):

@@ -3,7 +3,8 @@ from .config.loading import ConfigError
 from .data.datasets.common import DatasetNotFoundError
 from .data.io import ImageReadError
 from .checkpoint_io import CheckpointError
+from .engine.checkpoint import NonFiniteError
 from .models.weights import PretrainedWeightsError
 
 USER_ERRORS = (ConfigError, DatasetNotFoundError, ImageReadError, CheckpointError,
-               PretrainedWeightsError)
+               PretrainedWeightsError, NonFiniteError)

@@ -92,6 +92,12 @@ def get_default_config():
     cfg.train.cycle_decay = 0.1     # plugin: cosine_restarts: each cycle's peak = previous * this
     cfg.train.bias_lr_factor = 1.0  # plugin: biases' LR multiplier (TransReID/MIP: 2) unless the model sets one
     cfg.train.exempt_from_decay = True  # plugin: no weight decay on norms, biases and the model's no_weight_decay()
+    cfg.train.checkpoint_every = 1      # plugin: a checkpoint every N epochs (0: only the last), independent of evaluation
+    cfg.train.checkpoint_every_iters = 0  # plugin: also every N iterations inside an epoch (0: off)
+    cfg.train.keep_checkpoints = 3      # plugin: regular checkpoints kept (the best one is extra)
+    cfg.train.on_nonfinite = 'skip'     # plugin: NaN/inf loss: skip the step, rollback to the last checkpoint, or stop
+    cfg.train.max_nonfinite_steps = 10  # plugin: this many non-finite steps in a row stop the run
+    cfg.train.resume_rebuild_schedule = False  # plugin: resume with a changed schedule rebuilds it (else refused)
     cfg.train.amp = 'auto'          # plugin: auto (bf16 on a GPU that has it, else fp16; off on CPU), bf16, fp16, off
     cfg.train.grad_clip = 0.0       # plugin: max grad norm, 0 = off
 
@@ -125,5 +131,6 @@ def get_default_config():
     cfg.test.num_trials = 10        # plugin: SYSU gallery trials scored from one extraction
     cfg.test.protocol_matrix = False  # plugin: every mode of each target dataset
     cfg.test.eval_before_train = False  # plugin: also score the untrained model (demo)
+    cfg.test.select_on = 'last'     # plugin: reported model: last epoch, best on SYSU's val ids, or best on test (labelled)
 
     return add_registered_sections(cfg)

@@ -96,3 +96,33 @@ def engine_run_kwargs(cfg):
                 visrank_topk=cfg.test.visrank_topk,
                 use_metric_cuhk03=cfg.cuhk03.use_metric_cuhk03,
                 ranks=list(cfg.test.ranks), rerank=cfg.test.rerank)
+
+
+def engine_kwargs(cfg):
+    """Keywords of ``CrossModalEngine`` besides data manager, model, optimizer, loss, scheduler."""
+    return dict(amp=cfg.train.amp, grad_clip=cfg.train.grad_clip,
+                protocol_matrix=cfg.test.protocol_matrix,
+                eval_before_train=cfg.test.eval_before_train,
+                checkpoint_every=cfg.train.checkpoint_every,
+                checkpoint_every_iters=cfg.train.checkpoint_every_iters,
+                keep_checkpoints=cfg.train.keep_checkpoints, select_on=cfg.test.select_on,
+                on_nonfinite=cfg.train.on_nonfinite,
+                max_nonfinite_steps=cfg.train.max_nonfinite_steps)
+
+
+#: the settings that define the LR schedule: a resume must not change them silently
+SCHEDULE_KEYS = ('train.max_epoch', 'train.batch_size', 'train.lr', 'train.optim',
+                 'train.lr_scheduler', 'train.warmup_epochs', 'train.warmup_factor',
+                 'train.min_lr_factor', 'train.cycle_epochs', 'train.cycle_decay',
+                 'train.stepsize', 'train.gamma')
+
+
+def schedule_settings(cfg, iters_per_epoch):
+    """{key: value} of ``SCHEDULE_KEYS`` plus the iterations per epoch."""
+    out = {}
+    for key in SCHEDULE_KEYS:
+        sec, name = key.split('.')
+        value = cfg[sec][name]
+        out[key] = list(value) if isinstance(value, (list, tuple)) else value
+    out['iterations per epoch'] = int(iters_per_epoch)
+    return out

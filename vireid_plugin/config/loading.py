@@ -127,6 +127,8 @@ def check_config(cfg):
     _check_sections(cfg)
     choices = {'train.amp': ('auto', 'bf16', 'fp16', 'off'),
                'sysu.gallery_draw': ('seeded', 'official'),
+               'test.select_on': ('last', 'val', 'test'),
+               'train.on_nonfinite': ('skip', 'rollback', 'stop'),
                'data.type': ('image', 'video'),
                'test.dist_metric': ('euclidean', 'cosine')}
     for key, allowed in choices.items():
@@ -140,6 +142,18 @@ def check_config(cfg):
         raise ConfigError('data.transforms: {}'.format(exc)) from None
     if cfg.sysu.shots < 1:
         raise ConfigError('sysu.shots must be >= 1, got {}'.format(cfg.sysu.shots))
+    k = cfg.sampler.num_instances
+    if cfg.sampler.train_sampler == 'CrossModalIdentitySampler' and (
+            k < 1 or cfg.train.batch_size < 2 * k or cfg.train.batch_size % (2 * k)):
+        raise ConfigError('train.batch_size {} must be a positive multiple of 2 x '
+                          'sampler.num_instances = {} (P ids x {} visible + {} infrared per '
+                          'batch)'.format(cfg.train.batch_size, 2 * k, k, k))
+    if cfg.test.visrank and not cfg.test.evaluate:
+        raise ConfigError('test.visrank draws ranked lists of an evaluation run: set '
+                          'test.evaluate True with it (and model.load_weights)')
+    if cfg.test.select_on == 'val' and cfg.sysu.train_with_val:
+        raise ConfigError("test.select_on val scores SYSU-MM01's validation ids, which "
+                          "sysu.train_with_val True trains on: set sysu.train_with_val False")
 
 
 def _check_name(key, value, registry):

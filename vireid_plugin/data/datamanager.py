@@ -9,6 +9,7 @@ import torch
 from .. import compat
 from .datasets.options import set_dataset_options
 from .sampler import CrossModalIdentitySampler
+from .seeded import SeededItems
 from .transforms import add_plugin_transforms
 
 CROSS_MODAL_SAMPLER = 'CrossModalIdentitySampler'
@@ -38,22 +39,30 @@ class _CrossModalLoaders:
         names = [names] if isinstance(names, str) else list(names or [])
         self.transform_tr = add_plugin_transforms(self.transform_tr, names, self.height,
                                                   self.width)
-        self.train_loader.dataset.transform = self.transform_tr
+        self.train_set.transform = self.transform_tr
 
     def _resample_train_loader(self, batch_size, num_instances, workers):
         if not self._want_cross_modal:
             return
         old = self.train_loader
+        # per-position item seeds and a private generator for the loader's own draws:
+        # augmentation and order depend on (seed, epoch, position) only, so a run resumed
+        # mid-epoch sees exactly the batches of an uninterrupted one
         sampler = CrossModalIdentitySampler(old.dataset.train, batch_size, num_instances,
-                                            seed=self._seed)
+                                            seed=self._seed, item_seeds=True)
+        generator = torch.Generator()
+        generator.manual_seed(0 if self._seed is None else int(self._seed))
         self.train_loader = torch.utils.data.DataLoader(
-            old.dataset, sampler=sampler, batch_size=batch_size, shuffle=False,
+            SeededItems(old.dataset), sampler=sampler, batch_size=batch_size, shuffle=False,
             num_workers=workers, pin_memory=self.use_gpu, drop_last=True,
-            persistent_workers=workers > 0)
+            persistent_workers=workers > 0, generator=generator)
 
     @property
     def train_set(self):
-        return self.train_loader.dataset
+        """The training dataset (unwrapped from ``SeededItems``)."""
+        dataset = self.train_loader.dataset
+        return getattr(dataset, 'dataset', dataset) if isinstance(dataset, SeededItems) \
+            else dataset
 
     def query_dataset(self, name):
         """The query-mode dataset instance of a target (holds test_pool/eval_modes)."""

@@ -30,9 +30,16 @@ class CrossModalIdentitySampler(Sampler):
     Randomness: with ``seed``, the order depends only on ``(seed, epoch)``
     (``set_epoch`` as for ``DistributedSampler``); without, each pass draws its
     seed from torch's global generator, so ``torch.manual_seed`` reproduces it.
+
+    Exact resumption: ``set_start(position)`` makes the next pass begin at that
+    position of the epoch's order (a checkpoint taken after k batches resumes at
+    ``k * batch_size``). With ``item_seeds=True`` the sampler yields
+    ``(index, item_seed)`` pairs, one seed per position drawn from the same
+    generator, for a dataset wrapped in ``SeededItems``: each item's augmentation
+    then depends on the seed only, not on worker processes or on where a run resumed.
     """
 
-    def __init__(self, data_source, batch_size, num_instances, seed=None):
+    def __init__(self, data_source, batch_size, num_instances, seed=None, item_seeds=False):
         if not isinstance(num_instances, int) or num_instances < 1:
             raise ValueError('num_instances (K per modality) must be a positive int, '
                              'got {!r}'.format(num_instances))
@@ -73,9 +80,18 @@ class CrossModalIdentitySampler(Sampler):
         self.num_batches = max(1, math.ceil(max(n_vis, n_ir) / (self.num_pids_per_batch * k)))
         self.seed = seed
         self.epoch = 0
+        self.item_seeds = item_seeds
+        self._start = 0
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
+
+    def set_start(self, position):
+        """The next pass (only) starts at ``position`` of the epoch's order."""
+        if not 0 <= position <= len(self):
+            raise ValueError('start position {} outside the epoch of {} items'.format(
+                position, len(self)))
+        self._start = int(position)
 
     def __len__(self):
         return self.num_batches * self.batch_size
@@ -108,4 +124,8 @@ class CrossModalIdentitySampler(Sampler):
                 vis, ir = self._items[i]
                 out += self._draw(vis, gen).tolist()
                 out += self._draw(ir, gen).tolist()
-        return iter(out)
+        start, self._start = self._start, 0
+        if self.item_seeds:
+            seeds = torch.randint(2 ** 62, (len(out),), generator=gen).tolist()
+            return iter(list(zip(out, seeds))[start:])
+        return iter(out[start:])

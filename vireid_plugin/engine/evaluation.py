@@ -15,16 +15,21 @@ import torch.nn.functional as F
 from tabulate import tabulate
 
 from .. import compat
+from ..checkpoint_io import atomic_write
 from ..metrics import compute_distance, evaluate_rank
 
 RESULTS_FILE = 'results.json'
 
 
 @torch.no_grad()
-def extract_pool_features(feature_fn, dataset, batch_size, workers, device, autocast):
-    """Features (float32, on ``device``) of ``dataset.test_pool`` in pool order."""
+def extract_pool_features(feature_fn, dataset, batch_size, workers, device, autocast, pool=None,
+                          transform=None):
+    """Features (float32, on ``device``) of ``pool`` (default ``dataset.test_pool``) in pool
+    order, read by ``dataset`` (with ``transform`` instead of its own when given)."""
     pool_set = copy.copy(dataset)
-    pool_set.data = dataset.test_pool
+    pool_set.data = dataset.test_pool if pool is None else pool
+    if transform is not None:
+        pool_set.transform = transform
     loader = torch.utils.data.DataLoader(pool_set, batch_size=batch_size, shuffle=False,
                                          num_workers=workers,
                                          pin_memory=torch.device(device).type == 'cuda')
@@ -81,11 +86,12 @@ def score_modes(feats, pool, modes, dist_metric='euclidean', normalize_feature=F
     return rows
 
 
-def format_table(dataset_name, rows):
+def format_table(dataset_name, rows, note=''):
     headers = list(rows[0].keys())
     body = [[('{:.2f}'.format(v) if isinstance(v, float) else v) for v in r.values()]
             for r in rows]
-    return '** {} **\n{}'.format(dataset_name, tabulate(body, headers=headers, tablefmt='github'))
+    title = '** {} **{}'.format(dataset_name, ' ({})'.format(note) if note else '')
+    return '{}\n{}'.format(title, tabulate(body, headers=headers, tablefmt='github'))
 
 
 def append_results(save_dir, record):
@@ -103,11 +109,7 @@ def append_results(save_dir, record):
             # never destroy what a user has: keep the unreadable file aside
             os.replace(path, path + '.corrupt-{}'.format(int(time.time())))
     records.append(record)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(records, f, indent=2)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: json.dump(records, f, indent=2), mode='w')
 
 
 def final_rows(path):
