@@ -57,6 +57,19 @@ class TeeLogger(compat.utils.Logger):
             self.file = None
 
 
+def split_resume(opts):
+    """``--resume [PATH]`` written after the KEY VALUE overrides (argparse hands it over with
+    them): (the overrides without it, 'auto' or PATH or None). The overrides come in pairs,
+    so an odd count left means the word after the flag is its PATH."""
+    if '--resume' not in opts:
+        return opts, None
+    i = opts.index('--resume')
+    rest = opts[:i] + opts[i + 1:]
+    if len(rest) % 2 and i < len(opts) - 1:
+        return opts[:i] + opts[i + 2:], opts[i + 1]
+    return rest, 'auto'
+
+
 def user_message(exc):
     """One line for the user: an error re-raised from a DataLoader worker carries the
     worker's whole traceback in its message; its last line is the original message."""
@@ -140,9 +153,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     stdout = sys.stdout
     try:
-        opts = list(args.opts or ())
-        if args.resume:
-            opts += ['model.resume', args.resume]
+        opts, resume_flag = split_resume(list(args.opts or ()))
+        resume_flag = resume_flag or args.resume
+        if resume_flag:
+            opts += ['model.resume', resume_flag]
         cfg = load_config(args.config_file, opts, sources=args.sources,
                           targets=args.targets, root=args.root, transforms=args.transforms)
         run(cfg)

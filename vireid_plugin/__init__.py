@@ -13,13 +13,15 @@ __version__ = '0.1.0'
 
 
 def register_all():
-    """Copy the plugin's registries into torchreid's (idempotent)."""
+    """Copy the plugin's registries into torchreid's and let torchreid's own engines score
+    plugin datasets with the cross-modal protocols (idempotent; see ``compat.py``)."""
     for name, cls in IMAGE_DATASETS.items():
         compat.register_image_dataset(name, cls)
     for name, cls in VIDEO_DATASETS.items():
         compat.register_video_dataset(name, cls)
     for name, builder in MODELS.items():
         compat.register_model(name, builder)
+    compat.install_cross_modal_evaluation()
 
 
 register_all()

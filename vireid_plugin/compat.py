@@ -4,6 +4,7 @@ PyPI's ``torchreid`` 0.2.5 ships the library under ``torchreid.reid.*`` (and
 ``import torchreid.data`` fails there), upstream deep-person-reid under
 ``torchreid.*``. Everything else in the plugin imports torchreid through here.
 """
+import functools
 import importlib
 import warnings
 
@@ -12,7 +13,7 @@ __all__ = [
     'optim', 'metrics', 'transforms', 'ImageDataset', 'VideoDataset',
     'ImageDataManager', 'VideoDataManager', 'Engine', 'register_image_dataset',
     'register_video_dataset', 'register_model', 'image_dataset_names',
-    'video_dataset_names', 'model_names',
+    'video_dataset_names', 'model_names', 'install_cross_modal_evaluation',
 ]
 
 _SUBMODULES = ('data', 'data.datasets', 'data.datamanager', 'data.transforms',
@@ -103,3 +104,41 @@ def video_dataset_names():
 
 def model_names():
     return sorted(_registry(models, '__model_factory'))
+
+
+# The one change the plugin makes to torchreid's own code. torchreid's engines
+# (ImageSoftmaxEngine, ImageTripletEngine, the video engines) evaluate through
+# Engine._evaluate, which knows one protocol: market-style single-gallery scoring.
+# On a plugin dataset that gives one trial of numbers that look like results and
+# are not comparable with any paper. The wrapper below sends plugin datasets (their
+# query set has `eval_modes`) to the plugin's cross-modal evaluation (pool extracted
+# once, every trial, the dataset's protocol, mINP, the same table as the plugin's
+# engine) and calls torchreid's original for everything else. Installing it twice
+# is a no-op.
+def install_cross_modal_evaluation():
+    original = engine.Engine._evaluate
+    if getattr(original, '_vireid_cross_modal', False):
+        return False
+
+    @functools.wraps(original)
+    def _evaluate(self, dataset_name='', query_loader=None, gallery_loader=None,
+                  dist_metric='euclidean', normalize_feature=False, visrank=False,
+                  visrank_topk=10, save_dir='', use_metric_cuhk03=False, ranks=(1, 5, 10, 20),
+                  rerank=False):
+        dataset = getattr(query_loader, 'dataset', None)
+        if not hasattr(dataset, 'eval_modes'):
+            return original(self, dataset_name=dataset_name, query_loader=query_loader,
+                            gallery_loader=gallery_loader, dist_metric=dist_metric,
+                            normalize_feature=normalize_feature, visrank=visrank,
+                            visrank_topk=visrank_topk, save_dir=save_dir,
+                            use_metric_cuhk03=use_metric_cuhk03, ranks=list(ranks),
+                            rerank=rerank)
+        from .engine.evaluation import evaluate_for_torchreid_engine  # avoids an import cycle
+        return evaluate_for_torchreid_engine(self, dataset_name, dataset, query_loader,
+                                             dist_metric, normalize_feature, ranks, save_dir,
+                                             rerank)
+
+    _evaluate._vireid_cross_modal = True
+    _evaluate._vireid_original = original
+    engine.Engine._evaluate = _evaluate
+    return True

@@ -225,7 +225,7 @@ class CrossModalEngine(compat.Engine):
             raise NonFiniteError(
                 'non-finite loss ({}) at {} in term(s) {}{}; no checkpoint was written after '
                 'it. Lower train.lr, set train.grad_clip, or train.amp off'.format(
-                    float(loss), where, ', '.join(terms),
+                    float(loss.detach()), where, ', '.join(terms),
                     ' ({} steps in a row)'.format(self._nonfinite_run)
                     if self._nonfinite_run > 1 else ''))
         if self.on_nonfinite == 'rollback':

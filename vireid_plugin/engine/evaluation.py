@@ -4,6 +4,7 @@ The pool (queries plus every gallery candidate) is extracted once; each mode and
 each gallery trial is then an index into the pool's features, scored on the
 features' device (the GPU when there is one) with the protocol's metric.
 """
+import contextlib
 import copy
 import json
 import os
@@ -84,6 +85,32 @@ def score_modes(feats, pool, modes, dist_metric='euclidean', normalize_feature=F
         row.update(mAP=100.0 * float(np.mean(maps)), mINP=100.0 * float(np.mean(minps)))
         rows.append(row)
     return rows
+
+
+@torch.no_grad()
+def evaluate_for_torchreid_engine(engine, name, dataset, query_loader, dist_metric='euclidean',
+                                  normalize_feature=False, ranks=(1, 5, 10, 20), save_dir='',
+                                  rerank=False):
+    """What torchreid's own engines run on a plugin dataset (``compat`` installs it):
+    features of the dataset's pool through ``engine.extract_features`` (torchreid's
+    signature: images only), scored with the dataset's cross-modal protocol. Returns
+    (rank1, mAP) as fractions, as torchreid's ``_evaluate`` does."""
+    device = next(engine.model.parameters()).device
+    start = time.time()
+    feats = extract_pool_features(lambda imgs, modality, camid: engine.extract_features(imgs),
+                                  dataset, query_loader.batch_size, query_loader.num_workers,
+                                  device, contextlib.nullcontext)
+    if normalize_feature:
+        feats = F.normalize(feats, dim=1)
+    modes = dataset.eval_modes()
+    rows = score_modes(feats, dataset.test_pool, modes, dist_metric, ranks=ranks, rerank=rerank)
+    print(format_table(name, rows, note='cross-modal protocol {!r} from vireid_plugin, not '
+                                        "torchreid's single-modal metric".format(modes[0].metric)))
+    print('(features of {} pool items extracted once; {} trial(s) scored in {:.1f}s)'.format(
+        len(dataset.test_pool), sum(m.num_trials for m in modes), time.time() - start))
+    append_results(save_dir, {'dataset': name, 'epoch': int(getattr(engine, 'epoch', 0)),
+                              'stage': 'torchreid engine', 'rows': rows})
+    return rows[0]['R1'] / 100, rows[0]['mAP'] / 100
 
 
 def format_table(dataset_name, rows, note=''):

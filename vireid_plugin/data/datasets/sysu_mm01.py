@@ -175,12 +175,13 @@ class SYSUMM01(CrossModalImageDataset):
 
         self.dataset_dir = locate(self.root)
         exp = osp.join(self.dataset_dir, 'exp')
-        splits = ('train', 'val', 'test') if self.train_with_val else ('train', 'test')
-        ids = {s: read_ids(osp.join(exp, s + '_id.txt')) for s in splits}
-        train_ids = sorted(set(ids['train']) | set(ids.get('val', ())))
+        ids = {s: read_ids(osp.join(exp, s + '_id.txt')) for s in ('train', 'val', 'test')}
+        train_ids = sorted(set(ids['train']) | set(ids['val'] if self.train_with_val else ()))
         self.test_ids = ids['test']
-        self._files = scan(self.dataset_dir, sorted(set(train_ids) | set(self.test_ids)))
-        for split in splits:
+        self.val_ids = [] if self.train_with_val else ids['val']
+        self._files = scan(self.dataset_dir, sorted(set(train_ids) | set(self.test_ids) |
+                                                    set(self.val_ids)))
+        for split in ('train', 'val', 'test'):
             for pid in ids[split]:
                 if not any((pid, cam) in self._files for cam in CAMERAS):
                     raise _error('id {} listed in exp/{}_id.txt has no images in any camera '
@@ -190,25 +191,40 @@ class SYSUMM01(CrossModalImageDataset):
         label = {pid: i for i, pid in enumerate(train_ids)}
         train = [it for pid in train_ids for cam in CAMERAS
                  for it in self._items(pid, cam, label[pid])]
-        query = [it for pid in self.test_ids for cam in IR_CAMS for it in self._items(pid, cam)]
-        # Pool = queries, then every candidate gallery image; _slots maps
-        # (pid, cam) to the pool indices of its sorted files, so draws are indexing.
-        self._num_query = len(query)
-        pool, self._slots = list(query), {}
-        for pid in self.test_ids:
-            for cam in SEARCH_CAMS['all']:
-                items = self._items(pid, cam)
-                if items:
-                    self._slots[(pid, cam)] = list(range(len(pool), len(pool) + len(items)))
-                    pool.extend(items)
-        self._test_pool = pool
+        query, self._test_pool, self._num_query, self._slots = self._pool(self.test_ids)
+        if self.val_ids:
+            # SYSU-MM01's official validation ids, held out of training: scored like the test
+            # set (model selection, test.select_on val)
+            _, self.val_pool, self._num_val_query, self._val_slots = self._pool(self.val_ids)
 
         self._perm = None
         if self.gallery_draw == 'official':
             self._perm = load_rand_perm(self.perm_file)
             self._check_perm(max(self.num_trials, self.split_id + 1))
-        gallery = [pool[i] for i in self._draw(self.search, self.shots, self.split_id)]
+        gallery = [self._test_pool[i] for i in self._draw(self.search, self.shots, self.split_id)]
         super().__init__(train, query, gallery, **kwargs)
+
+    def _pool(self, ids):
+        """(queries, pool, number of queries, slots) of a set of ids: the pool is the
+        queries then every candidate gallery image; slots map (pid, cam) to the pool
+        indices of its sorted files, so gallery draws are indexing."""
+        query = [it for pid in ids for cam in IR_CAMS for it in self._items(pid, cam)]
+        pool, slots = list(query), {}
+        for pid in ids:
+            for cam in SEARCH_CAMS['all']:
+                items = self._items(pid, cam)
+                if items:
+                    slots[(pid, cam)] = list(range(len(pool), len(pool) + len(items)))
+                    pool.extend(items)
+        return query, pool, len(query), slots
+
+    def val_modes(self):
+        """All-search single-shot on the validation ids, ``num_trials`` seeded draws."""
+        query = np.arange(self._num_val_query, dtype=np.int64)
+        return [EvalMode(name='validation ' + mode_name('all', 1), metric=self.protocol,
+                         query=query,
+                         galleries=tuple(self._draw('all', 1, t, self.val_ids, self._val_slots)
+                                         for t in range(self.num_trials)))]
 
     def _items(self, pid, cam, label=None):
         """Items of one (id, camera) folder in sorted file order."""
@@ -235,16 +251,18 @@ class SYSUMM01(CrossModalImageDataset):
                                           cam, pid, p.shape[0], p.min(), p.max(), trials, n_disk),
                                       self.perm_file)
 
-    def _draw(self, search, shots, trial):
-        """Pool indices of the gallery of one (search mode, shots, trial)."""
+    def _draw(self, search, shots, trial, ids=None, slots=None):
+        """Pool indices of the gallery of one (search mode, shots, trial) of the test ids
+        (or of ``ids`` with their ``slots``: the validation pool, always seeded)."""
         out = []
         rng = random.Random(trial)
-        for pid in self.test_ids:
+        perm = self._perm if ids is None else None
+        for pid in self.test_ids if ids is None else ids:
             for cam in SEARCH_CAMS[search]:
-                slot = self._slots.get((pid, cam))
+                slot = (self._slots if slots is None else slots).get((pid, cam))
                 if slot is None:  # person absent from this camera: draws nothing
                     continue
-                if self._perm is not None:
+                if perm is not None:
                     out.extend(slot[i - 1] for i in self._perm[cam - 1][pid - 1][trial, :shots])
                 elif shots == 1:
                     out.append(rng.choice(slot))  # same draw as choice(sorted(files))
