@@ -188,7 +188,7 @@ def test_dataset_root_without_a_camera(tmp_path, tiny_tree, run_cli):
     assert str(root / 'SYSU-MM01' / 'cam6') in err and 'Traceback' not in err
 
 
-def _corrupt_one_train_ir_image(root):
+def _corrupt_one_train_ir_image(root, truncate=False):
     """Replace the only infrared image of one training id by garbage bytes; return its path."""
     folder = os.path.join(root, 'SYSU-MM01')
     with open(os.path.join(folder, 'exp', 'train_id.txt')) as f:
@@ -200,19 +200,25 @@ def _corrupt_one_train_ir_image(root):
               for name in os.listdir(os.path.join(folder, 'cam{}'.format(c),
                                                   '{:04d}'.format(pid)))]
         if len(ir) == 1:
-            with open(ir[0], 'wb') as f:
-                f.write(b'this is not a JPEG' * 10)
+            if truncate:   # a real JPEG cut in half (an interrupted copy)
+                with open(ir[0], 'rb') as f:
+                    data = f.read()
+                with open(ir[0], 'wb') as f:
+                    f.write(data[:len(data) // 2])
+            else:
+                with open(ir[0], 'wb') as f:
+                    f.write(b'this is not a JPEG' * 10)
             return ir[0]
     raise AssertionError('no training id with a single infrared image')
 
 
 # with workers, torch re-raises the worker's ImageReadError with its whole traceback
 # as the message; the CLI must still print one line naming the file
-@pytest.mark.parametrize('workers', [0, 2])
-def test_unreadable_train_image(tmp_path, tiny_tree, run_cli, workers):
+@pytest.mark.parametrize('workers,truncate', [(0, False), (2, False), (0, True)])
+def test_unreadable_train_image(tmp_path, tiny_tree, run_cli, workers, truncate):
     root = tmp_path / 'data'
     shutil.copytree(tiny_tree, root)
-    bad = _corrupt_one_train_ir_image(str(root))
+    bad = _corrupt_one_train_ir_image(str(root), truncate)
     # one id per batch and one image per modality: every id, hence the bad image,
     # is drawn in the first epoch
     rc, err = run_cli(fast_args(tmp_path, root, 'train.max_epoch', '1', 'train.batch_size', '2',
