@@ -52,14 +52,7 @@ def sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    # 2 shared cores: intra-op threads oversubscribe them (a 2-epoch run took 100 s
-    # with 2 threads next to another job, 3 s with 1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
