@@ -323,7 +323,7 @@ def test_torchreid_datasets_keep_torchreid_evaluation():
     from vireid_plugin import compat
     evaluate = compat.engine.Engine._evaluate
     assert evaluate._vireid_cross_modal
-    assert compat.install_cross_modal_evaluation() is False     # idempotent
+    assert compat.install_cross_modal_evaluation(None) is False     # idempotent
     vireid_plugin.register_all()
     assert compat.engine.Engine._evaluate is evaluate
     # a dataset without eval_modes goes to torchreid's original

@@ -8,6 +8,7 @@ harmless: entries are replaced, never duplicated.
 from . import compat
 from .registry import IMAGE_DATASETS, LOSSES, MODELS, VIDEO_DATASETS
 from . import data, losses, models, optim  # noqa: F401  (importing fills the registries)
+from .engine.evaluation import evaluate_for_torchreid_engine
 
 __version__ = '0.1.0'
 
@@ -21,7 +22,7 @@ def register_all():
         compat.register_video_dataset(name, cls)
     for name, builder in MODELS.items():
         compat.register_model(name, builder)
-    compat.install_cross_modal_evaluation()
+    compat.install_cross_modal_evaluation(evaluate_for_torchreid_engine)
 
 
 register_all()

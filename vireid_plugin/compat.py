@@ -115,7 +115,10 @@ def model_names():
 # once, every trial, the dataset's protocol, mINP, the same table as the plugin's
 # engine) and calls torchreid's original for everything else. Installing it twice
 # is a no-op.
-def install_cross_modal_evaluation():
+def install_cross_modal_evaluation(evaluate):
+    """``evaluate(engine, name, dataset, query_loader, dist_metric, normalize_feature, ranks,
+    save_dir, rerank) -> (rank1, mAP)`` scores plugin datasets (the package passes
+    ``engine.evaluation.evaluate_for_torchreid_engine``)."""
     original = engine.Engine._evaluate
     if getattr(original, '_vireid_cross_modal', False):
         return False
@@ -133,10 +136,8 @@ def install_cross_modal_evaluation():
                             visrank_topk=visrank_topk, save_dir=save_dir,
                             use_metric_cuhk03=use_metric_cuhk03, ranks=list(ranks),
                             rerank=rerank)
-        from .engine.evaluation import evaluate_for_torchreid_engine  # avoids an import cycle
-        return evaluate_for_torchreid_engine(self, dataset_name, dataset, query_loader,
-                                             dist_metric, normalize_feature, ranks, save_dir,
-                                             rerank)
+        return evaluate(self, dataset_name, dataset, query_loader, dist_metric,
+                        normalize_feature, ranks, save_dir, rerank)
 
     _evaluate._vireid_cross_modal = True
     _evaluate._vireid_original = original
