@@ -1,0 +1,185 @@
+"""CLIP image and text towers from open_clip, and their weights.
+
+``create_clip(name, img_size, ...)`` builds an open_clip ``CLIP`` through open_clip's
+own config mechanism (``ViT-B-16`` is built in; the CPU test/demo model
+``LSMRL-tiny`` is the JSON file beside this module, added with
+``open_clip.add_model_config``) at the ReID input size, and loads weights:
+open_clip's hub tag (``openai``) or a local file. ``ImageTower`` and ``TextTower``
+hold the two halves of that model, so the ReID model can run the image blocks one
+at a time (STFL) and the text transformer on prompt embeddings.
+"""
+import os
+
+import open_clip
+import torch
+import torch.nn as nn
+from open_clip.model import resize_pos_embed
+
+from ..weights import PATH_KEY, PretrainedFileNotFoundError, PretrainedWeightsError
+
+__all__ = ['TINY_CONFIG', 'create_clip', 'load_clip_weights', 'ImageTower', 'TextTower',
+           'get_tokenizer']
+
+TINY_CONFIG = 'LSMRL-tiny'
+_CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
+# keys some CLIP files carry that are not parameters (OpenAI's TorchScript archives)
+_NON_PARAMETER_KEYS = ('input_resolution', 'context_length', 'vocab_size')
+
+
+def _ensure_config(name):
+    """Make open_clip know ``name`` (the package's JSON configs are added on first use)."""
+    if name not in open_clip.list_models():
+        path = os.path.join(_CONFIG_DIR, name + '.json')
+        if os.path.isfile(path):
+            open_clip.add_model_config(path)
+    if name not in open_clip.list_models():
+        raise ValueError('unknown open_clip model config {!r}; open_clip knows {}'.format(
+            name, ', '.join(open_clip.list_models()[:8]) + ', ...'))
+
+
+def get_tokenizer(name):
+    _ensure_config(name)
+    return open_clip.get_tokenizer(name)
+
+
+def create_clip(name, img_size, pretrained_tag='', pretrained_path='', quick_gelu=False):
+    """open_clip CLIP ``name`` for (H, W) inputs, with weights from a file or a hub tag.
+
+    A non-empty ``pretrained_path`` wins over ``pretrained_tag``; neither means random
+    initialisation. The image position embedding is resampled to the (H/P, W/P) grid
+    (open_clip's ``resize_pos_embed``: 14x14 -> 18x9 for ViT-B/16 at 288x144).
+    """
+    _ensure_config(name)
+    img_size = tuple(int(s) for s in img_size)
+    kwargs = dict(force_image_size=img_size, force_quick_gelu=bool(quick_gelu))
+    if pretrained_tag and not pretrained_path:
+        try:
+            return open_clip.create_model(name, pretrained=pretrained_tag, **kwargs)
+        except Exception as exc:  # offline, hub errors, unknown tag: one message
+            raise PretrainedWeightsError(
+                'could not get the {!r} weights of open_clip model {!r} ({}: {}); '
+                'download them on a machine with network access and set {} to the '
+                'file, or set model.pretrained False'.format(
+                    pretrained_tag, name, type(exc).__name__, str(exc).splitlines()[0],
+                    PATH_KEY)) from None
+    model = open_clip.create_model(name, **kwargs)
+    if pretrained_path:
+        load_clip_weights(model, pretrained_path, name)
+    return model
+
+
+def _read_clip_file(path):
+    if not os.path.isfile(path):
+        raise PretrainedFileNotFoundError('CLIP weight file not found: {} (check {})'.format(
+            path, PATH_KEY))
+    try:  # open_clip's reader: state dicts, 'state_dict' nesting, TorchScript archives
+        state = open_clip.factory.load_state_dict(path)
+    except Exception as exc:
+        raise PretrainedWeightsError('could not read CLIP weights from {} ({}: {})'.format(
+            path, type(exc).__name__, str(exc).splitlines()[0])) from None
+    return {k: v for k, v in state.items() if k not in _NON_PARAMETER_KEYS}
+
+
+def load_clip_weights(model, path, config_name=''):
+    """Load a whole-CLIP file into ``model``; a file that does not fit raises one
+    ``PretrainedWeightsError`` naming the file and every mismatched key per tower."""
+    state = _read_clip_file(path)
+    resize_pos_embed(state, model)  # the image grid may differ (ReID input size)
+    own = model.state_dict()
+    problems = {}
+    for key in sorted(set(own) | set(state)):
+        tower = 'image encoder' if key.startswith('visual.') else 'text encoder'
+        if key not in state:
+            problems.setdefault(tower, []).append('{} missing from the file'.format(key))
+        elif key not in own:
+            problems.setdefault(tower, []).append('{} not in the model'.format(key))
+        elif state[key].shape != own[key].shape:
+            problems.setdefault(tower, []).append('{} (file {}, model {})'.format(
+                key, tuple(state[key].shape), tuple(own[key].shape)))
+    if problems:
+        listed = '; '.join('{}: {}'.format(tower, ', '.join(items[:6]) + (
+            ' and {} more'.format(len(items) - 6) if len(items) > 6 else ''))
+            for tower, items in sorted(problems.items()))
+        raise PretrainedWeightsError(
+            'CLIP weights {} do not match the open_clip config {!r}: {}'.format(
+                path, config_name or type(model).__name__, listed))
+    model.load_state_dict(state)
+    return model
+
+
+class ImageTower(nn.Module):
+    """open_clip's ``VisionTransformer`` split into embed / blocks / pool.
+
+    ``embed`` and ``pool`` are open_clip's own ``_embeds`` and ``_pool``, so running
+    ``embed -> every block -> pool`` is exactly ``CLIP.encode_image``.
+    """
+
+    def __init__(self, visual):
+        super().__init__()
+        self.visual = visual
+        self.width = visual.transformer.width
+        self.output_dim = visual.output_dim
+        self.grid_size = tuple(visual.grid_size)
+
+    @property
+    def blocks(self):
+        return self.visual.transformer.resblocks
+
+    def embed(self, x):
+        """(N, 3, H, W) -> (N, 1 + h*w, width) tokens (CLS first), before the blocks."""
+        return self.visual._embeds(x)
+
+    def pool(self, tokens):
+        """Tokens after the blocks -> (ln_post CLS (N, width), projected (N, output_dim))."""
+        pooled, _ = self.visual._pool(tokens)
+        return pooled, self.project(pooled)
+
+    def project(self, pooled):
+        return pooled @ self.visual.proj
+
+    def no_weight_decay(self):
+        return {'visual.' + n for n in self.visual.no_weight_decay()}
+
+
+class TextTower(nn.Module):
+    """The text half of an open_clip ``CLIP``, frozen, run on token embeddings.
+
+    ``encode_embeddings(x, eot)`` is ``CLIP.encode_text`` from the point where token
+    ids have become embeddings, so learnable prompt vectors can stand in for words.
+    The sequence may be cut after the last end-of-text token: the causal mask means
+    no earlier token sees a later one, so the pooled features do not change.
+    """
+
+    def __init__(self, clip):
+        super().__init__()
+        self.token_embedding = clip.token_embedding
+        self.positional_embedding = clip.positional_embedding
+        self.transformer = clip.transformer
+        self.ln_final = clip.ln_final
+        self.text_projection = clip.text_projection
+        self.logit_scale = clip.logit_scale
+        self.register_buffer('attn_mask', clip.attn_mask, persistent=False)
+        self.width = clip.transformer.width
+        self.output_dim = (clip.text_projection.shape[1]
+                           if isinstance(clip.text_projection, torch.Tensor)
+                           else clip.text_projection.out_features)
+        self.requires_grad_(False)
+
+    def train(self, mode=True):
+        return super().train(False)  # frozen: always in eval mode
+
+    @torch.no_grad()
+    def embed_tokens(self, ids):
+        return self.token_embedding(ids)
+
+    def encode_embeddings(self, x, eot):
+        """x (N, L, width) token embeddings, eot (N,) end-of-text positions -> (N, dim)."""
+        length = x.shape[1]
+        dtype = self.transformer.get_cast_dtype()
+        x = x.to(dtype) + self.positional_embedding[:length].to(dtype)
+        x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
+        x = self.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), eot]
+        if isinstance(self.text_projection, nn.Linear):
+            return self.text_projection(x)
+        return x @ self.text_projection
