@@ -25,7 +25,7 @@ from vireid_plugin.config import (ConfigError, engine_kwargs, engine_run_kwargs,
                                   videodata_kwargs)
 from vireid_plugin.data import CrossModalImageDataManager, CrossModalVideoDataManager  # noqa: E402
 from vireid_plugin.data.prepare import prepare_datasets  # noqa: E402
-from vireid_plugin.engine import CrossModalEngine  # noqa: E402
+from vireid_plugin.engine import CrossModalEngine, Precision, run_prompt_stage  # noqa: E402
 from vireid_plugin.errors import USER_ERRORS  # noqa: E402
 from vireid_plugin.losses import build_loss  # noqa: E402
 from vireid_plugin.models import build_model, load_weights  # noqa: E402
@@ -130,6 +130,10 @@ def run(cfg):
                            strict=cfg.model.load_weights_strict).summary())
     device = 'cuda' if use_gpu else 'cpu'
     model = model.to(device)  # optimizer state follows the params
+    if not cfg.test.evaluate and not cfg.model.resume:
+        # a model with learnable prompts may ask for a prompt-only first stage (LSMRL)
+        run_prompt_stage(model, datamanager, device, Precision(cfg.train.amp, device).autocast,
+                         workers=cfg.data.workers, seed=cfg.train.seed)
 
     # loss terms may own parameters (IAEL's heads): built before the optimizer
     names, weights, options = loss_kwargs(cfg)

@@ -2,3 +2,4 @@
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, resume, save_checkpoint
 from .cross_modal import CrossModalEngine
 from .precision import Precision
+from .prompt_stage import run_prompt_stage

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ... import compat
+from ..clip_transform import transform_clip
 from ..eval_split import EvalMode
 from ..frames import sample_frame_indices
 from ..io import read_image
@@ -119,7 +120,9 @@ class CrossModalVideoDataset(CrossModalMixin, compat.VideoDataset):
     Query/gallery items use the dataset authors' deterministic chunk rule
     whatever ``sample_method`` says (torchreid's default 'evenly' would differ);
     training items draw one random frame per chunk. ``sample_method='all'``
-    returns every frame (batch size 1).
+    returns every frame (batch size 1). The transform's random draws (flip, crop,
+    erasing, ...) are made once per clip and shared by its frames
+    (``clip_transform.transform_clip``).
     """
 
     def __getitem__(self, index):
@@ -128,9 +131,8 @@ class CrossModalVideoDataset(CrossModalMixin, compat.VideoDataset):
             idx = np.arange(len(paths))
         else:
             idx = sample_frame_indices(len(paths), self.seq_len, train=self.mode == 'train')
-        frames = []
-        for i in idx:
-            img = read_image(paths[int(i)])
-            frames.append(self.transform(img))
+        frames = [read_image(paths[int(i)]) for i in idx]
+        if self.transform is not None:
+            frames = transform_clip(self.transform, frames)
         return {'img': torch.stack(frames, 0), 'pid': pid, 'camid': camid,
                 'impath': paths[int(idx[0])], 'dsetid': dsetid, 'modality': modality}
