@@ -31,6 +31,8 @@ setup(
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['vireid_plugin', 'vireid_plugin.*']),
+    # open_clip model configs of the package's own CLIP sizes (LSMRL-tiny.json)
+    package_data={'vireid_plugin.models.lsmrl': ['*.json']},
     python_requires='>=3.10',
     install_requires=INSTALL_REQUIRES,
     extras_require={'test': ['pytest>=7']},
