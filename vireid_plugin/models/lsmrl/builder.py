@@ -71,12 +71,13 @@ def build_lsmrl(arch, num_classes, pretrained=True, num_cameras=0, img_size=None
     return LSMRL(clip, num_classes, get_tokenizer(spec['clip']), prompt_stage=stage, **options)
 
 
-def _register(arch):
-    def builder(num_classes, pretrained=True, **kwargs):
-        return build_lsmrl(arch, num_classes, pretrained, **kwargs)
-    builder.__name__ = builder.__qualname__ = arch
-    return register_model(arch, config_section='lsmrl')(builder)
+@register_model('lsmrl_clip_vit_b16', config_section='lsmrl')
+def lsmrl_clip_vit_b16(num_classes, pretrained=True, **kwargs):
+    """LSMRL on CLIP ViT-B/16 (openai weights), 288x144."""
+    return build_lsmrl('lsmrl_clip_vit_b16', num_classes, pretrained, **kwargs)
 
 
-lsmrl_clip_vit_b16 = _register('lsmrl_clip_vit_b16')
-lsmrl_clip_tiny = _register('lsmrl_clip_tiny')
+@register_model('lsmrl_clip_tiny', config_section='lsmrl')
+def lsmrl_clip_tiny(num_classes, pretrained=True, **kwargs):
+    """LSMRL on the 4-block LSMRL-tiny open_clip config (CPU tests and demo)."""
+    return build_lsmrl('lsmrl_clip_tiny', num_classes, pretrained, **kwargs)
