@@ -8,7 +8,7 @@ import open_clip
 import pytest
 import torch
 
-from vireid_plugin.config import load_config
+from vireid_plugin.config import ConfigError, load_config
 from vireid_plugin.data.synthetic import make_hitsz_vcm
 from vireid_plugin.engine.prompt_stage import train_prompts
 from vireid_plugin.models import build_model
@@ -75,7 +75,7 @@ def test_text_encoder_file_that_does_not_fit_names_file_and_keys(tmp_path):
     assert 'ln_final.weight missing from the file' in msg
 
 
-def test_missing_weight_file_and_offline_hub_are_one_line_errors(tmp_path):
+def test_missing_weight_file_is_a_one_line_error(tmp_path):
     with pytest.raises(PretrainedWeightsError, match='CLIP weight file not found: .*nope.pth'):
         build_model('lsmrl_clip_tiny', 3, pretrained_path=str(tmp_path / 'nope.pth'))
 
@@ -89,6 +89,11 @@ def test_recipe_configs_load():
     assert cfg.train.optim == 'adamw' and cfg.train.lr == 2.5e-5 and cfg.lsmrl.head_lr_mult == 25
     assert cfg.train.batch_size == 32 and cfg.sampler.num_instances == 4
     assert cfg.train.amp == 'bf16' and cfg.test.protocol_matrix
+    # the section belongs to the LSMRL models only
+    with pytest.raises(ConfigError, match="'lsmrl.sd_mode' is set, but model 'vit_base_reid'"):
+        load_config('', ['lsmrl.sd_mode', 'label'])
+    with pytest.raises(ConfigError, match="'lsmrl.sd_mode' must be one of"):
+        load_config('', ['model.name', 'lsmrl_clip_tiny', 'lsmrl.sd_mode', 'labels'])
 
 
 def test_two_stage_cli_run(tmp_path, cli):
