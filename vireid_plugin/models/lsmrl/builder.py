@@ -8,7 +8,7 @@ says which ones the abstract states and which are ours), so
 import warnings
 
 from ...config.sections import register_config_section
-from ..build import register_model
+from ..build import register_arch
 from .clip_towers import TINY_CONFIG, create_clip, get_tokenizer
 from .cmi import CMI_ATTENTION
 from .model import CMI_TOKENS, LSMRL
@@ -71,13 +71,5 @@ def build_lsmrl(arch, num_classes, pretrained=True, num_cameras=0, img_size=None
     return LSMRL(clip, num_classes, get_tokenizer(spec['clip']), prompt_stage=stage, **options)
 
 
-@register_model('lsmrl_clip_vit_b16', config_section='lsmrl')
-def lsmrl_clip_vit_b16(num_classes, pretrained=True, **kwargs):
-    """LSMRL on CLIP ViT-B/16 (openai weights), 288x144."""
-    return build_lsmrl('lsmrl_clip_vit_b16', num_classes, pretrained, **kwargs)
-
-
-@register_model('lsmrl_clip_tiny', config_section='lsmrl')
-def lsmrl_clip_tiny(num_classes, pretrained=True, **kwargs):
-    """LSMRL on the 4-block LSMRL-tiny open_clip config (CPU tests and demo)."""
-    return build_lsmrl('lsmrl_clip_tiny', num_classes, pretrained, **kwargs)
+lsmrl_clip_vit_b16 = register_arch('lsmrl_clip_vit_b16', build_lsmrl, 'lsmrl')
+lsmrl_clip_tiny = register_arch('lsmrl_clip_tiny', build_lsmrl, 'lsmrl')
