@@ -1,6 +1,5 @@
 """LSMRL's parts, each against an independent definition (open_clip itself, torch.roll,
 plain frame-wise blocks, hand-built pairs)."""
-import open_clip
 import pytest
 import torch
 
@@ -31,7 +30,7 @@ def randomise(module):
 
 def test_image_encoder_without_stfl_sd_cmi_is_open_clip_encode_image():
     model = tiny(**OFF).train()
-    reference = open_clip.create_model('LSMRL-tiny')
+    reference = create_clip('LSMRL-tiny', (128, 64))
     reference.visual.load_state_dict(model.image_encoder.visual.state_dict())
     x = torch.randn(3, 4, 3, 128, 64)
     expected = reference.encode_image(x.flatten(0, 1)).view(3, 4, -1).mean(1)
@@ -92,7 +91,7 @@ def test_stfl_layout_and_zero_new_parameters():
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(on.stfl) == 0
     assert count(on) == count(off)
-    assert count(on.image_encoder) == count(open_clip.create_model('LSMRL-tiny').visual)
+    assert count(on.image_encoder) == count(create_clip('LSMRL-tiny', (128, 64)).visual)
 
 
 def test_stfl_makes_frames_of_a_clip_interact():
@@ -157,7 +156,7 @@ def test_prompt_features_are_open_clip_encode_text_of_the_template():
     """With the context vectors set to the embedding of the word "X", the learned prompt
     is the template itself, and the cut-after-EOT text tower must equal encode_text."""
     model = tiny(num_classes=2)
-    reference = open_clip.create_model('LSMRL-tiny')
+    reference = create_clip('LSMRL-tiny', (128, 64))
     tokenizer = get_tokenizer('LSMRL-tiny')
     state = {k: v for k, v in reference.state_dict().items() if not k.startswith('visual.')}
     own = {'text_encoder.' + k: v for k, v in state.items() if k != 'attn_mask'}

@@ -4,7 +4,6 @@ import json
 import os
 import sys
 
-import open_clip
 import pytest
 import torch
 
@@ -12,6 +11,7 @@ from vireid_plugin.config import ConfigError, load_config
 from vireid_plugin.data.synthetic import make_hitsz_vcm
 from vireid_plugin.engine.prompt_stage import train_prompts
 from vireid_plugin.models import build_model
+from vireid_plugin.models.lsmrl.clip_towers import create_clip
 from vireid_plugin.models.weights import PretrainedWeightsError
 from vireid_plugin.optim import build_optimizer
 
@@ -52,7 +52,7 @@ def test_parameter_groups_declared_by_the_model():
 
 def test_clip_weight_file_is_loaded(tmp_path):
     torch.manual_seed(1)
-    source = open_clip.create_model('LSMRL-tiny')
+    source = create_clip('LSMRL-tiny', (128, 64))
     path = tmp_path / 'clip.pth'
     torch.save(source.state_dict(), path)
     model = build_model('lsmrl_clip_tiny', 3, pretrained_path=str(path))
@@ -60,8 +60,23 @@ def test_clip_weight_file_is_loaded(tmp_path):
     torch.testing.assert_close(model.text_encoder.text_projection, source.text_projection)
 
 
+def test_square_clip_position_grid_is_resampled_to_the_reid_grid(tmp_path):
+    # as OpenAI's 14x14 ViT-B/16 grid becomes 18x9 at 288x144: here 4x4 -> 8x4
+    source = create_clip('LSMRL-tiny', (64, 64))
+    path = tmp_path / 'square.pth'
+    torch.save(source.state_dict(), path)
+    pos = build_model('lsmrl_clip_tiny', 3, pretrained_path=str(path)).image_encoder.visual \
+        .positional_embedding
+    old = source.visual.positional_embedding
+    assert pos.shape == (1 + 8 * 4, 96) and torch.equal(pos[0], old[0])  # CLS kept
+    expected = torch.nn.functional.interpolate(
+        old[1:].reshape(1, 4, 4, 96).permute(0, 3, 1, 2), size=(8, 4), mode='bicubic',
+        antialias=True, align_corners=False).permute(0, 2, 3, 1).reshape(32, 96)
+    torch.testing.assert_close(pos[1:], expected)
+
+
 def test_text_encoder_file_that_does_not_fit_names_file_and_keys(tmp_path):
-    state = open_clip.create_model('LSMRL-tiny').state_dict()
+    state = create_clip('LSMRL-tiny', (128, 64)).state_dict()
     state['transformer.resblocks.0.attn.in_proj_weight'] = torch.zeros(96, 32)
     del state['ln_final.weight']
     path = tmp_path / 'other_text.pth'
