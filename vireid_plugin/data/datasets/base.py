@@ -119,15 +119,19 @@ class CrossModalVideoDataset(CrossModalMixin, compat.VideoDataset):
     Query/gallery items use the dataset authors' deterministic chunk rule
     whatever ``sample_method`` says (torchreid's default 'evenly' would differ);
     training items draw one random frame per chunk. ``sample_method='all'``
-    returns every frame (batch size 1).
+    returns every frame (batch size 1). ``frame_rule`` names the rule of
+    ``frames.py`` (a dataset whose authors use another one sets it).
     """
+
+    frame_rule = 'chunk'
 
     def __getitem__(self, index):
         paths, pid, camid, dsetid, modality = self.data[index]
         if self.sample_method == 'all':
             idx = np.arange(len(paths))
         else:
-            idx = sample_frame_indices(len(paths), self.seq_len, train=self.mode == 'train')
+            idx = sample_frame_indices(len(paths), self.seq_len, train=self.mode == 'train',
+                                       rule=self.frame_rule)
         frames = []
         for i in idx:
             img = read_image(paths[int(i)])
