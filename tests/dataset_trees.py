@@ -140,3 +140,44 @@ def write_vcm_tree(root, train, test, query_idx, layout='split', nested=True):
     with open(os.path.join(folder, 'info', 'query_IDX.txt'), 'w') as f:
         f.write('\n'.join(' '.join(str(r) for r in line) for line in query_idx) + '\n')
     return folder
+
+
+LLCM_FOLDER = {'vis': 'vis', 'nir': 'nir'}
+
+
+def llcm_name(mod, pid, cam, k):
+    """File name of the k-th (0-based) LLCM image of (pid, camera) in one modality."""
+    return '{:04d}_c{:02d}_s{:06d}_f{}_{}.jpg'.format(pid, cam, 120000 + k, 100 + k, mod)
+
+
+def write_llcm_tree(root, train, test, test_ids, nested=True, copies=True):
+    """An LLCM tree; returns the dataset folder.
+
+    train, test: {(mod, pid, cam): n_images}, mod 'vis' or 'nir', written to
+        idx/{train,test}_{vis,nir}.txt in dict order with labels numbered by first
+        appearance (as the real files), images under vis|nir/<pid4>/.
+    test_ids: written to idx/test_id.txt as one line, no trailing newline.
+    copies: also write the test_vis|test_nir/cam<K>/<pid4>/ copies.
+    """
+    folder = os.path.join(str(root), 'LLCM') if nested else str(root)
+    for part, groups in (('train', train), ('test', test)):
+        for mod in ('vis', 'nir'):
+            labels, lines = {}, []
+            for (m, pid, cam), n in groups.items():
+                if m != mod:
+                    continue
+                label = labels.setdefault(pid, len(labels))
+                for k in range(n):
+                    rel = '{}/{:04d}/{}'.format(mod, pid, llcm_name(mod, pid, cam, k))
+                    _write_bytes(os.path.join(folder, rel), jpeg_bytes())
+                    if copies and part == 'test':
+                        _write_bytes(os.path.join(folder, 'test_' + mod, 'cam{}'.format(cam),
+                                                  '{:04d}'.format(pid), os.path.basename(rel)),
+                                     jpeg_bytes())
+                    lines.append('{} {}'.format(rel, label))
+            os.makedirs(os.path.join(folder, 'idx'), exist_ok=True)
+            with open(os.path.join(folder, 'idx', '{}_{}.txt'.format(part, mod)), 'w') as f:
+                f.write('\n'.join(lines) + '\n')
+    with open(os.path.join(folder, 'idx', 'test_id.txt'), 'w') as f:
+        f.write(','.join('{:04d}'.format(i) for i in test_ids))
+    return folder

@@ -1,9 +1,10 @@
 """Errors a user can cause; the CLI prints their message alone, without a traceback."""
 from .config.loading import ConfigError
 from .data.datasets.common import DatasetNotFoundError
+from .data.datasets.options import DatasetOptionError
 from .data.io import ImageReadError
 from .engine.checkpoint import CheckpointError
 from .models.weights import PretrainedWeightsError
 
-USER_ERRORS = (ConfigError, DatasetNotFoundError, ImageReadError, CheckpointError,
-               PretrainedWeightsError)
+USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetOptionError, ImageReadError,
+               CheckpointError, PretrainedWeightsError)
