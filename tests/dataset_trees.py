@@ -6,6 +6,7 @@ function per dataset; the helpers above them are generic.
 """
 import functools
 import io
+import json
 import os
 
 from PIL import Image
@@ -180,4 +181,31 @@ def write_llcm_tree(root, train, test, test_ids, nested=True, copies=True):
                 f.write('\n'.join(lines) + '\n')
     with open(os.path.join(folder, 'idx', 'test_id.txt'), 'w') as f:
         f.write(','.join('{:04d}'.format(i) for i in test_ids))
+    return folder
+
+
+def write_bupt_tree(root, tracklets, splits, nested=True):
+    """A BUPTCampus tree; returns the dataset folder.
+
+    tracklets: {(pid, 'RGB'|'IR', camera, tid): n_frames}: frame j is a solid
+        ``vcm_frame_color(j)`` JPEG DATA/<pid>/<mod>/<cam>/<pid>_<mod>_<cam>_<tid>_<f>.jpg,
+        listed in data_paths.json; every RGB frame also gets its FakeIR/ twin.
+    splits: {file name: [(pid, modality field, camera, tid), ...]} written one a line.
+    """
+    folder = os.path.join(str(root), 'BUPTCampus') if nested else str(root)
+    paths = {}
+    for (pid, mod, cam, tid), n in tracklets.items():
+        rels = []
+        for j in range(n):
+            name = '{}_{}_{}_{}_{}.jpg'.format(pid, mod, cam, tid, 500 + j)
+            rels.append('{}/{}/{}/{}'.format(pid, mod, cam, name))
+            for sub in (mod, 'FakeIR') if mod == 'RGB' else (mod,):
+                _write_bytes(os.path.join(folder, 'DATA', str(pid), sub, cam, name),
+                             jpeg_bytes(color=vcm_frame_color(j)))
+        paths.setdefault(str(pid), {}).setdefault(mod, {}).setdefault(cam, {})[str(tid)] = rels
+    with open(os.path.join(folder, 'data_paths.json'), 'w') as f:
+        json.dump(paths, f)
+    for name, rows in splits.items():
+        with open(os.path.join(folder, name), 'w') as f:
+            f.write(''.join('{} {} {} {}\n'.format(*row) for row in rows))
     return folder

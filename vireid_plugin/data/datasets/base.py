@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ... import compat
+from ...metrics import matched_queries
 from ..eval_split import EvalMode
 from ..frames import sample_frame_indices
 from ..io import read_image
@@ -56,6 +57,13 @@ class CrossModalMixin:
                          query=np.flatnonzero(modality == q).astype(np.int64),
                          galleries=(np.flatnonzero(modality != q).astype(np.int64),))
                 for q in query_modalities]
+
+    def matched_probes(self, mode, trial=0):
+        """Which probes of one trial of ``mode`` keep a true match after its metric's
+        removal rule (bool array); the metric skips the others."""
+        pid, cam = (np.array([it[k] for it in self._test_pool]) for k in (1, 2))
+        query, gallery = mode.query, mode.galleries[trial]
+        return matched_queries(mode.metric, pid[query], cam[query], pid[gallery], cam[gallery])
 
     @property
     def test_pool(self):

@@ -35,7 +35,6 @@ import re
 
 import numpy as np
 
-from ...metrics import matched_queries
 from ...registry import IMAGE_DATASETS
 from ..eval_split import EvalMode
 from .base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalImageDataset
@@ -202,19 +201,11 @@ class LLCM(CrossModalImageDataset):
         super().show_summary()
         print_modality_summary(self)
         mode = self._mode(self.query_modality)
-        ok = self._matched(mode)
+        ok = self.matched_probes(mode)
         print('  {}: {} trials of one image per (id, camera), trial {} in "gallery"; probes '
               'left without a match by the same-camera removal (skipped by the metric): {} '
               'of {}'.format(mode.name, self.num_trials, self.split_id, int((~ok).sum()),
                              len(ok)))
-
-    def _matched(self, mode):
-        """Which probes of trial 0 keep a true match after the protocol's removal."""
-        pool, gallery = self._test_pool, mode.galleries[0]
-        pid = np.array([it[1] for it in pool])
-        cam = np.array([it[2] for it in pool])
-        return matched_queries(mode.metric, pid[mode.query], cam[mode.query], pid[gallery],
-                               cam[gallery])
 
 
 @IMAGE_DATASETS.register('llcm_v2i')
