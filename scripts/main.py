@@ -21,7 +21,8 @@ from vireid_plugin import compat  # noqa: E402
 from vireid_plugin.config import (ConfigError, engine_run_kwargs, imagedata_kwargs,  # noqa: E402
                                   load_config, loss_kwargs, model_kwargs, optimizer_kwargs,
                                   videodata_kwargs)
-from vireid_plugin.data import CrossModalImageDataManager, CrossModalVideoDataManager  # noqa: E402
+from vireid_plugin.data import (CrossModalImageDataManager, CrossModalVideoDataManager,  # noqa: E402
+                                num_cameras)
 from vireid_plugin.data.prepare import prepare_datasets  # noqa: E402
 from vireid_plugin.engine import (CrossModalEngine, build_lr_scheduler, load_weights,  # noqa: E402
                                   resume)
@@ -62,16 +63,6 @@ def user_message(exc):
     return msg
 
 
-def num_cameras_of(datamanager):
-    """Camera-embedding size: every camid that training or testing can feed the model."""
-    camids = {it[2] for it in datamanager.train_set.train}
-    for name in datamanager.targets:
-        ds = datamanager.query_dataset(name)
-        pool = getattr(ds, 'test_pool', list(ds.query) + list(ds.gallery))
-        camids |= {it[2] for it in pool}
-    return max(camids) + 1
-
-
 def run(cfg):
     compat.utils.set_random_seed(cfg.train.seed)
     log_name = 'test.log' if cfg.test.evaluate else 'train.log'
@@ -92,7 +83,7 @@ def run(cfg):
         datamanager = CrossModalImageDataManager(**imagedata_kwargs(cfg))
 
     model = build_model(cfg.model.name, datamanager.num_train_pids,
-                        **model_kwargs(cfg, num_cameras_of(datamanager)))
+                        **model_kwargs(cfg, num_cameras(datamanager)))
     print('Model: {} ({:.2f}M parameters)'.format(
         cfg.model.name, sum(p.numel() for p in model.parameters()) / 1e6))
     if cfg.model.load_weights:

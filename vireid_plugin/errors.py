@@ -4,7 +4,8 @@ from .data.datasets.common import DatasetNotFoundError
 from .data.datasets.options import DatasetOptionError
 from .data.io import ImageReadError
 from .engine.checkpoint import CheckpointError
+from .export import ExportError
 from .models.weights import PretrainedWeightsError
 
 USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetOptionError, ImageReadError,
-               CheckpointError, PretrainedWeightsError)
+               CheckpointError, PretrainedWeightsError, ExportError)
