@@ -34,6 +34,13 @@ def write_images(folder, names):
     return paths
 
 
+def replace_line(path, lineno, text):
+    """Overwrite the 1-based line ``lineno`` of a text file (a pathlib.Path)."""
+    lines = path.read_text().splitlines()
+    lines[lineno - 1] = text
+    path.write_text('\n'.join(lines) + '\n')
+
+
 def numbered(n, width=4, ext='.jpg'):
     """File names 0001.jpg .. n (the zero-padded naming SYSU-MM01 uses)."""
     return ['{:0{}d}{}'.format(i, width, ext) for i in range(1, n + 1)]

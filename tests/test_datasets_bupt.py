@@ -3,7 +3,7 @@ import os
 import pytest
 import torchvision.transforms as T
 
-from dataset_trees import write_bupt_tree
+from dataset_trees import replace_line, write_bupt_tree
 from vireid_plugin.data.datasets import buptcampus
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
 from vireid_plugin.data.datasets.options import DatasetOptionError, set_dataset_options
@@ -195,12 +195,6 @@ def test_missing_file_is_named(tree):
     with pytest.raises(DatasetNotFoundError, match='Baidu') as err:
         build(tree)
     assert str(path) in str(err.value)
-
-
-def replace_line(path, lineno, text):
-    lines = path.read_text().splitlines()
-    lines[lineno - 1] = text
-    path.write_text('\n'.join(lines) + '\n')
 
 
 @pytest.mark.parametrize('fname,lineno,text,problem', [

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from dataset_trees import write_llcm_tree
+from dataset_trees import replace_line, write_llcm_tree
 from vireid_plugin.data.datasets import llcm  # noqa: F401  (registers the names)
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
 from vireid_plugin.data.datasets.options import DatasetOptionError, set_dataset_options
@@ -164,12 +164,6 @@ def test_missing_index_file_is_named(tree):
     with pytest.raises(DatasetNotFoundError, match='release agreement') as err:
         build(tree)
     assert str(path) in str(err.value)
-
-
-def replace_line(path, lineno, text):
-    lines = path.read_text().splitlines()
-    lines[lineno - 1] = text
-    path.write_text('\n'.join(lines) + '\n')
 
 
 @pytest.mark.parametrize('fname,lineno,text,problem', [

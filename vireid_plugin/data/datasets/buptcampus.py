@@ -31,7 +31,7 @@ import numpy as np
 from ...registry import VIDEO_DATASETS
 from ..eval_split import EvalMode
 from .base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalVideoDataset
-from .common import (ExistingFiles, dataset_error, line_error, locate_dataset,
+from .common import (ExistingFiles, dataset_error, line_error, locate_dataset, numbered_fields,
                      print_modality_summary)
 from .options import DatasetOptionError, dataset_option
 
@@ -152,23 +152,18 @@ class BUPTCampus(CrossModalVideoDataset):
     def _read_split(self, path, paired):
         """[(item or (rgb item, ir item), raw pid, line number)] of one split file."""
         rows = []
-        with open(path) as f:
-            for lineno, line in enumerate(f, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                modalities = (PAIRED,) if paired else tuple(MODALITY_OF)
-                if (len(fields) != 4 or not fields[0].isdigit() or fields[1] not in modalities
-                        or fields[2] not in CAMERAS):
-                    raise line_error(path, lineno, 'expected "<pid> <{}> <camera: {}> <tracklet '
-                                     'id>", got {!r}'.format('|'.join(modalities),
-                                                             '|'.join(CAMERAS),
-                                                             line.rstrip('\n')))
-                pid, mod, cam, tid = fields
-                mods = ('RGB', 'IR') if paired else (mod,)
-                items = tuple((self._frames(path, lineno, pid, m, cam, tid), int(pid),
-                               CAMERAS.index(cam), 0, MODALITY_OF[m]) for m in mods)
-                rows.append((items if paired else items[0], int(pid), lineno))
+        modalities = (PAIRED,) if paired else tuple(MODALITY_OF)
+        for lineno, fields, line in numbered_fields(path):
+            if (len(fields) != 4 or not fields[0].isdigit() or fields[1] not in modalities
+                    or fields[2] not in CAMERAS):
+                raise line_error(path, lineno, 'expected "<pid> <{}> <camera: {}> <tracklet id>"'
+                                 ', got {!r}'.format('|'.join(modalities), '|'.join(CAMERAS),
+                                                     line))
+            pid, mod, cam, tid = fields
+            mods = ('RGB', 'IR') if paired else (mod,)
+            items = tuple((self._frames(path, lineno, pid, m, cam, tid), int(pid),
+                           CAMERAS.index(cam), 0, MODALITY_OF[m]) for m in mods)
+            rows.append((items if paired else items[0], int(pid), lineno))
         if not rows:
             raise line_error(path, 1, 'the file lists no tracklets')
         return rows

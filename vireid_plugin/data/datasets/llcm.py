@@ -38,7 +38,7 @@ import numpy as np
 from ...registry import IMAGE_DATASETS
 from ..eval_split import EvalMode
 from .base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalImageDataset
-from .common import (ExistingFiles, dataset_error, line_error, locate_dataset,
+from .common import (ExistingFiles, dataset_error, line_error, locate_dataset, numbered_fields,
                      print_modality_summary)
 from .options import dataset_option
 
@@ -131,24 +131,20 @@ class LLCM(CrossModalImageDataset):
     def _read_idx(self, path, modality):
         """[(absolute path, raw pid, camid, line number)] of one idx file."""
         rows = []
-        with open(path) as f:
-            for lineno, line in enumerate(f, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                match = PATH_RE.match(fields[0]) if len(fields) == 2 else None
-                if match is None or not fields[1].isdigit():
-                    raise line_error(path, lineno, 'expected "<vis|nir>/<pid>/<pid>_c<cc>_..."'
-                                     ' and an integer label, got {!r}'.format(line.rstrip('\n')))
-                folder, pid, name_pid, cam = match.groups()
-                if folder != FOLDER[modality] or int(pid) != int(name_pid) or int(cam) < 1:
-                    raise line_error(path, lineno, '{!r} is not a {} image of id {} with a camera '
-                                     '>= 1 (folder, file-name id and camera must agree)'.format(
-                                         fields[0], MODALITY_NAMES[modality], int(pid)))
-                img = osp.join(self.dataset_dir, fields[0])
-                if not self._exists(img):
-                    raise line_error(path, lineno, 'listed image does not exist: ' + img)
-                rows.append((img, int(pid), int(cam) - 1, lineno))
+        for lineno, fields, line in numbered_fields(path):
+            match = PATH_RE.match(fields[0]) if len(fields) == 2 else None
+            if match is None or not fields[1].isdigit():
+                raise line_error(path, lineno, 'expected "<vis|nir>/<pid>/<pid>_c<cc>_..." and '
+                                 'an integer label, got {!r}'.format(line))
+            folder, pid, name_pid, cam = match.groups()
+            if folder != FOLDER[modality] or int(pid) != int(name_pid) or int(cam) < 1:
+                raise line_error(path, lineno, '{!r} is not a {} image of id {} with a camera '
+                                 '>= 1 (folder, file-name id and camera must agree)'.format(
+                                     fields[0], MODALITY_NAMES[modality], int(pid)))
+            img = osp.join(self.dataset_dir, fields[0])
+            if not self._exists(img):
+                raise line_error(path, lineno, 'listed image does not exist: ' + img)
+            rows.append((img, int(pid), int(cam) - 1, lineno))
         if not rows:
             raise line_error(path, 1, 'the file lists no images')
         return rows
