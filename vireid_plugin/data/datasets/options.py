@@ -3,9 +3,10 @@
 torchreid's ``init_image_dataset``/``init_video_dataset`` call a dataset class
 with a fixed set of keyword arguments (root, split_id, mode, ...). Options of
 the cross-modal datasets (SYSU train+val, gallery shots, official permutation
-file, trials, VCM minimum length, LLCM/BUPTCampus protocol and auxiliary set) are set here from the config by the plugin's
-data managers, and read by the dataset constructors as defaults; an explicit
-constructor keyword always wins.
+file, trials, VCM minimum length, LLCM/BUPTCampus protocol, auxiliary set) are
+set here from the config by the plugin's data managers, and read by the dataset
+constructors as defaults; an explicit constructor keyword always wins. Options
+with a closed set of values are checked (``DatasetOptionError``, a user error).
 """
 import copy
 
