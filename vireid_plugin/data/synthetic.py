@@ -640,7 +640,7 @@ def _bupt_plan(rng, train, aux, test, cams_per_id):
     return lines, pairs
 
 
-def make_buptcampus(root, seed=0, num_train=48, num_aux=16, num_test=24, cams_per_id=(2, 3),
+def make_buptcampus(root, seed=0, num_train=96, num_aux=16, num_test=48, cams_per_id=(2, 3),
                     lengths=(8, 16), size=DEFAULT_SIZE, overwrite=False):
     """Write ``<root>/BUPTCampus`` (DATA/<pid>/<RGB|IR|FakeIR>/<cam>/..., data_paths.json,
     train.txt, train_auxiliary.txt, query.txt, gallery.txt); returns its path.
