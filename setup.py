@@ -23,11 +23,14 @@ INSTALL_REQUIRES = [
     'safetensors',
 ]
 
+# scripts/export_onnx.py: torch's exporter (dynamo) needs onnxscript; the check runs onnxruntime
+ONNX_REQUIRES = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2']
+
 setup(
     name='vireid_plugin',
     version='0.1.0',
-    description='Visible-infrared person re-identification (SYSU-MM01, RegDB, HITSZ-VCM; '
-                'MIP, LSMRL) as a torchreid plugin',
+    description='Visible-infrared person re-identification (SYSU-MM01, RegDB, HITSZ-VCM, LLCM, '
+                'BUPTCampus; MIP, LSMRL) as a torchreid plugin',
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['vireid_plugin', 'vireid_plugin.*']),
@@ -35,5 +38,5 @@ setup(
     package_data={'vireid_plugin.models.lsmrl': ['*.json']},
     python_requires='>=3.10',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'test': ['pytest>=7']},
+    extras_require={'onnx': ONNX_REQUIRES, 'test': ['pytest>=7'] + ONNX_REQUIRES},
 )

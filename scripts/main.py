@@ -23,7 +23,8 @@ from vireid_plugin.config import (ConfigError, engine_kwargs, engine_run_kwargs,
                                   imagedata_kwargs, load_config, loss_kwargs, model_kwargs,
                                   optimizer_kwargs, schedule_settings, scheduler_kwargs,
                                   videodata_kwargs)
-from vireid_plugin.data import CrossModalImageDataManager, CrossModalVideoDataManager  # noqa: E402
+from vireid_plugin.data import (CrossModalImageDataManager, CrossModalVideoDataManager,  # noqa: E402
+                                num_cameras)
 from vireid_plugin.data.prepare import prepare_datasets  # noqa: E402
 from vireid_plugin.engine import CrossModalEngine, Precision, run_prompt_stage  # noqa: E402
 from vireid_plugin.errors import USER_ERRORS  # noqa: E402
@@ -80,16 +81,6 @@ def user_message(exc):
     return msg
 
 
-def num_cameras_of(datamanager):
-    """Camera-embedding size: every camid that training or testing can feed the model."""
-    camids = {it[2] for it in datamanager.train_set.train}
-    for name in datamanager.targets:
-        ds = datamanager.query_dataset(name)
-        pool = getattr(ds, 'test_pool', list(ds.query) + list(ds.gallery))
-        camids |= {it[2] for it in pool}
-    return max(camids) + 1
-
-
 def check_writable(folder):
     """data.save_dir must take files: found before training, not at the first checkpoint."""
     try:
@@ -122,7 +113,7 @@ def run(cfg):
         datamanager = CrossModalImageDataManager(**imagedata_kwargs(cfg))
 
     model = build_model(cfg.model.name, datamanager.num_train_pids,
-                        **model_kwargs(cfg, num_cameras_of(datamanager)))
+                        **model_kwargs(cfg, num_cameras(datamanager)))
     print('Model: {} ({:.2f}M parameters)'.format(
         cfg.model.name, sum(p.numel() for p in model.parameters()) / 1e6))
     if cfg.model.load_weights:

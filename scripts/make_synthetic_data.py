@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write synthetic SYSU-MM01 / RegDB / HITSZ-VCM datasets in their real layouts.
+"""Write synthetic SYSU-MM01 / RegDB / HITSZ-VCM / LLCM / BUPTCampus data in their real layouts.
 
     python scripts/make_synthetic_data.py --root datasets --dataset all
 """

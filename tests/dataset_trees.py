@@ -6,6 +6,7 @@ function per dataset; the helpers above them are generic.
 """
 import functools
 import io
+import json
 import os
 
 from PIL import Image
@@ -31,6 +32,13 @@ def write_images(folder, names):
             f.write(data)
         paths.append(path)
     return paths
+
+
+def replace_line(path, lineno, text):
+    """Overwrite the 1-based line ``lineno`` of a text file (a pathlib.Path)."""
+    lines = path.read_text().splitlines()
+    lines[lineno - 1] = text
+    path.write_text('\n'.join(lines) + '\n')
 
 
 def numbered(n, width=4, ext='.jpg'):
@@ -139,4 +147,72 @@ def write_vcm_tree(root, train, test, query_idx, layout='split', nested=True):
                 f.write('\n'.join(lines) + '\n')
     with open(os.path.join(folder, 'info', 'query_IDX.txt'), 'w') as f:
         f.write('\n'.join(' '.join(str(r) for r in line) for line in query_idx) + '\n')
+    return folder
+
+
+LLCM_FOLDER = {'vis': 'vis', 'nir': 'nir'}
+
+
+def llcm_name(mod, pid, cam, k):
+    """File name of the k-th (0-based) LLCM image of (pid, camera) in one modality."""
+    return '{:04d}_c{:02d}_s{:06d}_f{}_{}.jpg'.format(pid, cam, 120000 + k, 100 + k, mod)
+
+
+def write_llcm_tree(root, train, test, test_ids, nested=True, copies=True):
+    """An LLCM tree; returns the dataset folder.
+
+    train, test: {(mod, pid, cam): n_images}, mod 'vis' or 'nir', written to
+        idx/{train,test}_{vis,nir}.txt in dict order with labels numbered by first
+        appearance (as the real files), images under vis|nir/<pid4>/.
+    test_ids: written to idx/test_id.txt as one line, no trailing newline.
+    copies: also write the test_vis|test_nir/cam<K>/<pid4>/ copies.
+    """
+    folder = os.path.join(str(root), 'LLCM') if nested else str(root)
+    for part, groups in (('train', train), ('test', test)):
+        for mod in ('vis', 'nir'):
+            labels, lines = {}, []
+            for (m, pid, cam), n in groups.items():
+                if m != mod:
+                    continue
+                label = labels.setdefault(pid, len(labels))
+                for k in range(n):
+                    rel = '{}/{:04d}/{}'.format(mod, pid, llcm_name(mod, pid, cam, k))
+                    _write_bytes(os.path.join(folder, rel), jpeg_bytes())
+                    if copies and part == 'test':
+                        _write_bytes(os.path.join(folder, 'test_' + mod, 'cam{}'.format(cam),
+                                                  '{:04d}'.format(pid), os.path.basename(rel)),
+                                     jpeg_bytes())
+                    lines.append('{} {}'.format(rel, label))
+            os.makedirs(os.path.join(folder, 'idx'), exist_ok=True)
+            with open(os.path.join(folder, 'idx', '{}_{}.txt'.format(part, mod)), 'w') as f:
+                f.write('\n'.join(lines) + '\n')
+    with open(os.path.join(folder, 'idx', 'test_id.txt'), 'w') as f:
+        f.write(','.join('{:04d}'.format(i) for i in test_ids))
+    return folder
+
+
+def write_bupt_tree(root, tracklets, splits, nested=True):
+    """A BUPTCampus tree; returns the dataset folder.
+
+    tracklets: {(pid, 'RGB'|'IR', camera, tid): n_frames}: frame j is a solid
+        ``vcm_frame_color(j)`` JPEG DATA/<pid>/<mod>/<cam>/<pid>_<mod>_<cam>_<tid>_<f>.jpg,
+        listed in data_paths.json; every RGB frame also gets its FakeIR/ twin.
+    splits: {file name: [(pid, modality field, camera, tid), ...]} written one a line.
+    """
+    folder = os.path.join(str(root), 'BUPTCampus') if nested else str(root)
+    paths = {}
+    for (pid, mod, cam, tid), n in tracklets.items():
+        rels = []
+        for j in range(n):
+            name = '{}_{}_{}_{}_{}.jpg'.format(pid, mod, cam, tid, 500 + j)
+            rels.append('{}/{}/{}/{}'.format(pid, mod, cam, name))
+            for sub in (mod, 'FakeIR') if mod == 'RGB' else (mod,):
+                _write_bytes(os.path.join(folder, 'DATA', str(pid), sub, cam, name),
+                             jpeg_bytes(color=vcm_frame_color(j)))
+        paths.setdefault(str(pid), {}).setdefault(mod, {}).setdefault(cam, {})[str(tid)] = rels
+    with open(os.path.join(folder, 'data_paths.json'), 'w') as f:
+        json.dump(paths, f)
+    for name, rows in splits.items():
+        with open(os.path.join(folder, name), 'w') as f:
+            f.write(''.join('{} {} {} {}\n'.format(*row) for row in rows))
     return folder

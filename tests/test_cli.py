@@ -279,3 +279,13 @@ def test_load_weights_sharing_no_key_with_the_model(tmp_path, tiny_tree, run_cli
                                 'test.evaluate', 'True'))
     assert rc == 1
     assert str(path) in assert_one_line_error(err)
+
+
+@pytest.mark.parametrize('key,value,target', [('llcm.protocol', 'official', 'llcm'),
+                                              ('bupt.protocol', 'paper', 'buptcampus')])
+def test_unknown_dataset_protocol(tmp_path, run_cli, key, value, target):
+    rc, err = run_cli(['-s', target, '-t', target] + fast_args(tmp_path, tmp_path / 'none',
+                                                                key, value))
+    assert rc == 1
+    line = assert_one_line_error(err)
+    assert repr(key) in line and repr(value) in line and "'corrected', 'reference'" in line

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torchvision.transforms as T
 
-from dataset_trees import write_regdb_tree
+from dataset_trees import replace_line, write_regdb_tree
 from vireid_plugin.data.datasets import regdb  # noqa: F401  (registers the names)
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
 from vireid_plugin.registry import IMAGE_DATASETS
@@ -124,12 +124,6 @@ def test_missing_idx_file_is_named(tree):
     with pytest.raises(DatasetNotFoundError, match='Dongguk') as err:
         build(tree, 'regdb', 0)
     assert str(path) in str(err.value)
-
-
-def replace_line(path, lineno, text):
-    lines = path.read_text().splitlines()
-    lines[lineno - 1] = text
-    path.write_text('\n'.join(lines) + '\n')
 
 
 @pytest.mark.parametrize('fname,lineno,text,problem', [

@@ -3,7 +3,7 @@ import os
 import pytest
 import torchvision.transforms as T
 
-from dataset_trees import write_vcm_tree
+from dataset_trees import replace_line, write_vcm_tree
 from vireid_plugin.data.datasets import hitsz_vcm  # noqa: F401  (registers the names)
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
 from vireid_plugin.data.datasets.options import set_dataset_options
@@ -135,12 +135,6 @@ def test_missing_info_file_is_named(tree):
     with pytest.raises(DatasetNotFoundError, match='MITML') as err:
         build(tree)
     assert str(path) in str(err.value)
-
-
-def replace_line(path, lineno, text):
-    lines = path.read_text().splitlines()
-    lines[lineno - 1] = text
-    path.write_text('\n'.join(lines) + '\n')
 
 
 @pytest.mark.parametrize('edit,fname,lineno,problem', [

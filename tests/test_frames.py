@@ -52,3 +52,32 @@ def test_train_without_rng_uses_numpy_global_state():
 def test_rejects_empty(n, s):
     with pytest.raises(ValueError):
         sample_frame_indices(n, s)
+
+
+# ------------------------------------------------ BUPTCampus authors' 'uniform' rule
+
+@pytest.mark.parametrize('n,s,expected', [
+    (10, 10, list(range(10))),                      # every frame
+    (25, 10, [0, 2, 5, 7, 10, 12, 15, 17, 20, 22]),  # k * 2.5 rounded down
+    (7, 4, [0, 1, 3, 5]),                            # 0, 1.75, 3.5, 5.25
+    (3, 10, [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]),         # k * 0.3: n < S repeats frames
+])
+def test_uniform_test_clip_is_linspace_rounded_down(n, s, expected):
+    assert sample_frame_indices(n, s, rule='uniform').tolist() == expected
+
+
+def test_uniform_train_draws_sorted_distinct_frames_unless_too_few():
+    rng = np.random.RandomState(0)
+    seen = set()
+    for _ in range(100):
+        idx = sample_frame_indices(12, 4, train=True, rng=rng, rule='uniform').tolist()
+        assert idx == sorted(idx) and len(set(idx)) == 4 and 0 <= idx[0] and idx[-1] < 12
+        seen.update(idx)
+    assert seen == set(range(12))   # not tied to chunks: any frame can be drawn anywhere
+    short = sample_frame_indices(3, 5, train=True, rng=rng, rule='uniform').tolist()
+    assert short == sorted(short) and set(short) <= {0, 1, 2}
+
+
+def test_unknown_rule():
+    with pytest.raises(ValueError, match='uniform'):
+        sample_frame_indices(5, 2, rule='dense')

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from vireid_plugin.metrics import compute_distance, evaluate_rank
+from vireid_plugin.metrics import compute_distance, evaluate_rank, matched_queries
 
 ASC = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # a row ranking the gallery in order
 
@@ -101,6 +101,69 @@ def test_vcm_same_pid_same_cam_removal_and_invalid_query():
     check(res, [0, 0.5, 0.5, 1], 3 / 8, 3 / 8)
 
 
+LLCM_G_PIDS = [2, 1, 2, 1, 3]
+LLCM_G_CAMS = [0, 0, 1, 2, 0]
+
+
+def test_llcm_same_camera_removal_with_deduplicated_cmc():
+    # q0 (pid 1, cam 0), row ASC[:5] ranks the gallery in order: drop idx 1
+    #     (pid 1, cam 0). Left pids [2, 2, 1, 3]: the hit is at rank 3, so the
+    #     plain CMC is [0,0,1,1]; de-duplicated [2, 1, 3] puts it at rank 2:
+    #     [0,1,1,1]. AP = 1/3, INP = 1/3.
+    # q1 (pid 2, cam 1), descending row -> order idx 4,3,2,1,0, pids
+    #     [3, 1, 2, 1, 2]; drop idx 2 (pid 2, cam 1). Left [3, 1, 1, 2]: hit at
+    #     rank 4 (plain [0,0,0,1]); de-duplicated [3, 1, 2]: rank 3, [0,0,1,1].
+    #     AP = 1/4, INP = 1/4.
+    # q2 (pid 3, cam 0): its only match idx 4 is on cam 0 -> removed; skipped.
+    # llcm: cmc ([0,1,1,1] + [0,0,1,1]) / 2 = [0, .5, 1, 1]; mAP = mINP =
+    #       (1/3 + 1/4) / 2 = 7/24.
+    # vcm (same removal, plain CMC): [0, 0, .5, 1], same mAP and mINP.
+    rows = np.array([ASC[:5], ASC[:5][::-1], ASC[:5]])
+    args = (rows, [1, 2, 3], LLCM_G_PIDS, [0, 1, 0], LLCM_G_CAMS)
+    check(evaluate_rank(*args, 'llcm', max_rank=4), [0, 0.5, 1, 1], 7 / 24, 7 / 24)
+    check(evaluate_rank(*args, 'vcm', max_rank=4), [0, 0, 0.5, 1], 7 / 24, 7 / 24)
+
+
+# Two visible queries (pids 1, 2 on cams 0, 1) x three infrared gallery items
+# (pids 1, 2, 1 on cams 0, 0, 1).
+LLCM_T_DIST = [[0.1, 0.5, 0.6],
+               [0.4, 0.7, 0.3]]
+
+
+def test_llcm_transposed_scores_the_gallery_items_as_probes():
+    # 'llcm' on the matrix as given:
+    #   q0 (pid 1, cam 0): order g0, g1, g2; g0 (pid 1, cam 0) removed; left
+    #       pids [2, 1]: hit at rank 2 (de-dup too). AP = INP = 1/2.
+    #   q1 (pid 2, cam 1): order g2, g0, g1, pids [1, 1, 2], nothing removed:
+    #       hit at rank 3; de-dup [1, 2] -> rank 2. AP = INP = 1/3.
+    #   cmc [0, 1, 1], mAP = mINP = (1/2 + 1/3) / 2 = 5/12.
+    # 'llcm_transposed' (LLCM test.py's "VIS to IR"): the columns are probes.
+    #   g0 (pid 1, cam 0): order q0, q1; q0 (pid 1, cam 0) removed; left [2]:
+    #       no match, skipped.
+    #   g1 (pid 2, cam 0): order q0 (0.5), q1 (0.7); pids [1, 2]: rank 2,
+    #       AP = INP = 1/2.
+    #   g2 (pid 1, cam 1): order q1 (0.3), q0 (0.6); pids [2, 1]: rank 2,
+    #       AP = INP = 1/2.
+    #   cmc [0, 1], mAP = mINP = 1/2.
+    args = (np.array(LLCM_T_DIST), [1, 2], [1, 2, 1], [0, 1], [0, 0, 1])
+    check(evaluate_rank(*args, 'llcm', max_rank=3), [0, 1, 1], 5 / 12, 5 / 12)
+    check(evaluate_rank(*args, 'llcm_transposed', max_rank=2), [0, 1], 0.5, 0.5)
+    assert matched_queries('llcm', [1, 2], [0, 1], [1, 2, 1], [0, 0, 1]).tolist() == [
+        True, True]
+    assert matched_queries('llcm_transposed', [1, 2], [0, 1], [1, 2, 1],
+                           [0, 0, 1]).tolist() == [False, True, True]
+
+
+def test_matched_queries_follows_each_removal_rule():
+    # the vcm case above: q2's only match is removed; sysu removes no pid-3 item
+    # for a camid-0 query; regdb removes nothing
+    g_pids, g_cams = [1, 2, 1, 3, 2, 1], [0, 1, 1, 0, 0, 0]
+    for protocol, expected in (('vcm', [True, True, False]), ('sysu', [True, True, True]),
+                               ('regdb', [True, True, True])):
+        assert matched_queries(protocol, [1, 2, 3], [0, 0, 0], g_pids,
+                               g_cams).tolist() == expected
+
+
 def test_bad_protocol_and_max_rank():
     args = (np.array([ASC]), [1], SYSU_G_PIDS, [0], SYSU_G_CAMS)
     with pytest.raises(ValueError, match="'sysu', 'regdb', 'vcm'"):
@@ -119,7 +182,7 @@ def reference(dist, q_pids, g_pids, q_cams, g_cams, protocol, max_rank):
         p, c = g_pids[order], g_cams[order]
         if protocol == 'sysu':
             keep = ~((q_cams[i] == 2) & (c == 1))
-        elif protocol == 'vcm':
+        elif protocol in ('vcm', 'llcm'):
             keep = ~((p == q_pids[i]) & (c == q_cams[i]))
         else:
             keep = np.ones(len(p), bool)
@@ -130,7 +193,7 @@ def reference(dist, q_pids, g_pids, q_cams, g_cams, protocol, max_rank):
         hit_ranks = np.flatnonzero(match) + 1
         aps.append(np.mean(np.arange(1, len(hit_ranks) + 1) / hit_ranks))
         inps.append(len(hit_ranks) / hit_ranks[-1])
-        if protocol == 'sysu':
+        if protocol in ('sysu', 'llcm'):
             _, first = np.unique(p, return_index=True)
             curve = (p[np.sort(first)] == q_pids[i]).cumsum()
         else:
@@ -140,7 +203,7 @@ def reference(dist, q_pids, g_pids, q_cams, g_cams, protocol, max_rank):
     return np.mean(cmcs, 0), np.mean(aps), np.mean(inps)
 
 
-@pytest.mark.parametrize('protocol', ['sysu', 'regdb', 'vcm'])
+@pytest.mark.parametrize('protocol', ['sysu', 'regdb', 'vcm', 'llcm', 'llcm_transposed'])
 @pytest.mark.parametrize('chunk_size', [None, 7])
 def test_random_against_reference(protocol, chunk_size):
     rng = np.random.default_rng(0)
@@ -154,8 +217,14 @@ def test_random_against_reference(protocol, chunk_size):
         g_pids[0], g_cams[0], q_pids[0], q_cams[0] = 1, 0, 1, 3
         res = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, protocol,
                             max_rank=20, chunk_size=chunk_size)
-        cmc, mAP, mINP = reference(dist, q_pids, g_pids, q_cams, g_cams,
-                                   protocol, 20)
+        if protocol == 'llcm_transposed':   # the reference loop on the transpose
+            g_pids[1], g_cams[1] = 1, 2   # and a valid probe among the gallery items
+            res = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, protocol,
+                                max_rank=20, chunk_size=chunk_size)
+            cmc, mAP, mINP = reference(dist.T, g_pids, q_pids, g_cams, q_cams, 'llcm', 20)
+        else:
+            cmc, mAP, mINP = reference(dist, q_pids, g_pids, q_cams, g_cams,
+                                       protocol, 20)
         check(res, cmc, mAP, mINP)
 
 

@@ -5,7 +5,9 @@ import os
 import pytest
 
 from vireid_plugin.data.datasets.options import set_dataset_options
-from vireid_plugin.data.synthetic import make_hitsz_vcm, make_regdb, make_sysu_mm01
+from vireid_plugin.data.datasets import buptcampus
+from vireid_plugin.data.synthetic import (make_buptcampus, make_hitsz_vcm, make_llcm, make_regdb,
+                                         make_sysu_mm01)
 from vireid_plugin.registry import IMAGE_DATASETS, VIDEO_DATASETS
 
 
@@ -15,6 +17,8 @@ def root(tmp_path_factory):
     make_sysu_mm01(root, num_train=4, num_val=2, num_test=6, images_per_cam=3, size=(32, 16))
     make_regdb(root, num_ids=8, images_per_id=2, size=(32, 16))
     make_hitsz_vcm(root, num_train=3, num_test=3, size=(32, 16))
+    make_llcm(root, num_train=4, num_test=5, images=(1, 2), size=(32, 16))
+    make_buptcampus(root, num_train=3, num_aux=2, num_test=8, lengths=(2, 4), size=(32, 16))
     set_dataset_options()
     yield root
     set_dataset_options()
@@ -72,3 +76,57 @@ def test_vcm_both_names(root, name, query_mod):
     assert all(len(it[0]) >= 12 for it in ds.train + ds.query + ds.gallery)
     modes = ds.eval_modes(matrix=True)
     assert [m.name for m in modes] == ['infrared->visible', 'visible->infrared']
+
+
+def camera_folders(root, modality, test_ids):
+    """(pid, camid) of every test_<modality>/cam<K>/<pid4>/ copy folder on disk."""
+    base = os.path.join(root, 'LLCM', 'test_' + modality)
+    return sorted((pid, int(cam[3:]) - 1) for cam in os.listdir(base)
+                  for pid in test_ids if os.path.isdir(os.path.join(base, cam, '{:04d}'.format(pid))))
+
+
+@pytest.mark.parametrize('name,query_mod', [('llcm', 1), ('llcm_v2i', 0)])
+@pytest.mark.parametrize('protocol', ['corrected', 'reference'])
+def test_llcm_every_trial(root, name, query_mod, protocol):
+    with open(os.path.join(root, 'LLCM', 'idx', 'test_id.txt')) as f:
+        test_ids = [int(t) for t in f.read().split(',')]
+    folders = camera_folders(root, ('vis', 'nir')[1 - query_mod], test_ids)
+    galleries = []
+    for split_id in range(10):
+        ds = IMAGE_DATASETS.get(name)(root=root, split_id=split_id, protocol=protocol,
+                                      verbose=False)
+        assert sorted((it[1], it[2]) for it in ds.gallery) == folders   # one per folder
+        assert {it[4] for it in ds.query} == {query_mod} and {it[4] for it in ds.gallery} == {
+            1 - query_mod}
+        (mode,) = ds.eval_modes()
+        assert mode.num_trials == 10 and mode.name.endswith('[{}]'.format(protocol)) == (
+            protocol == 'corrected' or query_mod == 1)
+        assert [ds.test_pool[i] for i in mode.galleries[split_id]] == ds.gallery
+        galleries.append(tuple(it[0] for it in ds.gallery))
+    assert len(set(galleries)) > 1
+    assert not {it[0] for it in ds.train} & {it[0] for it in ds.test_pool}
+
+
+def split_lines(root, name):
+    with open(os.path.join(root, 'BUPTCampus', name)) as f:
+        return [line.split() for line in f if line.strip()]
+
+
+@pytest.mark.parametrize('name,query_mod', [('buptcampus', 0), ('buptcampus_i2v', 1)])
+@pytest.mark.parametrize('protocol', ['corrected', 'reference'])
+def test_bupt_both_names_and_protocols(root, name, query_mod, protocol, monkeypatch):
+    from torchvision import transforms as T
+    monkeypatch.setattr(buptcampus, 'REFERENCE_TEST_BATCH', 3)   # the synthetic set is small
+    ds = VIDEO_DATASETS.get(name)(root=root, transform=T.ToTensor(), seq_len=4,
+                                  protocol=protocol, verbose=False)
+    mods = ('RGB', 'IR')
+    want_q = [int(r[0]) for r in split_lines(root, 'query.txt') if r[1] == mods[query_mod]]
+    want_g = [int(r[0]) for r in split_lines(root, 'gallery.txt') if r[1] == mods[1 - query_mod]]
+    if protocol == 'reference':   # the visible side is cut to a multiple of the test batch
+        cut = (want_q, want_g)[query_mod]
+        del cut[len(cut) - len(cut) % 3:]
+    assert [it[1] for it in ds.query] == want_q and [it[1] for it in ds.gallery] == want_g
+    assert len(ds.train) == 2 * len(split_lines(root, 'train.txt'))
+    (mode,) = ds.eval_modes()
+    assert mode.metric == {'corrected': 'vcm', 'reference': 'regdb'}[protocol]
+    assert mode.name.endswith('[{}]'.format(protocol))

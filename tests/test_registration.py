@@ -31,9 +31,9 @@ from torchreid.reid.data import datasets as D
 from torchreid.reid import models as M
 img = vars(D)['__image_datasets']; vid = vars(D)['__video_datasets']
 fac = vars(M)['__model_factory']
-for n in ('sysu_mm01', 'sysu_mm01_indoor', 'regdb', 'regdb_t2v'):
+for n in ('sysu_mm01', 'sysu_mm01_indoor', 'regdb', 'regdb_t2v', 'llcm', 'llcm_v2i'):
     assert n in img, n
-for n in ('hitsz_vcm', 'hitsz_vcm_v2i'):
+for n in ('hitsz_vcm', 'hitsz_vcm_v2i', 'buptcampus', 'buptcampus_i2v'):
     assert n in vid, n
 for n in ('vit_base_reid', 'vit_tiny_reid', 'vit_tiny_video_avg'):
     assert n in fac, n

@@ -1,5 +1,6 @@
 """Synthetic datasets: exact layouts, determinism, atomic writes, cross-modal rule."""
 import dataclasses
+import json
 import os
 import re
 import sys
@@ -274,3 +275,91 @@ def test_cli(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         make_synthetic_data.main(['--root', str(tmp_path), '--dataset', 'regdb'])
     assert exc.value.code == 1
+
+
+# ---------------------------------------------------------------- LLCM, BUPTCampus
+
+LLCM_LINE = re.compile(r'(vis|nir)/(\d{4})/(\d{4})_c(\d{2})_s(\d{6})_f(\d+)_(vis|nir)\.jpg (\d+)')
+
+
+def test_llcm_layout(tmp_path):
+    path = syn.make_llcm(str(tmp_path), num_train=5, num_test=4, images=(1, 2), size=(32, 16))
+    assert sorted(os.listdir(path)) == ['idx', 'nir', 'test_nir', 'test_vis', 'vis']
+    assert sorted(os.listdir(os.path.join(path, 'idx'))) == [
+        'test_id.txt', 'test_nir.txt', 'test_vis.txt', 'train_nir.txt', 'train_vis.txt']
+    text = _read(os.path.join(path, 'idx', 'test_id.txt'))
+    assert re.fullmatch(r'\d{4}(,\d{4})*', text)          # one line, no trailing newline
+    test_ids = [int(t) for t in text.split(',')]
+    assert len(test_ids) == 4 and all(i % 3 == 0 for i in test_ids)
+    maps, cams = {}, {'vis': set(), 'nir': set()}
+    for part in ('train', 'test'):
+        for mod in ('vis', 'nir'):
+            rows = [LLCM_LINE.fullmatch(line).groups() for line in
+                    _read(os.path.join(path, 'idx', '{}_{}.txt'.format(part, mod))).splitlines()]
+            pids = [int(r[1]) for r in rows]
+            # contiguous per-id blocks, labels 0.. by first appearance
+            blocks = [p for i, p in enumerate(pids) if i == 0 or p != pids[i - 1]]
+            assert len(blocks) == len(set(blocks))
+            assert [int(r[7]) for r in rows] == [blocks.index(p) for p in pids]
+            maps[part, mod] = blocks
+            for folder, pid, name_pid, cam, _, _, suffix, _ in rows:
+                assert folder == suffix == mod and pid == name_pid
+                cams[mod].add(int(cam))
+                name = '{}_c{}'.format(pid, cam)
+                files = [f for f in os.listdir(os.path.join(path, mod, pid)) if f.startswith(name)]
+                assert files
+                if part == 'test':   # the release's camera-folder copies, byte-identical
+                    for f in files:
+                        copy = os.path.join(path, 'test_' + mod, 'cam{}'.format(int(cam)), pid, f)
+                        with open(copy, 'rb') as a, open(os.path.join(path, mod, pid, f),
+                                                         'rb') as b:
+                            assert a.read() == b.read()
+        assert maps[part, 'vis'] == maps[part, 'nir']      # one id -> label map per split
+    assert sorted(maps['test', 'vis']) == sorted(test_ids) and maps['test', 'vis'] == test_ids
+    assert not any(p % 3 == 0 for p in maps['train', 'vis'])
+    assert 3 not in cams['nir'] and cams['nir'] <= set(range(1, 10))
+    one = os.path.join(path, 'nir', '{:04d}'.format(test_ids[0]))
+    _assert_grey3(_img(os.path.join(one, sorted(os.listdir(one))[0])))
+
+
+def test_buptcampus_layout(tmp_path):
+    path = syn.make_buptcampus(str(tmp_path), num_train=4, num_aux=2, num_test=6,
+                               lengths=(3, 5), size=(32, 16))
+    assert sorted(os.listdir(path)) == ['DATA', 'data_paths.json', 'gallery.txt', 'query.txt',
+                                        'train.txt', 'train_auxiliary.txt']
+    with open(os.path.join(path, 'data_paths.json')) as f:
+        paths = json.load(f)
+    rows = {}
+    for name in ('train.txt', 'train_auxiliary.txt', 'query.txt', 'gallery.txt'):
+        rows[name] = [line.split(' ') for line in _read(os.path.join(path, name)).splitlines()]
+        for pid, mod, cam, tid in rows[name]:
+            assert mod in (('RGB/IR',) if name.startswith('train') else ('RGB', 'IR'))
+            assert cam in ('LS3', 'G25', 'CQ1', 'W4', 'TSG1', 'TSG2')
+            rgb, ir = paths[pid]['RGB'][cam][tid], paths[pid]['IR'][cam][tid]
+            # every tracklet is an RGB/IR pair: same length, same frame numbers
+            assert [p.replace('RGB', 'IR') for p in rgb] == ir
+            for rel in rgb + ir:
+                assert re.fullmatch(r'{0}/(RGB|IR)/{1}/{0}_\1_{1}_{2}_\d+\.jpg'.format(
+                    pid, cam, tid), rel), rel
+                assert os.path.isfile(os.path.join(path, 'DATA', rel))
+            for rel in rgb:
+                assert os.path.isfile(os.path.join(path, 'DATA', rel.replace('/RGB/', '/FakeIR/')))
+    ids = {n: {r[0] for r in rows[n]} for n in rows}
+    test = ids['query.txt']
+    assert len(ids['train.txt']) == 4 and len(ids['train_auxiliary.txt']) == 2 and len(test) == 6
+    assert ids['gallery.txt'] == test
+    assert not (ids['train.txt'] & ids['train_auxiliary.txt'] or ids['train.txt'] & test
+                or ids['train_auxiliary.txt'] & test)
+    for pid in ids['train_auxiliary.txt']:   # auxiliary ids: one camera
+        assert len({r[2] for r in rows['train_auxiliary.txt'] if r[0] == pid}) == 1
+    gallery = {tuple(r) for r in rows['gallery.txt']}
+    assert {r[1] for r in rows['query.txt']} == {'RGB', 'IR'}
+    same_camera = 0
+    for pid, mod, cam, tid in rows['query.txt']:
+        other = 'IR' if mod == 'RGB' else 'RGB'
+        assert (pid, other, cam, tid) not in gallery           # its counterpart is not listed
+        assert any(g[0] == pid and g[1] == other and g[2] != cam for g in gallery)
+        same_camera += any(g[0] == pid and g[2] == cam for g in gallery)
+    assert same_camera >= 1     # something for the same-camera removal to drop
+    frame = os.path.join(path, 'DATA', paths[pid]['IR'][cam][tid][0])
+    _assert_grey3(_img(frame))

@@ -56,6 +56,13 @@ def get_default_config():
     cfg.vcm = CN()                # plugin: HITSZ-VCM options
     cfg.vcm.min_seq_len = 12
 
+    cfg.llcm = CN()               # plugin: LLCM options
+    cfg.llcm.protocol = 'corrected'  # 'corrected' (the paper's VIS->IR) or 'reference' (test.py)
+
+    cfg.bupt = CN()               # plugin: BUPTCampus options
+    cfg.bupt.protocol = 'corrected'  # 'corrected' (M3-ReID: all queries) or 'reference' (test.py)
+    cfg.bupt.use_auxiliary = False   # train_auxiliary.txt tracklets join training (dsetid 1)
+
     cfg.sampler = CN()
     cfg.sampler.train_sampler = 'CrossModalIdentitySampler'  # plugin sampler; torchreid's names work too
     cfg.sampler.train_sampler_t = 'RandomSampler'

@@ -9,7 +9,10 @@ def dataset_options(cfg):
                 sysu_shots=cfg.sysu.shots,
                 sysu_gallery_draw=cfg.sysu.gallery_draw,
                 sysu_perm_file=cfg.sysu.perm_file,
-                vcm_min_seq_len=cfg.vcm.min_seq_len)
+                vcm_min_seq_len=cfg.vcm.min_seq_len,
+                llcm_protocol=cfg.llcm.protocol,
+                bupt_protocol=cfg.bupt.protocol,
+                bupt_use_auxiliary=cfg.bupt.use_auxiliary)
 
 
 def _common_data_kwargs(cfg):

@@ -2,4 +2,4 @@
 from . import datasets  # noqa: F401  (registers the datasets)
 from .eval_split import EvalMode
 from .sampler import CrossModalIdentitySampler
-from .datamanager import CrossModalImageDataManager, CrossModalVideoDataManager
+from .datamanager import CrossModalImageDataManager, CrossModalVideoDataManager, num_cameras

@@ -75,3 +75,13 @@ class CrossModalImageDataManager(_CrossModalLoaders, compat.ImageDataManager):
 
 class CrossModalVideoDataManager(_CrossModalLoaders, compat.VideoDataManager):
     """torchreid's VideoDataManager (tracklets) with the cross-modal sampler."""
+
+
+def num_cameras(datamanager):
+    """Camera-embedding size: every camid that training or testing can feed the model."""
+    camids = {it[2] for it in datamanager.train_set.train}
+    for name in datamanager.targets:
+        ds = datamanager.query_dataset(name)
+        pool = getattr(ds, 'test_pool', list(ds.query) + list(ds.gallery))
+        camids |= {it[2] for it in pool}
+    return max(camids) + 1

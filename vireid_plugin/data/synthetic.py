@@ -1,7 +1,7 @@
 """Synthetic visible-infrared pedestrians in the real on-disk layouts.
 
-Writes small stand-ins for SYSU-MM01, RegDB and HITSZ-VCM so the demo and the
-tests run without the real (licence-restricted) data.
+Writes small stand-ins for SYSU-MM01, RegDB, HITSZ-VCM, LLCM and BUPTCampus so
+the demos and the tests run without the real (licence-restricted) data.
 
 Cross-modal rule (shared by every identity, hence learnable for unseen ones):
 each body part of an identity is made of a *material*. The material fixes the
@@ -13,6 +13,7 @@ per identity too and cross modalities as silhouette. Pose, scale, background,
 lighting and noise vary per image. Everything is deterministic given ``seed``.
 """
 import colorsys
+import json
 import os
 import shutil
 import tempfile
@@ -26,10 +27,11 @@ from scipy.ndimage import gaussian_filter
 DEFAULT_SIZE = (128, 64)   # (height, width), the size of real RegDB images
 
 #: dataset family -> folder name under root (what the loaders look for)
-DATASET_DIRS = {'sysu_mm01': 'SYSU-MM01', 'regdb': 'RegDB', 'hitsz_vcm': 'HITSZ-VCM'}
+DATASET_DIRS = {'sysu_mm01': 'SYSU-MM01', 'regdb': 'RegDB', 'hitsz_vcm': 'HITSZ-VCM',
+                'llcm': 'LLCM', 'buptcampus': 'BUPTCampus'}
 
-# rng stream tags, so the three datasets (and their parts) draw independently
-_SYSU, _REGDB, _VCM = 1, 2, 3
+# rng stream tags, so the datasets (and their parts) draw independently
+_SYSU, _REGDB, _VCM, _LLCM, _BUPT = 1, 2, 3, 4, 5
 _IDENT, _SPLIT, _SCENE, _IMAGE = 10, 11, 12, 13
 
 
@@ -454,18 +456,31 @@ def _vcm_plan(rng, pids, tracklets, lengths, min_len, num_cams):
     return sorted(plan, key=lambda p: p[:3])   # stable: tracklet order kept per camera
 
 
-def _render_tracklet(ident, infrared, rng, scene, length, size):
-    """Frames of one walk: smooth drift in position/scale, swinging legs, fixed backdrop."""
-    bg = render_background(scene, infrared, rng, size)
-    light = None if infrared else scene['light'] * rng.uniform(0.9, 1.1)
+def _walk_start(rng):
+    """First pose and motion (drift x, drift y, growth, leg phase) of a walk."""
     start = random_pose(rng)
     vx, vy = rng.uniform(-0.006, 0.006), rng.uniform(-0.002, 0.002)
     growth, phase = rng.uniform(-0.006, 0.006), rng.uniform(0, 2 * np.pi)
+    return start, (vx, vy, growth, phase)
+
+
+def _walk_pose(start, motion, f, jitter):
+    """Pose of frame ``f`` of a walk: smooth drift in position/scale, swinging legs."""
+    vx, vy, growth, phase = motion
+    return dict(start, dx=start['dx'] + vx * f + jitter, dy=start['dy'] + vy * f,
+                scale=start['scale'] * (1 + growth * f), stride=np.sin(phase + 0.7 * f))
+
+
+def _render_tracklet(ident, infrared, rng, scene, length, size, poses=None):
+    """Frames of one walk in front of a fixed backdrop (``poses``: given, else drawn)."""
+    bg = render_background(scene, infrared, rng, size)
+    light = None if infrared else scene['light'] * rng.uniform(0.9, 1.1)
+    if poses is None:
+        start, motion = _walk_start(rng)
     frames = []
     for f in range(length):
-        pose = dict(start, dx=start['dx'] + vx * f + rng.normal(0, 0.004),
-                    dy=start['dy'] + vy * f, scale=start['scale'] * (1 + growth * f),
-                    stride=np.sin(phase + 0.7 * f))
+        pose = poses[f] if poses is not None else _walk_pose(start, motion, f,
+                                                              rng.normal(0, 0.004))
         frames.append(render_person(ident, infrared, rng, pose=pose, size=size,
                                     background=bg, light=light))
     return frames
@@ -515,9 +530,167 @@ def make_hitsz_vcm(root, seed=0, flat=False, num_train=64, num_test=24, tracklet
     return _write_atomic(root, 'hitsz_vcm', build, overwrite)
 
 
+# ---------------------------------------------------------------- LLCM
+
+LLCM_CAMS = {'vis': tuple(range(1, 10)), 'nir': (1, 2, 4, 5, 6, 7, 8, 9)}   # no infrared cam3
+
+
+def _llcm_ids(rng, num_train, num_test):
+    """Raw ids from 0 with gaps; the test ids are exactly those divisible by 3 (as LLCM's)."""
+    test = rng.choice(np.arange(0, 3 * (num_test + num_test // 4 + 2), 3), num_test, replace=False)
+    others = [i for i in range(3 * (num_train + num_train // 4 + 2)) if i % 3]
+    train = rng.choice(others, num_train, replace=False)
+    return sorted(int(i) for i in train), sorted(int(i) for i in test)
+
+
+def make_llcm(root, seed=0, num_train=144, num_test=32, cams_per_id=(2, 3), images=(2, 4),
+              size=DEFAULT_SIZE, overwrite=False):
+    """Write ``<root>/LLCM`` (idx/*.txt, vis|nir/<pid4>/, test_vis|test_nir/cam<K>/<pid4>/).
+
+    Each id is filmed by ``cams_per_id`` (min, max) cameras per modality, with
+    ``images`` (min, max) images each. Visible images are dim (low light).
+    Index lines come in per-id blocks in a shuffled id order, labelled by first
+    appearance; test_id.txt is one line without a trailing newline; the test
+    images are copied into test_*/cam<K>/<pid4>/ as in the release.
+    """
+    if min(num_train, num_test) < 1:
+        raise ValueError('LLCM needs at least one train and one test id')
+    rng = _rng(seed, _LLCM, _SPLIT)
+    train, test = _llcm_ids(rng, num_train, num_test)
+    people = dict(zip(train + test, random_identities(_rng(seed, _LLCM, _IDENT),
+                                                      num_train + num_test)))
+    scenes = {c: make_scene(_rng(seed, _LLCM, _SCENE, c), outdoor=c > 3) for c in range(1, 10)}
+    shots = {}   # (pid, mod) -> [(cam, n_images)]
+    for pid in train + test:
+        for mod in ('vis', 'nir'):
+            k = int(rng.integers(cams_per_id[0], cams_per_id[1] + 1))
+            cams = sorted(int(c) for c in rng.choice(LLCM_CAMS[mod], k, replace=False))
+            shots[pid, mod] = [(c, int(rng.integers(images[0], images[1] + 1))) for c in cams]
+
+    def build(out):
+        for k, (part, pids) in enumerate((('train', train), ('test', test)), 1):
+            order = [int(p) for p in _rng(seed, _LLCM, _SPLIT, k).permutation(pids)]
+            for mod in ('vis', 'nir'):
+                lines = []
+                for label, pid in enumerate(order):
+                    for cam, n in shots[pid, mod]:
+                        r = _rng(seed, _LLCM, _IMAGE, pid, cam, mod == 'nir')
+                        clock = int(r.integers(6 * 3600, 23 * 3600))
+                        for k in range(n):
+                            img = render_person(people[pid], mod == 'nir', r, scene=scenes[cam],
+                                                size=size, light=None if mod == 'nir' else
+                                                scenes[cam]['light'] * r.uniform(0.45, 0.8))
+                            t = clock + 7 * k
+                            name = '{:04d}_c{:02d}_s{:02d}{:02d}{:02d}_f{}_{}.jpg'.format(
+                                pid, cam, t // 3600, t // 60 % 60, t % 60,
+                                int(r.integers(100, 30000)), mod)
+                            rel = '{}/{:04d}/{}'.format(mod, pid, name)
+                            _save(img, os.path.join(out, rel), quality=90)
+                            if part == 'test':
+                                copy = os.path.join(out, 'test_' + mod, 'cam{}'.format(cam),
+                                                    '{:04d}'.format(pid), name)
+                                os.makedirs(os.path.dirname(copy), exist_ok=True)
+                                shutil.copyfile(os.path.join(out, rel), copy)
+                            lines.append('{} {}'.format(rel, label))
+                _write_lines(os.path.join(out, 'idx', '{}_{}.txt'.format(part, mod)), lines)
+            if part == 'test':
+                with open(os.path.join(out, 'idx', 'test_id.txt'), 'w') as f:
+                    f.write(','.join('{:04d}'.format(p) for p in order))
+    return _write_atomic(root, 'llcm', build, overwrite)
+
+
+# ---------------------------------------------------------------- BUPTCampus
+
+BUPT_CAMS = ('LS3', 'G25', 'CQ1', 'W4', 'TSG1', 'TSG2')
+
+
+def _render_pair(ident, rng, scene, length, size):
+    """(RGB frames, IR frames) of one walk filmed by both sensors of a camera at once."""
+    start, motion = _walk_start(rng)
+    poses = [_walk_pose(start, motion, f, rng.normal(0, 0.004)) for f in range(length)]
+    seeds = rng.integers(2 ** 32, size=2)
+    return tuple(_render_tracklet(ident, ir, np.random.default_rng(int(sd)), scene, length,
+                                  size, poses=poses) for ir, sd in zip((False, True), seeds))
+
+
+def _bupt_plan(rng, train, aux, test, cams_per_id):
+    """{split file: [(pid, modality field, camera, tid)]} and every tracklet pair to render.
+
+    Train ids: one pair in each of ``cams_per_id`` cameras; auxiliary ids: two pairs
+    in one camera; test ids: a query (one half of a pair, RGB or IR in turn) and
+    gallery pairs in two other cameras plus, for every third id, one in the
+    query's camera (dropped by the same-camera removal).
+    """
+    lines = {name: [] for name in ('train.txt', 'train_auxiliary.txt', 'query.txt',
+                                   'gallery.txt')}
+    for pid in train:
+        k = int(rng.integers(cams_per_id[0], cams_per_id[1] + 1))
+        for cam in sorted(rng.choice(len(BUPT_CAMS), k, replace=False)):
+            lines['train.txt'].append((pid, 'RGB/IR', BUPT_CAMS[cam], 1))
+    for pid in aux:
+        cam = BUPT_CAMS[int(rng.integers(len(BUPT_CAMS)))]
+        lines['train_auxiliary.txt'] += [(pid, 'RGB/IR', cam, t) for t in (1, 2)]
+    for i, pid in enumerate(test):
+        cams = [BUPT_CAMS[c] for c in rng.choice(len(BUPT_CAMS), 3, replace=False)]
+        lines['query.txt'].append((pid, ('RGB', 'IR')[i % 2], cams[0], 1))
+        pairs = [(cams[1], 1), (cams[2], 1)] + ([(cams[0], 2)] if i % 3 == 0 else [])
+        lines['gallery.txt'] += [(pid, mod, cam, tid) for cam, tid in pairs
+                                 for mod in ('RGB', 'IR')]
+    pairs = sorted({(p, c, t) for rows in lines.values() for p, _, c, t in rows})
+    return lines, pairs
+
+
+def make_buptcampus(root, seed=0, num_train=96, num_aux=16, num_test=48, cams_per_id=(2, 3),
+                    lengths=(8, 16), size=DEFAULT_SIZE, overwrite=False):
+    """Write ``<root>/BUPTCampus`` (DATA/<pid>/<RGB|IR|FakeIR>/<cam>/..., data_paths.json,
+    train.txt, train_auxiliary.txt, query.txt, gallery.txt); returns its path.
+
+    Every tracklet is an RGB/IR pair filmed at once (same poses, same frame
+    numbers); FakeIR/ holds a stand-in for the authors' PairGAN output (the IR
+    frame under the RGB name). ``lengths``: (min, max) frames a tracklet.
+    """
+    if min(num_train, num_test) < 1:
+        raise ValueError('BUPTCampus needs at least one train and one test id')
+    n = num_train + num_aux + num_test
+    rng = _rng(seed, _BUPT, _SPLIT)
+    ids = [int(i) for i in rng.permutation(np.arange(1, n + n // 4 + 2))[:n]]
+    train, aux, test = (sorted(ids[:num_train]), sorted(ids[num_train:num_train + num_aux]),
+                        sorted(ids[num_train + num_aux:]))
+    people = dict(zip(ids, random_identities(_rng(seed, _BUPT, _IDENT), n)))
+    scenes = {c: make_scene(_rng(seed, _BUPT, _SCENE, i), outdoor=i % 2 == 0)
+              for i, c in enumerate(BUPT_CAMS)}
+    lines, pairs = _bupt_plan(rng, train, aux, test, cams_per_id)
+
+    def build(out):
+        paths = {}
+        for pid, cam, tid in pairs:
+            r = _rng(seed, _BUPT, _IMAGE, pid, BUPT_CAMS.index(cam), tid)
+            length = int(r.integers(lengths[0], lengths[1] + 1))
+            first = int(r.integers(100, 9000))
+            rgb, ir = _render_pair(people[pid], r, scenes[cam], length, size)
+            for mod, frames in (('RGB', rgb), ('IR', ir)):
+                rels = []
+                for f, img in enumerate(frames, first):
+                    name = '{}_{}_{}_{}_{}.jpg'.format(pid, mod, cam, tid, f)
+                    rels.append('{}/{}/{}/{}'.format(pid, mod, cam, name))
+                    _save(img, os.path.join(out, 'DATA', rels[-1]), quality=90)
+                    if mod == 'IR':   # PairGAN stand-in: the IR frame, named as the RGB one
+                        fake = name.replace('_IR_', '_RGB_')
+                        _save(img, os.path.join(out, 'DATA', str(pid), 'FakeIR', cam, fake),
+                              quality=90)
+                paths.setdefault(str(pid), {}).setdefault(mod, {}).setdefault(
+                    cam, {})[str(tid)] = rels
+        with open(os.path.join(out, 'data_paths.json'), 'w') as f:
+            json.dump(paths, f)
+        for name, rows in lines.items():
+            _write_lines(os.path.join(out, name), ['{} {} {} {}'.format(*r) for r in rows])
+    return _write_atomic(root, 'buptcampus', build, overwrite)
+
+
 # ---------------------------------------------------------------- entry points
 
-SYNTHETIC = {'sysu_mm01': make_sysu_mm01, 'regdb': make_regdb, 'hitsz_vcm': make_hitsz_vcm}
+SYNTHETIC = {'sysu_mm01': make_sysu_mm01, 'regdb': make_regdb, 'hitsz_vcm': make_hitsz_vcm,
+             'llcm': make_llcm, 'buptcampus': make_buptcampus}
 
 
 def ensure_synthetic(family, root, **kw):

@@ -10,6 +10,13 @@ Protocols (camids are 0-based):
 * ``'regdb'`` -- nothing removed; plain CMC, AP, INP.
 * ``'vcm'``   -- HITSZ-VCM / Market-1501 evaluation: gallery items sharing
   both pid and camid with the query are removed; plain CMC, AP, INP.
+* ``'llcm'``  -- LLCM (DEEN ``eval_llcm``): the ``'vcm'`` removal (visible and
+  infrared share the camera numbering, so a same-camera cross-modal positive
+  goes) with the ``'sysu'`` identity-de-duplicated CMC; mAP / mINP on the full
+  ranking after removal.
+* ``'llcm_transposed'`` -- what LLCM's official ``test.py`` computes in its
+  "VIS to IR" mode: the ``'llcm'`` metric of the transposed matrix, i.e. the
+  gallery items are the probes and the queries the gallery.
 
 Everything runs in torch on ``distmat``'s device, a chunk of queries at a
 time, with no per-query Python loop.
@@ -17,9 +24,13 @@ time, with no per-query Python loop.
 import numpy as np
 import torch
 
-__all__ = ['evaluate_rank', 'kept_mask', 'PROTOCOLS']
+__all__ = ['evaluate_rank', 'kept_mask', 'matched_queries', 'PROTOCOLS']
 
-PROTOCOLS = ('sysu', 'regdb', 'vcm')
+PROTOCOLS = ('sysu', 'regdb', 'vcm', 'llcm', 'llcm_transposed')
+# protocols whose CMC is taken on the identity-de-duplicated ranking
+_DEDUP_CMC = ('sysu', 'llcm')
+# protocol -> the protocol it scores on the transposed matrix
+_TRANSPOSED = {'llcm_transposed': 'llcm'}
 
 # Elements of a (chunk, G) block; bounds the several int64/bool temporaries.
 _CHUNK_ELEMS = 1 << 22
@@ -33,7 +44,7 @@ def kept_mask(protocol, q_pids, q_camids, g_pids, g_camids):
     if protocol == 'sysu':
         # cameras 2 and 3 share a room: a camera-3 query skips all of camera 2
         return ~((q_camids == 2) & (g_camids == 1))
-    if protocol == 'vcm':
+    if protocol in ('vcm', 'llcm', 'llcm_transposed'):   # symmetric in query and gallery
         return ~((g_pids == q_pids) & (g_camids == q_camids))
     return torch.ones(torch.broadcast_shapes(q_pids.shape, g_pids.shape), dtype=torch.bool,
                       device=g_pids.device)
@@ -61,6 +72,9 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
     if int(max_rank) < 1:
         raise ValueError('max_rank must be >= 1, got {}'.format(max_rank))
     max_rank = int(max_rank)
+    if protocol in _TRANSPOSED:
+        return evaluate_rank(_as_tensor(distmat, None).t(), g_pids, q_pids, g_camids,
+                             q_camids, _TRANSPOSED[protocol], max_rank, chunk_size)
 
     dist = _as_tensor(distmat, None).detach()
     device = dist.device
@@ -78,7 +92,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
     if len(g_pids) != num_g or len(g_camids) != num_g:
         raise ValueError('g_pids / g_camids must have {} entries'.format(num_g))
 
-    if protocol == 'sysu':
+    if protocol in _DEDUP_CMC:
         # Contiguous pid ids so first occurrences fit in a (chunk, P) table.
         _, g_pid_ids = torch.unique(g_pids, return_inverse=True)
         num_pids = int(g_pid_ids.max()) + 1 if num_g else 0
@@ -117,7 +131,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
         # Rank of the first true match: the smallest nonzero hit_rank.
         big = torch.full_like(hit_rank, num_g + 1)
         first_rank = torch.where(hit, hit_rank, big).min(1).values
-        if protocol == 'sysu':
+        if protocol in _DEDUP_CMC:
             # After de-duplication the first true match sits behind one entry
             # per distinct pid whose first kept occurrence precedes it.
             pos = torch.arange(num_g, device=device).expand_as(order)
@@ -144,3 +158,20 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
                          'gallery after {!r} removal'.format(protocol))
     return ((cmc_sum / n).cpu().numpy(), float(ap_sum) / n,
             float(inp_sum) / n)
+
+
+def matched_queries(protocol, q_pids, q_camids, g_pids, g_camids):
+    """Which probes keep a true match after the protocol's removal (bool numpy array).
+
+    The metric skips the others. For a transposed protocol the probes are the
+    gallery items, so the array has one entry per gallery item.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError('unknown protocol {!r}'.format(protocol))
+    if protocol in _TRANSPOSED:
+        return matched_queries(_TRANSPOSED[protocol], g_pids, g_camids, q_pids, q_camids)
+    q_pids, q_camids, g_pids, g_camids = (torch.as_tensor(np.asarray(x)).reshape(-1).long()
+                                          for x in (q_pids, q_camids, g_pids, g_camids))
+    hit = (g_pids == q_pids[:, None]) & kept_mask(protocol, q_pids[:, None], q_camids[:, None],
+                                                  g_pids, g_camids)
+    return hit.any(1).numpy()

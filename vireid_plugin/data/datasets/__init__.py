@@ -2,4 +2,4 @@
 from .base import (INFRARED, VISIBLE, CrossModalImageDataset, CrossModalVideoDataset,
                    with_modality)
 from .options import dataset_option, set_dataset_options
-from . import sysu_mm01, regdb, hitsz_vcm  # noqa: F401
+from . import sysu_mm01, regdb, hitsz_vcm, llcm, buptcampus  # noqa: F401

@@ -16,6 +16,7 @@ import torch
 
 from ... import compat
 from ..clip_transform import transform_clip
+from ...metrics import matched_queries
 from ..eval_split import EvalMode
 from ..frames import sample_frame_indices
 from ..io import read_image
@@ -57,6 +58,13 @@ class CrossModalMixin:
                          query=np.flatnonzero(modality == q).astype(np.int64),
                          galleries=(np.flatnonzero(modality != q).astype(np.int64),))
                 for q in query_modalities]
+
+    def matched_probes(self, mode, trial=0):
+        """Which probes of one trial of ``mode`` keep a true match after its metric's
+        removal rule (bool array); the metric skips the others."""
+        pid, cam = (np.array([it[k] for it in self._test_pool]) for k in (1, 2))
+        query, gallery = mode.query, mode.galleries[trial]
+        return matched_queries(mode.metric, pid[query], cam[query], pid[gallery], cam[gallery])
 
     @property
     def test_pool(self):
@@ -120,17 +128,21 @@ class CrossModalVideoDataset(CrossModalMixin, compat.VideoDataset):
     Query/gallery items use the dataset authors' deterministic chunk rule
     whatever ``sample_method`` says (torchreid's default 'evenly' would differ);
     training items draw one random frame per chunk. ``sample_method='all'``
-    returns every frame (batch size 1). The transform's random draws (flip, crop,
-    erasing, ...) are made once per clip and shared by its frames
-    (``clip_transform.transform_clip``).
+    returns every frame (batch size 1). ``frame_rule`` names the rule of
+    ``frames.py`` (a dataset whose authors use another one sets it). The transform's
+    random draws (flip, crop, erasing, ...) are made once per clip and shared by its
+    frames (``clip_transform.transform_clip``).
     """
+
+    frame_rule = 'chunk'
 
     def __getitem__(self, index):
         paths, pid, camid, dsetid, modality = self.data[index]
         if self.sample_method == 'all':
             idx = np.arange(len(paths))
         else:
-            idx = sample_frame_indices(len(paths), self.seq_len, train=self.mode == 'train')
+            idx = sample_frame_indices(len(paths), self.seq_len, train=self.mode == 'train',
+                                       rule=self.frame_rule)
         frames = [read_image(paths[int(i)]) for i in idx]
         if self.transform is not None:
             frames = transform_clip(self.transform, frames)

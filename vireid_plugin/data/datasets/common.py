@@ -65,6 +65,15 @@ def print_modality_summary(dataset):
     print('  ----------------------------------------')
 
 
+def numbered_fields(path):
+    """(1-based line number, whitespace-split fields, line) of each non-blank line of a text file."""
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if fields:   # blank (e.g. trailing) lines carry no entry
+                yield lineno, fields, line.rstrip('\n')
+
+
 def line_error(path, lineno, problem):
     """Bad content: the user needs the file and 1-based line to fix."""
     return DatasetNotFoundError('{}, line {}: {}'.format(path, lineno, problem))
