@@ -6,6 +6,8 @@
 
 Same command line as torchreid's scripts/main.py; trailing KEY VALUE pairs
 override config keys (e.g. ``train.max_epoch 10 test.protocol_matrix True``).
+Several GPUs (or CPU processes): ``torchrun --nproc_per_node N scripts/main.py ...``
+(README, "Multi-GPU"); rank 0 prints, logs and writes checkpoints.
 """
 import argparse
 import os
@@ -18,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 import vireid_plugin  # noqa: E402,F401  (registers datasets and models)
-from vireid_plugin import compat  # noqa: E402
+from vireid_plugin import compat, distributed  # noqa: E402
 from vireid_plugin.config import (ConfigError, engine_kwargs, engine_run_kwargs,  # noqa: E402
                                   imagedata_kwargs, load_config, loss_kwargs, model_kwargs,
                                   optimizer_kwargs, schedule_settings, scheduler_kwargs,
@@ -93,24 +95,38 @@ def check_writable(folder):
 
 
 def run(cfg):
+    # torchrun's variables -> process group (a plain run stays one process)
+    dist_info = distributed.init_distributed(cfg.use_gpu)
+    main_rank = dist_info.rank == 0
     check_writable(cfg.data.save_dir)
-    compat.utils.set_random_seed(cfg.train.seed)
+    compat.utils.set_random_seed(cfg.train.seed)   # the same on every rank
     log_name = 'test.log' if cfg.test.evaluate else 'train.log'
-    sys.stdout = TeeLogger(os.path.join(
-        cfg.data.save_dir, log_name + time.strftime('-%Y-%m-%d-%H-%M-%S')))
+    if main_rank:
+        sys.stdout = TeeLogger(os.path.join(
+            cfg.data.save_dir, log_name + time.strftime('-%Y-%m-%d-%H-%M-%S')))
+    else:   # one log: rank 0's (errors still reach stderr)
+        sys.stdout = open(os.devnull, 'w')
     print('Config:\n{}'.format(cfg))
-    use_gpu = cfg.use_gpu and torch.cuda.is_available()
-    print('torch {} | device: {}'.format(
-        torch.__version__, torch.cuda.get_device_name(0) if use_gpu else 'cpu'))
+    device = dist_info.device
+    use_gpu = device.type == 'cuda'
+    print('torch {} | device: {}{}'.format(
+        torch.__version__, torch.cuda.get_device_name(device) if use_gpu else 'cpu',
+        ' | {} processes ({}), global batch {}'.format(
+            dist_info.world_size, dist_info.backend, cfg.train.batch_size)
+        if dist_info.world_size > 1 else ''))
     if use_gpu:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
 
-    prepare_datasets(cfg)
+    if dist_info.local_rank == 0:   # one writer per node (synthetic data)
+        prepare_datasets(cfg)
+    distributed.barrier()
+    data_kwargs = videodata_kwargs(cfg) if cfg.data.type == 'video' else imagedata_kwargs(cfg)
+    data_kwargs.update(num_replicas=dist_info.world_size, rank=dist_info.rank)
     if cfg.data.type == 'video':
-        datamanager = CrossModalVideoDataManager(**videodata_kwargs(cfg))
+        datamanager = CrossModalVideoDataManager(**data_kwargs)
     else:
-        datamanager = CrossModalImageDataManager(**imagedata_kwargs(cfg))
+        datamanager = CrossModalImageDataManager(**data_kwargs)
 
     model = build_model(cfg.model.name, datamanager.num_train_pids,
                         **model_kwargs(cfg, num_cameras(datamanager)))
@@ -119,7 +135,6 @@ def run(cfg):
     if cfg.model.load_weights:
         print(load_weights(model, cfg.model.load_weights,
                            strict=cfg.model.load_weights_strict).summary())
-    device = 'cuda' if use_gpu else 'cpu'
     model = model.to(device)  # optimizer state follows the params
     if not cfg.test.evaluate and not cfg.model.resume:
         # a model with learnable prompts may ask for a prompt-only first stage (LSMRL)
@@ -130,7 +145,7 @@ def run(cfg):
     names, weights, options = loss_kwargs(cfg)
     criterion = build_loss(names, weights, options, num_classes=datamanager.num_train_pids,
                            model=model).to(device)
-    optimizer = build_optimizer([model, criterion], **optimizer_kwargs(cfg))
+    optimizer = build_optimizer([model, criterion], device=device, **optimizer_kwargs(cfg))
     scheduler = build_lr_scheduler(optimizer, len(datamanager.train_loader),
                                    **scheduler_kwargs(cfg))
     engine = CrossModalEngine(
@@ -162,6 +177,7 @@ def main(argv=None):
         if sys.stdout is not stdout:
             sys.stdout.close()
             sys.stdout = stdout
+        distributed.shutdown()
     return 0
 
 

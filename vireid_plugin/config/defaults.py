@@ -107,6 +107,9 @@ def get_default_config():
     cfg.train.resume_rebuild_schedule = False  # plugin: resume with a changed schedule rebuilds it (else refused)
     cfg.train.amp = 'auto'          # plugin: auto (bf16 on a GPU that has it, else fp16; off on CPU), bf16, fp16, off
     cfg.train.grad_clip = 0.0       # plugin: max grad norm, 0 = off
+    cfg.train.compile = False       # plugin: train through torch.compile(model) (the loss terms stay eager)
+    cfg.train.ddp_find_unused_parameters = True  # plugin: DDP (torchrun): allow parameters without a gradient in a step
+    cfg.train.sync_bn = False       # plugin: DDP on GPUs: SyncBatchNorm (batch statistics over the global batch)
 
     cfg.sgd = CN()
     cfg.sgd.momentum = 0.9

@@ -110,7 +110,9 @@ def engine_kwargs(cfg):
                 checkpoint_every_iters=cfg.train.checkpoint_every_iters,
                 keep_checkpoints=cfg.train.keep_checkpoints, select_on=cfg.test.select_on,
                 on_nonfinite=cfg.train.on_nonfinite,
-                max_nonfinite_steps=cfg.train.max_nonfinite_steps)
+                max_nonfinite_steps=cfg.train.max_nonfinite_steps, compile=cfg.train.compile,
+                find_unused_parameters=cfg.train.ddp_find_unused_parameters,
+                sync_bn=cfg.train.sync_bn)
 
 
 #: the settings that define the LR schedule: a resume must not change them silently

@@ -2,11 +2,15 @@
 
 torchreid's ``build_train_sampler`` is a closed list, so these subclasses let
 torchreid build everything, then replace the train loader's sampler when the
-plugin's ``CrossModalIdentitySampler`` is asked for.
+plugin's ``CrossModalIdentitySampler`` is asked for. With several processes
+(``num_replicas``, ``rank``: torchrun, see ``vireid_plugin.distributed``) each rank's
+loader yields its identity block of every global batch (``batch_size_train`` stays the
+global batch).
 """
 import torch
 
 from .. import compat
+from ..config.loading import ConfigError
 from .datasets.options import set_dataset_options
 from .sampler import CrossModalIdentitySampler
 from .seeded import SeededItems
@@ -20,7 +24,13 @@ class _CrossModalLoaders:
 
     def __init__(self, train_sampler=CROSS_MODAL_SAMPLER, dataset_options=None, seed=None,
                  batch_size_train=32, num_instances=4, workers=4,
-                 transforms='random_flip', **kwargs):
+                 transforms='random_flip', num_replicas=1, rank=0, **kwargs):
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        if self.num_replicas > 1 and train_sampler != CROSS_MODAL_SAMPLER:
+            raise ConfigError(
+                'sampler.train_sampler {} in a {}-process run: every process would train on '
+                'the same batches; use {} (it gives each process its own ids)'.format(
+                    train_sampler, self.num_replicas, CROSS_MODAL_SAMPLER))
         sampler = self._setup(train_sampler, dataset_options, seed)
         super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
                          num_instances=num_instances, workers=workers,
@@ -49,11 +59,13 @@ class _CrossModalLoaders:
         # augmentation and order depend on (seed, epoch, position) only, so a run resumed
         # mid-epoch sees exactly the batches of an uninterrupted one
         sampler = CrossModalIdentitySampler(old.dataset.train, batch_size, num_instances,
-                                            seed=self._seed, item_seeds=True)
+                                            seed=self._seed, item_seeds=True,
+                                            num_replicas=self.num_replicas, rank=self.rank)
         generator = torch.Generator()
         generator.manual_seed(0 if self._seed is None else int(self._seed))
         self.train_loader = torch.utils.data.DataLoader(
-            SeededItems(old.dataset), sampler=sampler, batch_size=batch_size, shuffle=False,
+            SeededItems(old.dataset), sampler=sampler, batch_size=sampler.local_batch_size,
+            shuffle=False,
             num_workers=workers, pin_memory=self.use_gpu, drop_last=True,
             persistent_workers=workers > 0, generator=generator)
 

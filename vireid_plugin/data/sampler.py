@@ -37,9 +37,19 @@ class CrossModalIdentitySampler(Sampler):
     ``(index, item_seed)`` pairs, one seed per position drawn from the same
     generator, for a dataset wrapped in ``SeededItems``: each item's augmentation
     then depends on the seed only, not on worker processes or on where a run resumed.
+
+    Several processes (DistributedDataParallel): ``batch_size`` stays the *global*
+    batch, P ids x (K + K); with ``num_replicas`` = R processes, rank r yields the
+    r-th block of P / R ids of every global batch (its K visible + K infrared items
+    each), so the ranks' batches are disjoint identity groups whose union is the
+    single-process batch, item seeds included. Every rank draws the whole global order
+    from the same ``seed`` (required) and keeps its block; use it with
+    ``DataLoader(batch_size=batch_size // num_replicas)``. ``len``, positions and
+    ``set_start`` count this rank's items.
     """
 
-    def __init__(self, data_source, batch_size, num_instances, seed=None, item_seeds=False):
+    def __init__(self, data_source, batch_size, num_instances, seed=None, item_seeds=False,
+                 num_replicas=1, rank=0):
         if not isinstance(num_instances, int) or num_instances < 1:
             raise ValueError('num_instances (K per modality) must be a positive int, '
                              'got {!r}'.format(num_instances))
@@ -68,6 +78,19 @@ class CrossModalIdentitySampler(Sampler):
         self.batch_size = batch_size
         self.num_instances = k
         self.num_pids_per_batch = batch_size // (2 * k)
+        if not isinstance(num_replicas, int) or num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError('rank {} of num_replicas {} is not a valid process'.format(
+                rank, num_replicas))
+        if self.num_pids_per_batch % num_replicas:
+            raise ValueError(
+                'batch_size={} holds P={} ids (x {} visible + {} infrared); {} processes need '
+                'P to be a multiple of {} (each takes P / {} ids of every batch)'.format(
+                    batch_size, self.num_pids_per_batch, k, k, num_replicas, num_replicas,
+                    num_replicas))
+        if num_replicas > 1 and seed is None:
+            raise ValueError('several processes need a seed: every rank draws the same '
+                             'global order and keeps its part')
+        self.num_replicas, self.rank = num_replicas, rank
         if self.num_pids_per_batch > len(usable):
             raise ValueError(
                 'batch_size={} with num_instances={} needs P={} ids per batch, but only {} '
@@ -93,8 +116,13 @@ class CrossModalIdentitySampler(Sampler):
                 position, len(self)))
         self._start = int(position)
 
+    @property
+    def local_batch_size(self):
+        """Items of one batch on this rank."""
+        return self.batch_size // self.num_replicas
+
     def __len__(self):
-        return self.num_batches * self.batch_size
+        return self.num_batches * self.local_batch_size
 
     def _draw(self, pool, gen):
         n, k = len(pool), self.num_instances
@@ -126,6 +154,8 @@ class CrossModalIdentitySampler(Sampler):
                 out += self._draw(ir, gen).tolist()
         start, self._start = self._start, 0
         if self.item_seeds:
-            seeds = torch.randint(2 ** 62, (len(out),), generator=gen).tolist()
-            return iter(list(zip(out, seeds))[start:])
+            out = list(zip(out, torch.randint(2 ** 62, (len(out),), generator=gen).tolist()))
+        if self.num_replicas > 1:   # this rank's block of every global batch
+            b, lo = self.batch_size, self.rank * self.local_batch_size
+            out = [x for i in range(0, len(out), b) for x in out[i + lo:i + lo + b // self.num_replicas]]
         return iter(out[start:])

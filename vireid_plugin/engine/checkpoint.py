@@ -29,6 +29,8 @@ __all__ = ['CheckpointError', 'CheckpointManager', 'NonFiniteError', 'load_check
            'save_checkpoint', 'load_weights', 'resume', 'schedule_changes', 'BEST']
 
 BEST = 'model-best.pth.tar'
+#: optimizer options that say how, not what, it computes
+IMPLEMENTATION_KEYS = ('fused', 'foreach')
 _NAME = re.compile(r'^model\.pth\.tar-(\d+)(?:-it(\d+))?$')
 
 
@@ -138,11 +140,16 @@ def restore_training_state(ckpt, path, model, optimizer=None, scheduler=None, cr
                                   .format(path, list(getattr(criterion, 'terms', {})),
                                           str(exc).splitlines()[1:3])) from None
     if optimizer is not None and ckpt.get('optimizer'):
+        # the saved groups carry the writer's implementation (fused on a GPU, foreach on
+        # the CPU); keep this run's, chosen for this run's device
+        kept = [{k: g[k] for k in IMPLEMENTATION_KEYS if k in g} for g in optimizer.param_groups]
         try:
             optimizer.load_state_dict(ckpt['optimizer'])
         except ValueError as exc:
             raise CheckpointError('{}: its optimizer state does not fit this optimizer ({}); was '
                                   'train.optim or the model changed?'.format(path, exc)) from None
+        for group, flags in zip(optimizer.param_groups, kept):
+            group.update(flags)
     if scheduler is not None and ckpt.get('scheduler'):
         scheduler.load_state_dict(ckpt['scheduler'])
     if scaler is not None and ckpt.get('scaler'):

@@ -15,7 +15,16 @@ What it adds to torchreid's loop:
 - model selection (``select_on``): the last epoch, the best on SYSU-MM01's
   validation ids, or the best on the test set (allowed, and labelled as such);
 - evaluation never disturbs the training RNG, so evaluating or not does not change
-  the trained weights.
+  the trained weights;
+- a fast path: autocast (``precision.py``), losses kept on the device and logged every
+  ``print_freq`` steps (``train_log.py``), optional ``torch.compile`` of the model;
+- several processes under torchrun (``vireid_plugin.distributed``): the model trains in
+  DistributedDataParallel, evaluation extracts a shard of the pool per rank and gathers
+  it, only rank 0 prints, writes checkpoints, results and TensorBoard.
+
+``self.model`` always stays the plain module (checkpoints and evaluation use it, so
+state_dict keys have no ``module.`` / ``_orig_mod.`` prefix); training steps run through
+``self.train_model``, the same parameters wrapped in DDP and/or compiled.
 """
 import datetime
 import inspect
@@ -26,14 +35,16 @@ import warnings
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from .. import compat
+from .. import compat, distributed
 from ..config.loading import ConfigError
 from ..data.seeded import preserved_rng, rng_state, set_rng_state
+from ..progress import progress
 from .checkpoint import (BEST, CheckpointError, CheckpointManager, NonFiniteError,
                          load_checkpoint, restore_training_state, schedule_changes)
 from .evaluation import (append_results, extract_pool_features, format_table, score_modes,
                          trial_distance)
 from .precision import Precision
+from .train_log import LossWindow
 from .visualize import save_ranked_lists
 
 SELECT_ON = ('last', 'val', 'test')
@@ -65,21 +76,31 @@ class CrossModalEngine(compat.Engine):
             ``max_nonfinite_steps`` consecutive ones stop the run in any case.
         schedule: the settings that define the LR schedule ({config key: value}); a
             resume whose config changes one of them is refused unless rebuilt.
+        compile: train through ``torch.compile(model)`` (the loss terms stay eager).
+        find_unused_parameters, sync_bn: DistributedDataParallel options when several
+            processes run (``vireid_plugin.distributed.wrap_model``).
     """
 
     def __init__(self, datamanager, model, optimizer, criterion, scheduler=None,
                  use_gpu=True, amp='auto', grad_clip=0.0, protocol_matrix=False,
                  eval_before_train=False, test_batch_size=None, workers=None,
                  checkpoint_every=1, checkpoint_every_iters=0, keep_checkpoints=3,
-                 select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None):
+                 select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None,
+                 compile=False, find_unused_parameters=True, sync_bn=False):
         super().__init__(datamanager, use_gpu)
         if select_on not in SELECT_ON:
             raise ValueError('select_on must be one of {}, got {!r}'.format(SELECT_ON, select_on))
         if on_nonfinite not in ON_NONFINITE:
             raise ValueError('on_nonfinite must be one of {}, got {!r}'.format(
                 ON_NONFINITE, on_nonfinite))
-        self.device = torch.device('cuda' if self.use_gpu else 'cpu')
+        # under torchrun each process was pinned to its GPU (distributed.init_distributed)
+        self.device = torch.device('cuda', torch.cuda.current_device()) if self.use_gpu \
+            else torch.device('cpu')
         self.model = model.to(self.device)
+        self.compile = bool(compile)
+        self.find_unused_parameters = bool(find_unused_parameters)
+        self.sync_bn = bool(sync_bn)
+        self._wrapped = (None, None)   # (model, its DDP / compiled training wrapper)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.criterion = criterion.to(self.device) if isinstance(criterion, torch.nn.Module) \
@@ -122,42 +143,71 @@ class CrossModalEngine(compat.Engine):
         if isinstance(self.criterion, torch.nn.Module):
             self.criterion.train(mode == 'train')
 
+    @property
+    def train_model(self):
+        """``self.model`` as training steps call it: in DistributedDataParallel when several
+        processes run, compiled with ``compile``; built on first use (and again if
+        ``self.model`` is replaced)."""
+        if self._wrapped[0] is not self.model:
+            wrapped = distributed.wrap_model(self.model, self.device,
+                                             self.find_unused_parameters, self.sync_bn)
+            if self.compile:
+                wrapped = torch.compile(wrapped)
+            self._wrapped = (self.model, wrapped)
+        return self._wrapped[1]
+
     def train(self, print_freq=10, fixbase_epoch=0, open_layers=None):
-        """One epoch (from ``_start_iteration`` when resuming inside it)."""
-        losses = compat.utils.MetricMeter()
-        batch_time, data_time = compat.utils.AverageMeter(), compat.utils.AverageMeter()
+        """One epoch (from ``_start_iteration`` when resuming inside it).
+
+        Loss terms stay on the device; every ``print_freq`` steps (and at the epoch's
+        end) their means since the last log line are fetched in one transfer, printed
+        and written to TensorBoard with the LR and the throughput.
+        """
         self.set_model_mode('train')
         self.two_stepped_transfer_learning(self.epoch, fixbase_epoch, open_layers)
         start = self._begin_epoch()
         self.num_batches = len(self.train_loader)
+        print_freq = max(1, int(print_freq))
+        window = LossWindow()
+        batches = progress(self.train_loader, 'epoch {}/{}'.format(self.epoch + 1, self.max_epoch),
+                           total=self.num_batches - start, enabled=distributed.is_main())
         end = time.time()
-        for self.batch_idx, data in enumerate(self.train_loader, start=start):
-            data_time.update(time.time() - end)
+        done = start
+        for self.batch_idx, data in enumerate(batches, start=start):
+            data_time = time.time() - end
             loss_summary = self.forward_backward(data)
-            batch_time.update(time.time() - end)
-            if loss_summary is not None:
-                losses.update(loss_summary)
+            window.add(loss_summary, len(data['pid']), data_time)
             done = self.batch_idx + 1
-            if done % print_freq == 0:
-                eta = batch_time.avg * (self.num_batches - done
-                                        + (self.max_epoch - self.epoch - 1) * self.num_batches)
-                print('epoch: [{0}/{1}][{2}/{3}]\ttime {bt.val:.3f} ({bt.avg:.3f})\t'
-                      'data {dt.val:.3f} ({dt.avg:.3f})\teta {eta}\t{losses}\tlr {lr:.6f}'.format(
-                          self.epoch + 1, self.max_epoch, done, self.num_batches, bt=batch_time,
-                          dt=data_time, eta=str(datetime.timedelta(seconds=int(eta))),
-                          losses=losses, lr=self.get_current_lr()))
-            if self.writer is not None:
-                n_iter = self.epoch * self.num_batches + self.batch_idx
-                self.writer.add_scalar('Train/time', batch_time.avg, n_iter)
-                self.writer.add_scalar('Train/data', data_time.avg, n_iter)
-                for name, meter in losses.meters.items():
-                    self.writer.add_scalar('Train/' + name, meter.avg, n_iter)
-                self.writer.add_scalar('Train/lr', self.get_current_lr(), n_iter)
+            if done % print_freq == 0 or done == self.num_batches:
+                self._log_window(window, done)
             if self.checkpoint_every_iters and done % self.checkpoint_every_iters == 0 \
                     and done < self.num_batches:
                 self.save_training_checkpoint(self.epoch, done)
             end = time.time()
+        if window.steps:
+            self._log_window(window, done)
         self.update_lr()
+
+    def _log_window(self, window, done):
+        """Print one line and write the TensorBoard scalars of the steps since the last."""
+        means, seconds, steps, throughput, data_time = window.flush()
+        step_time = seconds / max(1, steps)
+        eta = step_time * (self.num_batches - done
+                           + (self.max_epoch - self.epoch - 1) * self.num_batches)
+        lr = self.get_current_lr()
+        print('epoch: [{}/{}][{}/{}]\ttime {:.3f}\tdata {:.3f}\teta {}\t{}\tlr {:.6f}\t'
+              '{:.1f} img/s'.format(
+                  self.epoch + 1, self.max_epoch, done, self.num_batches, step_time, data_time,
+                  str(datetime.timedelta(seconds=int(eta))),
+                  '\t'.join('{} {:.4f}'.format(k, v) for k, v in means.items()), lr, throughput))
+        if self.writer is not None:
+            n_iter = self.epoch * self.num_batches + done
+            for name, value in means.items():
+                self.writer.add_scalar('Train/' + name, value, n_iter)
+            self.writer.add_scalar('Train/lr', lr, n_iter)
+            self.writer.add_scalar('Train/throughput', throughput, n_iter)
+            self.writer.add_scalar('Train/time', step_time, n_iter)
+            self.writer.add_scalar('Train/data', data_time, n_iter)
 
     def _begin_epoch(self):
         """Epoch-start hooks; returns the iteration this epoch starts at."""
@@ -187,32 +237,54 @@ class CrossModalEngine(compat.Engine):
         return data['img'], batch
 
     def forward_backward(self, data):
+        """One training step; returns {name: 0-d device tensor} (None if skipped).
+
+        No host sync except one: whether the loss is finite (summed over the ranks),
+        read after the backward pass is queued, so the device still has the whole
+        forward and backward to run while the host waits; only the optimizer step's
+        launch waits for it. Skip, rollback and stop need the answer before the update.
+        """
         imgs, batch = self.parse_data_for_train(data)
         imgs = imgs.to(self.device, non_blocking=True)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         extra = {'pid': batch['pid']} if self._model_takes_pid else {}
-        with self.precision.autocast():
-            outputs = self.model(imgs, modality=batch['modality'], camid=batch['camid'],
-                                 **extra)
-        loss, parts = self.criterion(outputs, batch)  # loss terms compute in fp32
         self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        with self.precision.autocast():
+            outputs = self.train_model(imgs, modality=batch['modality'], camid=batch['camid'],
+                                       **extra)
+        loss, parts = self.criterion(outputs, batch)  # loss terms compute in fp32
+        self.precision.backward(loss)
+        distributed.all_reduce_grads(self._criterion_params())
+        if not self._all_finite(loss):
             self._handle_nonfinite(loss, parts)
             return None
         self._nonfinite_run = 0
         params = [p for group in self.optimizer.param_groups for p in group['params']]
-        self.precision.backward_step(loss, self.optimizer, params, self.grad_clip)
+        self.precision.step(self.optimizer, params, self.grad_clip)
         if getattr(self.scheduler, 'per_iteration', False):
             self.scheduler.step()
-        summary = dict(parts)
+        summary = {k: v.detach() for k, v in parts.items()}
         summary['loss'] = loss.detach()
         logits = outputs.get('logits')
         if isinstance(logits, (list, tuple)) and logits:
             logits = logits[0]  # several heads: the first (global) one
         if torch.is_tensor(logits):
-            summary['acc'] = (logits.argmax(1) == batch['pid']).float().mean() * 100
-        # one host sync per logged value; torchreid's MetricMeter wants floats
-        return {k: float(v) for k, v in summary.items()}
+            summary['acc'] = (logits.detach().argmax(1) == batch['pid']).float().mean() * 100
+        return summary
+
+    def _criterion_params(self):
+        """Loss-term parameters that train (outside the DDP model: reduced by hand)."""
+        if not isinstance(self.criterion, torch.nn.Module):
+            return []
+        return [p for p in self.criterion.parameters() if p.requires_grad]
+
+    @staticmethod
+    def _all_finite(loss):
+        """Whether the loss is finite on every rank (the step's one host sync)."""
+        finite = torch.isfinite(loss.detach()).float()
+        if distributed.is_distributed():
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        return bool(finite)
 
     def _handle_nonfinite(self, loss, parts):
         """A NaN/inf loss: no step is taken; then skip, roll back or stop."""
@@ -268,9 +340,14 @@ class CrossModalEngine(compat.Engine):
                 'rank1': None}
 
     def save_training_checkpoint(self, epoch, iteration=0, best=False):
-        path = self.checkpoints.save(self.training_state(epoch, iteration), epoch, iteration,
-                                     best=best)
-        print('Checkpoint saved to "{}"{}'.format(path, ' (best so far)' if best else ''))
+        """Rank 0 writes; every rank waits for the file (others may read it: rollback,
+        model selection)."""
+        path = None
+        if distributed.is_main():
+            path = self.checkpoints.save(self.training_state(epoch, iteration), epoch,
+                                         iteration, best=best)
+            print('Checkpoint saved to "{}"{}'.format(path, ' (best so far)' if best else ''))
+        distributed.barrier()
         return path
 
     def save_model(self, epoch, rank1, save_dir, is_best=False):
@@ -346,15 +423,18 @@ class CrossModalEngine(compat.Engine):
             open_layers=None, start_eval=0, eval_freq=-1, test_only=False,
             dist_metric='euclidean', normalize_feature=False, visrank=False, visrank_topk=10,
             use_metric_cuhk03=False, ranks=(1, 5, 10, 20), rerank=False):
+        main = distributed.is_main()
+        # other ranks take part in evaluation (feature shards) but write nothing
         test_kwargs = dict(dist_metric=dist_metric, normalize_feature=normalize_feature,
-                           ranks=ranks, save_dir=save_dir)
+                           ranks=ranks, save_dir=save_dir if main else '')
+        visrank = visrank and main
         self._save_dir = save_dir
         self.checkpoints = CheckpointManager(save_dir, self.keep_checkpoints)
         if test_only:
             self.test(visrank=visrank, visrank_topk=visrank_topk, rerank=rerank,
                       use_metric_cuhk03=use_metric_cuhk03, **test_kwargs)
             return
-        if self.writer is None:
+        if self.writer is None and main:
             self.writer = SummaryWriter(log_dir=save_dir)
         start_epoch = max(start_epoch, self.start_epoch)
         fresh = start_epoch == 0 and not self._start_iteration
@@ -450,6 +530,7 @@ class CrossModalEngine(compat.Engine):
              visrank_topk=10, save_dir='', use_metric_cuhk03=False, ranks=(1, 5, 10, 20),
              rerank=False):
         # evaluation leaves the training RNGs alone: evaluating or not, same weights
+        distributed.broadcast_buffers(self.model)   # rank 0's BN statistics everywhere
         with preserved_rng():
             return self._test(dist_metric, normalize_feature, visrank, visrank_topk, save_dir,
                               use_metric_cuhk03, ranks, rerank)
@@ -480,8 +561,11 @@ class CrossModalEngine(compat.Engine):
         batch = self.test_batch_size or (loader_like.batch_size if loader_like else 128)
         workers = self.workers if self.workers is not None else (
             loader_like.num_workers if loader_like else 0)
+        shard = (distributed.rank(), distributed.world_size()) \
+            if distributed.is_distributed() else None
         return extract_pool_features(self._feature_fn, dataset, batch, workers, self.device,
-                                     self.precision.autocast, pool=pool, transform=transform)
+                                     self.precision.autocast, pool=pool, transform=transform,
+                                     shard=shard)
 
     @torch.no_grad()
     def evaluate_cross_modal(self, name, dataset, dist_metric='euclidean',
@@ -526,6 +610,7 @@ class CrossModalEngine(compat.Engine):
     def evaluate_validation(self, epoch, dist_metric='euclidean', normalize_feature=False,
                             save_dir=''):
         """Score the validation ids (SYSU-MM01 protocol); returns the selection score."""
+        distributed.broadcast_buffers(self.model)
         with preserved_rng():
             self.set_model_mode('eval')
             dataset = self._val_source()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
-from .. import compat
+from .. import compat, distributed
 from ..checkpoint_io import atomic_write
 from ..metrics import compute_distance, evaluate_rank
 
@@ -24,11 +24,22 @@ RESULTS_FILE = 'results.json'
 
 @torch.no_grad()
 def extract_pool_features(feature_fn, dataset, batch_size, workers, device, autocast, pool=None,
-                          transform=None):
+                          transform=None, shard=None):
     """Features (float32, on ``device``) of ``pool`` (default ``dataset.test_pool``) in pool
-    order, read by ``dataset`` (with ``transform`` instead of its own when given)."""
+    order, read by ``dataset`` (with ``transform`` instead of its own when given).
+
+    ``shard=(rank, world_size)`` (several processes): this rank extracts its contiguous
+    part of the pool, then the parts are gathered, so every rank returns the whole pool.
+    """
     pool_set = copy.copy(dataset)
     pool_set.data = dataset.test_pool if pool is None else pool
+    num_items = len(pool_set.data)
+    if shard is not None:
+        if num_items < shard[1]:
+            raise ValueError('{} pool items cannot be shared by {} processes'.format(
+                num_items, shard[1]))
+        lo, hi = distributed.shard_range(num_items, *shard)
+        pool_set.data = pool_set.data[lo:hi]
     if transform is not None:
         pool_set.transform = transform
     loader = torch.utils.data.DataLoader(pool_set, batch_size=batch_size, shuffle=False,
@@ -42,7 +53,8 @@ def extract_pool_features(feature_fn, dataset, batch_size, workers, device, auto
         with autocast():
             f = feature_fn(imgs, modality, camid)
         feats.append(f.float())
-    return torch.cat(feats, 0)
+    feats = torch.cat(feats, 0)
+    return distributed.all_gather_rows(feats, num_items) if shard is not None else feats
 
 
 def trial_distance(feats, query, gallery, dist_metric='euclidean', rerank=False):

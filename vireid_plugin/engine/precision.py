@@ -33,16 +33,23 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
 
-    def backward_step(self, loss, optimizer, params=None, grad_clip=0.0):
+    def backward(self, loss):
+        """Gradients of ``loss`` (scaled first when fp16 loss scaling is on)."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def step(self, optimizer, params=None, grad_clip=0.0):
+        """The optimizer step after :meth:`backward` (unscale and clip as configured)."""
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             if grad_clip > 0:
                 self.scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
             self.scaler.step(optimizer)
             self.scaler.update()
         else:
-            loss.backward()
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
             optimizer.step()
+
+    def backward_step(self, loss, optimizer, params=None, grad_clip=0.0):
+        self.backward(loss)
+        self.step(optimizer, params, grad_clip)

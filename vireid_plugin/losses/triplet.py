@@ -74,13 +74,14 @@ class TripletLoss(LossTerm):
             # Non-candidates become -inf / +inf so max / min never pick them.
             d_ap = dist.masked_fill(~pos, float('-inf')).amax(dim=1)
             d_an = dist.masked_fill(~neg, float('inf')).amin(dim=1)
+            # Anchors without a triplet are masked with where(), not by boolean indexing or
+            # an ``if``: both would wait for the device (a host sync every step).
             valid = pos.any(dim=1) & neg.any(dim=1)
-            if not valid.any():
-                return x.sum() * 0.
-            diff = d_ap[valid] - d_an[valid]
-            if self.soft_margin:
-                return F.softplus(diff).mean()
-            return F.relu(diff + self.margin).mean()
+            diff = torch.where(valid, d_ap - d_an, torch.zeros_like(d_ap))
+            per_anchor = F.softplus(diff) if self.soft_margin else F.relu(diff + self.margin)
+            per_anchor = torch.where(valid, per_anchor, torch.zeros_like(per_anchor))
+            # no valid anchor: 0, still in the graph (dist depends on x)
+            return (per_anchor.sum() + dist.sum() * 0.) / valid.sum().clamp(min=1)
 
     def extra_repr(self):
         return '{}, margin={}, soft_margin={}, normalize_feature={}'.format(

@@ -4,13 +4,22 @@ The names are torchreid's (``train.optim``: sgd, adam, amsgrad, rmsprop, radam)
 plus ``adamw``. torchreid's ``build_optimizer`` has no AdamW and no per-group
 multipliers, hence this module. Each name maps onto a timm optimizer name and
 its keywords; timm's "sgd" is Nesterov, so plain momentum SGD is timm's "momentum".
+
+Implementation by device (``device=``): on CUDA, the optimizers PyTorch offers a fused
+kernel for (SGD, Adam, AdamW, AMSGrad: :data:`FUSED`) are built with ``fused=True``
+(one kernel per step over every parameter, and AMP loss scaling without a host sync);
+otherwise ``foreach=True`` (multi-tensor) is used. The update is the same either way.
 """
+import torch
 from timm.optim import create_optimizer_v2
 
 from ..registry import OPTIMIZERS
 from .param_groups import param_groups
 
-__all__ = ['build_optimizer']
+__all__ = ['build_optimizer', 'FUSED', 'implementation']
+
+#: train.optim names that PyTorch implements as a fused kernel on CUDA
+FUSED = frozenset({'sgd', 'adam', 'adamw', 'amsgrad'})
 
 
 @OPTIMIZERS.register('sgd')
@@ -44,13 +53,25 @@ def _radam(adam_beta1=0.9, adam_beta2=0.999, **_):
     return 'radam', dict(betas=(adam_beta1, adam_beta2))
 
 
+def implementation(optim, device=None):
+    """``{'fused': True}`` for an optimizer with a fused kernel on a CUDA ``device``,
+    else ``{'foreach': True}``. ``device`` defaults to where the parameters will be
+    (pass it: ``build_optimizer`` is called after the model moved)."""
+    device = torch.device(device if device is not None else 'cpu')
+    if device.type == 'cuda' and optim in FUSED:
+        return {'fused': True}
+    return {'foreach': True}
+
+
 def build_optimizer(modules, optim='sgd', lr=0.01, weight_decay=5e-4, bias_lr_factor=1.0,
                     exempt_from_decay=True, staged_lr=False, new_layers=(), base_lr_mult=1.0,
-                    **optim_kwargs):
+                    device=None, **optim_kwargs):
     """An optimizer over the trainable parameters of ``modules`` (model, loss terms).
 
     ``optim_kwargs``: momentum, sgd_dampening, sgd_nesterov, rmsprop_alpha,
     adam_beta1, adam_beta2 (torchreid's names); each optimizer takes what it uses.
+    ``device``: where the parameters live (default: the first parameter's device);
+    it picks the fused (CUDA) or foreach implementation, see :func:`implementation`.
     """
     timm_name, kwargs = OPTIMIZERS.get(optim)(**optim_kwargs)
     groups = param_groups(modules, lr, weight_decay, bias_lr_factor=bias_lr_factor,
@@ -59,5 +80,8 @@ def build_optimizer(modules, optim='sgd', lr=0.01, weight_decay=5e-4, bias_lr_fa
     if not groups:
         raise ValueError('build_optimizer: no trainable parameters')
     momentum = kwargs.pop('momentum', 0.)
+    if device is None:
+        device = groups[0]['params'][0].device
+    kwargs.update(implementation(optim, device))
     return create_optimizer_v2(groups, opt=timm_name, lr=lr, weight_decay=weight_decay,
                                momentum=momentum, **kwargs)

@@ -1,0 +1,164 @@
+"""Multi-process training with torchrun: process group, ranks, gathering, DDP wrapping.
+
+``torchrun --nproc_per_node N scripts/main.py ...`` starts N processes with the
+environment variables ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+``MASTER_PORT``; :func:`init_distributed` turns them into a process group (NCCL on
+GPUs, gloo on the CPU) and pins each process to its GPU. A plain ``python`` run has
+none of them and stays a single process: every helper here then does nothing.
+
+The rank and world size are torch.distributed's own state (no module-level state
+here): :func:`rank`, :func:`world_size` and :func:`is_main` read it.
+"""
+import os
+from collections import namedtuple
+
+import torch
+import torch.distributed as dist
+
+__all__ = ['DistInfo', 'init_distributed', 'shutdown', 'is_distributed', 'rank', 'world_size',
+           'is_main', 'barrier', 'all_gather_rows', 'all_reduce_mean', 'all_reduce_grads',
+           'broadcast_buffers', 'wrap_model', 'shard_range']
+
+#: where this process trains: rank among world_size processes, its GPU (local_rank)
+DistInfo = namedtuple('DistInfo', 'rank world_size local_rank device backend')
+
+ENV = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')
+
+
+def init_distributed(use_gpu=True, env=None):
+    """Initialise the process group from torchrun's variables (once per process).
+
+    Returns a :class:`DistInfo`. Without ``WORLD_SIZE`` > 1 (a plain ``python``
+    run) nothing is initialised: rank 0 of 1, device ``cuda`` or ``cpu``.
+    Backend: ``nccl`` when ``use_gpu`` and CUDA is available (each process takes GPU
+    ``LOCAL_RANK``), else ``gloo``.
+    """
+    env = os.environ if env is None else env
+    on_gpu = bool(use_gpu) and torch.cuda.is_available()
+    size = int(env.get('WORLD_SIZE', '1') or 1)
+    if size <= 1:
+        return DistInfo(0, 1, 0, torch.device('cuda' if on_gpu else 'cpu'), None)
+    missing = [k for k in ENV if k not in env]
+    if missing:
+        raise RuntimeError('WORLD_SIZE={} but {} not set: start multi-process runs with '
+                           'torchrun'.format(size, ', '.join(missing)))
+    local_rank = int(env['LOCAL_RANK'])
+    backend = 'nccl' if on_gpu else 'gloo'
+    if on_gpu:
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError('LOCAL_RANK {} but this node has {} GPU(s): --nproc_per_node '
+                               'must not exceed the GPUs'.format(local_rank,
+                                                                 torch.cuda.device_count()))
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend,
+                                 device_id=torch.device('cuda', local_rank) if on_gpu else None)
+    device = torch.device('cuda', local_rank) if on_gpu else torch.device('cpu')
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device, backend)
+
+
+def shutdown():
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def is_distributed():
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank():
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size():
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main():
+    """Rank 0 (or a single process): the one that prints, writes checkpoints and logs."""
+    return rank() == 0
+
+
+def barrier():
+    if is_distributed():
+        dist.barrier()
+
+
+def shard_range(n, rank_, world):
+    """[start, stop) of the ``rank_``-th of ``world`` contiguous, near-equal shards of n."""
+    return n * rank_ // world, n * (rank_ + 1) // world
+
+
+def all_gather_rows(x, n):
+    """Concatenate every rank's rows of ``x`` (rank order); shard sizes may differ by one
+    (:func:`shard_range` of ``n`` rows). Single process: ``x``."""
+    if not is_distributed():
+        return x
+    world = world_size()
+    sizes = [shard_range(n, r, world) for r in range(world)]
+    longest = max(b - a for a, b in sizes)
+    padded = x.new_zeros((longest,) + tuple(x.shape[1:]))
+    padded[:len(x)] = x
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([p[:b - a] for p, (a, b) in zip(parts, sizes)], 0)
+
+
+def all_reduce_mean(x):
+    """The mean of ``x`` over the ranks (a new tensor; ``x`` itself single-process)."""
+    if not is_distributed():
+        return x
+    x = x.clone()
+    dist.all_reduce(x)
+    return x / world_size()
+
+
+def all_reduce_grads(params):
+    """Average the gradients of ``params`` over the ranks (parameters outside the DDP
+    model, e.g. loss terms with heads). A missing gradient counts as zero on every rank,
+    so all ranks reduce the same tensors."""
+    params = list(params)
+    if not is_distributed() or not params:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for p in params:
+        n = p.grad.numel()
+        p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+        offset += n
+
+
+@torch.no_grad()
+def broadcast_buffers(module):
+    """Rank 0's buffers (BatchNorm running statistics) to every rank: after training
+    steps each rank's running statistics saw its own batches."""
+    if not is_distributed():
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf, 0)
+
+
+def wrap_model(model, device, find_unused_parameters=True, sync_bn=False):
+    """``model`` in DistributedDataParallel when several processes run, else ``model``.
+
+    ``sync_bn``: convert BatchNorm layers to SyncBatchNorm first (CUDA only: batch
+    statistics over the global batch instead of each rank's part).
+    The wrapper shares ``model``'s parameters: keep using ``model`` for state_dict,
+    evaluation and checkpoints (no ``module.`` prefix).
+    """
+    if not is_distributed():
+        return model
+    device = torch.device(device)
+    if sync_bn:
+        if device.type != 'cuda':
+            raise ValueError('train.sync_bn needs CUDA (SyncBatchNorm has no CPU kernel); '
+                             'set it False for gloo/CPU runs')
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == 'cuda' else None,
+        find_unused_parameters=find_unused_parameters)
