@@ -61,6 +61,11 @@ class _CrossModalLoaders:
         sampler = CrossModalIdentitySampler(old.dataset.train, batch_size, num_instances,
                                             seed=self._seed, item_seeds=True,
                                             num_replicas=self.num_replicas, rank=self.rank)
+        if self.num_replicas > 1 and sampler.num_pids_per_batch // self.num_replicas < 2:
+            print('=> Warning: each of the {} processes gets 1 identity per batch (P = {}): '
+                  'batch-hard triplet terms find no negative on a rank and give 0. Raise '
+                  'train.batch_size to at least {} x 2 x sampler.num_instances'.format(
+                      self.num_replicas, sampler.num_pids_per_batch, 2 * self.num_replicas))
         generator = torch.Generator()
         generator.manual_seed(0 if self._seed is None else int(self._seed))
         self.train_loader = torch.utils.data.DataLoader(
