@@ -156,6 +156,7 @@ class CrossModalIdentitySampler(Sampler):
         if self.item_seeds:
             out = list(zip(out, torch.randint(2 ** 62, (len(out),), generator=gen).tolist()))
         if self.num_replicas > 1:   # this rank's block of every global batch
-            b, lo = self.batch_size, self.rank * self.local_batch_size
-            out = [x for i in range(0, len(out), b) for x in out[i + lo:i + lo + b // self.num_replicas]]
+            b, n = self.batch_size, self.local_batch_size
+            lo = self.rank * n
+            out = [x for i in range(0, len(out), b) for x in out[i + lo:i + lo + n]]
         return iter(out[start:])

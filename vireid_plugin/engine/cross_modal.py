@@ -101,6 +101,7 @@ class CrossModalEngine(compat.Engine):
         self.find_unused_parameters = bool(find_unused_parameters)
         self.sync_bn = bool(sync_bn)
         self._wrapped = (None, None)   # (model, its DDP / compiled training wrapper)
+        self.max_epoch = 0             # set by run()
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.criterion = criterion.to(self.device) if isinstance(criterion, torch.nn.Module) \
@@ -169,8 +170,10 @@ class CrossModalEngine(compat.Engine):
         self.num_batches = len(self.train_loader)
         print_freq = max(1, int(print_freq))
         window = LossWindow()
-        batches = progress(self.train_loader, 'epoch {}/{}'.format(self.epoch + 1, self.max_epoch),
-                           total=self.num_batches - start, enabled=distributed.is_main())
+        desc = 'epoch {}'.format(self.epoch + 1) + (
+            '/{}'.format(self.max_epoch) if self.max_epoch else '')
+        batches = progress(self.train_loader, desc, total=self.num_batches - start,
+                           enabled=distributed.is_main())
         end = time.time()
         done = start
         for self.batch_idx, data in enumerate(batches, start=start):
@@ -193,7 +196,7 @@ class CrossModalEngine(compat.Engine):
         means, seconds, steps, throughput, data_time = window.flush()
         step_time = seconds / max(1, steps)
         eta = step_time * (self.num_batches - done
-                           + (self.max_epoch - self.epoch - 1) * self.num_batches)
+                           + max(0, self.max_epoch - self.epoch - 1) * self.num_batches)
         lr = self.get_current_lr()
         print('epoch: [{}/{}][{}/{}]\ttime {:.3f}\tdata {:.3f}\teta {}\t{}\tlr {:.6f}\t'
               '{:.1f} img/s'.format(

@@ -78,8 +78,8 @@ def train_prompts(model, feats, labels, epochs, lr, batch_size, warmup_epochs=0.
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                total += loss.item()
-            history.append(total / steps)
+                total = total + loss.detach()   # on the device: no host sync per step
+            history.append(float(total) / steps)
             if print_freq and (epoch + 1) % print_freq == 0:
                 print('prompt stage: epoch {}/{} loss {:.4f} lr {:.2e}'.format(
                     epoch + 1, epochs, history[-1], optimizer.param_groups[0]['lr']))
