@@ -69,9 +69,10 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
     value that keeps each block around 4M elements.
 
     No row is sorted: only the true matches' ranks matter (and, for the
-    de-duplicated CMC, which identities come before the first true match), so
-    each gallery item is placed among the query's few true matches by a binary
-    search of its (distance, index) key (see ``_before_positives``).
+    de-duplicated CMC, which identities come before the first true match). The
+    matches of each query are sorted (they are few); a kept non-match can only
+    rank ahead of one if its distance is at most the last match's, and those
+    candidates are compared with the query's matches by (distance, index).
     """
     if protocol not in PROTOCOLS:
         raise ValueError('unknown protocol {!r}; accepted: {}'.format(
@@ -98,12 +99,9 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
         raise ValueError('q_pids / q_camids must have {} entries'.format(num_q))
     if len(g_pids) != num_g or len(g_camids) != num_g:
         raise ValueError('g_pids / g_camids must have {} entries'.format(num_g))
-    # float32 (and anything float32 holds exactly) takes the packed-key path
-    exact32 = dist.dtype != torch.float64 or bool((dist.float().double() == dist).all())
-
     dedup = protocol in _DEDUP_CMC
     if dedup:
-        # Contiguous pid ids so "identity seen before the first match" fits a (chunk, P) table.
+        # Contiguous pid ids: (row, identity) pairs encode as row * num_pids + id.
         _, g_pid_ids = torch.unique(g_pids, return_inverse=True)
         num_pids = int(g_pid_ids.max()) + 1 if num_g else 0
 
@@ -114,7 +112,6 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
     ap_sum = torch.zeros((), dtype=torch.float64, device=device)
     inp_sum = torch.zeros((), dtype=torch.float64, device=device)
     num_valid = 0
-    g_index = torch.arange(num_g, device=device)
 
     for start in range(0, num_q, chunk_size):
         stop = min(start + chunk_size, num_q)
@@ -134,26 +131,27 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
         else:
             d = dist[start:stop].contiguous()   # a transposed matrix: rows contiguous
         num_valid += n_valid
-        max_rel = int(num_rel.max())
-        # before[i, k] = how many of row i's true matches rank ahead of item k
-        before = _before_positives(d, hit, num_rel, max_rel, exact32, g_index)
-        # rank (1-based, after removal) of the m-th true match = kept items with
-        # before <= m - 1 (the match itself and the m - 1 earlier ones included)
-        hist = torch.zeros(len(d), max_rel + 1, dtype=torch.int64, device=device)
-        hist.scatter_add_(1, before, keep.long())
-        hit_rank = hist.cumsum(1)[:, :max_rel]
-        m = torch.arange(1, max_rel + 1, device=device, dtype=torch.float64)
+        n, max_rel = len(d), int(num_rel.max())
+        pos_d, pos_i = _sorted_matches(d, hit, num_rel, max_rel)
+        # Only kept non-matches up to the last match's distance can rank ahead of a match.
+        last_d = pos_d.gather(1, (num_rel - 1)[:, None])
+        rows, cols = (keep & ~hit & (d <= last_d)).nonzero(as_tuple=True)
+        ahead = _matches_ahead(d[rows, cols], cols, pos_d, pos_i, rows)
+        # rank (1-based, after removal) of the m-th match = m + the candidates with
+        # fewer than m matches ahead of them
+        hist = torch.zeros(n, max_rel + 1, dtype=torch.int64, device=device)
+        hist.index_put_((rows, ahead), torch.ones_like(ahead), accumulate=True)
+        m = torch.arange(1, max_rel + 1, device=device)
+        hit_rank = hist.cumsum(1)[:, :max_rel] + m
         is_match = m <= num_rel[:, None]
-        ap = (m / hit_rank * is_match).sum(1) / num_rel
-        last_rank = hit_rank.gather(1, (num_rel - 1)[:, None]).squeeze(1)
-        inp = num_rel.double() / last_rank
+        ap = (m.double() / hit_rank * is_match).sum(1) / num_rel
+        inp = num_rel.double() / hit_rank.gather(1, (num_rel - 1)[:, None]).squeeze(1)
         if dedup:
-            # After de-duplication the first true match sits behind one entry per
-            # identity with a kept item ahead of it (before == 0, not a match).
-            ahead = (keep & (before == 0) & ~hit).int()
-            seen = torch.zeros(len(d), num_pids, dtype=torch.int32, device=device)
-            seen.scatter_add_(1, g_pid_ids.expand(len(d), num_g), ahead)
-            first_rank = (seen > 0).sum(1) + 1
+            # After de-duplication the first match sits behind one entry per identity
+            # with a kept item ahead of it (no match ahead of the item).
+            first = ahead == 0
+            seen = torch.unique(rows[first] * num_pids + g_pid_ids[cols[first]])
+            first_rank = torch.bincount(seen // num_pids, minlength=n) + 1
         else:
             first_rank = hit_rank[:, 0]
 
@@ -170,48 +168,30 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
             float(inp_sum) / num_valid)
 
 
-def _order_keys(dist, g_index):
-    """int64 keys ordering a float32 block by (distance, gallery index), like a stable sort.
-
-    The float's bits, made monotone as a signed int32 (negatives flipped), in the
-    high half and the gallery index in the low half.
-    """
-    bits = (dist.float() + 0.0).view(torch.int32)   # + 0.0: -0.0 -> +0.0 (they tie)
-    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-    return (bits.long() << 32) + g_index
-
-
-def _before_positives(dist, hit, num_rel, max_rel, exact32, g_index):
-    """(n, G) int64: per row, how many true matches rank strictly ahead of each item.
-
-    Ranking is by (distance, gallery index). The true matches' keys go, sorted, into a
-    (n, max_rel) table padded with +inf keys; each item is located in it by binary
-    search (float32 distances) or by comparing with each match (float64 distances
-    that float32 cannot hold exactly, the chunk split further to bound memory).
-    """
+def _sorted_matches(dist, hit, num_rel, max_rel):
+    """Each row's true matches in ranking order: (n, max_rel) distances and gallery indices,
+    padded with +inf and G. Ranking order = by distance, ties by gallery index."""
     n, num_g = dist.shape
     rows, cols = hit.nonzero(as_tuple=True)   # row-major: cols ascending per row
-    offsets = num_rel.cumsum(0) - num_rel
-    slot = torch.arange(len(rows), device=dist.device) - offsets[rows]
-    if exact32:
-        keys = _order_keys(dist, g_index)
-        table = torch.full((n, max_rel), torch.iinfo(torch.int64).max, dtype=torch.int64,
-                           device=dist.device)
-        table[rows, slot] = keys[rows, cols]
-        return torch.searchsorted(table.sort(1).values, keys)
-    # float64: (distance, index) pairs; matches sorted by distance, stably (index order)
+    slot = torch.arange(len(rows), device=dist.device) - (num_rel.cumsum(0) - num_rel)[rows]
     pos_d = torch.full((n, max_rel), float('inf'), dtype=dist.dtype, device=dist.device)
     pos_i = torch.full((n, max_rel), num_g, dtype=torch.int64, device=dist.device)
     pos_d[rows, slot] = dist[rows, cols]
     pos_i[rows, slot] = cols
-    before = torch.empty(n, num_g, dtype=torch.int64, device=dist.device)
-    step = max(1, _CHUNK_ELEMS // max(num_g * max_rel, 1))
-    for s in range(0, n, step):
-        d = dist[s:s + step, :, None]
-        pd, pi = pos_d[s:s + step, None, :], pos_i[s:s + step, None, :]
-        ahead = (pd < d) | ((pd == d) & (pi < g_index[:, None]))
-        before[s:s + step] = ahead.sum(2)
-    return before
+    pos_d, perm = pos_d.sort(dim=1, stable=True)   # stable: equal distances stay in index order
+    return pos_d, pos_i.gather(1, perm)
+
+
+def _matches_ahead(d, idx, pos_d, pos_i, rows):
+    """For items (row ``rows``, distance ``d``, gallery index ``idx``): how many of their
+    row's true matches rank ahead, blocked to bound the (items, max_rel) comparison."""
+    out = torch.empty(len(d), dtype=torch.int64, device=d.device)
+    step = max(1, _CHUNK_ELEMS // max(pos_d.shape[1], 1))
+    for s in range(0, len(d), step):
+        r, x, i = rows[s:s + step], d[s:s + step, None], idx[s:s + step, None]
+        pd, pi = pos_d[r], pos_i[r]
+        out[s:s + step] = ((pd < x) | ((pd == x) & (pi < i))).sum(1)
+    return out
 
 
 def matched_queries(protocol, q_pids, q_camids, g_pids, g_camids):
