@@ -202,30 +202,44 @@ def assert_same(got, want, atol=1e-12):
 
 
 @pytest.mark.parametrize('protocol', ['sysu', 'regdb', 'vcm', 'llcm', 'llcm_transposed'])
-@pytest.mark.parametrize('chunk_size', [None, 7])
-def test_random_against_reference(protocol, chunk_size):
+@pytest.mark.parametrize('chunk_size,buckets', [(None, 1024), (7, 3), (5, 0)])
+def test_random_against_reference(protocol, chunk_size, buckets):
+    # buckets 1024: each distance level its own bucket; 3: several levels share one;
+    # 0: no histogram, every candidate compared
     rng = np.random.default_rng(0)
     for _ in range(6):
         # galleries from 2 items (shorter than max_rank) to 60
         case = random_case(rng, rng.integers(5, 40), rng.integers(2, 60))
         want = evaluate_rank_reference(*case, protocol, max_rank=20)
-        # float64 holding integers: the packed float32 key path
-        assert_same(evaluate_rank(*case, protocol, max_rank=20, chunk_size=chunk_size), want)
+        kw = dict(max_rank=20, chunk_size=chunk_size, buckets=buckets)
+        assert_same(evaluate_rank(*case, protocol, **kw), want)
         # the same values as float32 tensors
         f32 = (torch.from_numpy(case[0]).float(),) + case[1:]
-        assert_same(evaluate_rank(*f32, protocol, max_rank=20, chunk_size=chunk_size), want)
+        assert_same(evaluate_rank(*f32, protocol, **kw), want)
+
+
+@pytest.mark.parametrize('protocol', ['sysu', 'vcm', 'llcm'])
+def test_infinite_and_constant_distances(protocol):
+    # +-inf (no finite histogram range) and a constant matrix (one bucket): ties by index
+    rng = np.random.default_rng(7)
+    dist, *labels = random_case(rng, 20, 30)
+    dist[dist == 5] = np.inf
+    dist[dist == 0] = -np.inf
+    for d in (dist, np.full_like(dist, 2.5)):
+        want = evaluate_rank_reference(d, *labels, protocol, max_rank=10)
+        assert_same(evaluate_rank(d, *labels, protocol, max_rank=10), want)
 
 
 @pytest.mark.parametrize('protocol', ['sysu', 'regdb', 'vcm', 'llcm', 'llcm_transposed'])
 def test_float64_ties_float32_cannot_hold(protocol):
-    # k / 3 is not a float32 value: the float64 comparison path, ties included.
+    # k / 3 is not a float32 value: float64 distances, ties included.
     rng = np.random.default_rng(5)
     for _ in range(4):
         dist, *labels = random_case(rng, rng.integers(5, 30), rng.integers(2, 50))
         case = (dist / 3,) + tuple(labels)
         assert np.float32(case[0]).astype(np.float64).tolist() != case[0].tolist()
         want = evaluate_rank_reference(*case, protocol, max_rank=10)
-        assert_same(evaluate_rank(*case, protocol, max_rank=10, chunk_size=4), want)
+        assert_same(evaluate_rank(*case, protocol, max_rank=10, chunk_size=4, buckets=4), want)
 
 
 @pytest.mark.parametrize('protocol', ['sysu', 'regdb', 'vcm', 'llcm'])

@@ -51,7 +51,7 @@ def _features(rng, pids, modality):
     dim = FEATURE_DIM
     centres = np.random.default_rng(12345).normal(size=(int(pids.max()) + 1, dim))
     shift = np.random.default_rng(54321).normal(size=(2, dim)) * 0.5
-    x = centres[pids] + shift[modality] + rng.normal(size=(len(pids), dim)) * 1.2
+    x = centres[pids] + shift[modality] + rng.normal(size=(len(pids), dim)) * 2.0
     return torch.from_numpy(x.astype(np.float32))
 
 

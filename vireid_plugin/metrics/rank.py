@@ -23,6 +23,8 @@ time, with no per-query Python loop and no sort of a whole row.
 ``vireid_plugin.metrics.reference`` holds the field's per-query loop, the
 definition these numbers are checked against.
 """
+import math
+
 import numpy as np
 import torch
 
@@ -36,6 +38,9 @@ _TRANSPOSED = {'llcm_transposed': 'llcm'}
 
 # Elements of a (chunk, G) block; bounds the several int64/bool temporaries.
 _CHUNK_ELEMS = 1 << 22
+# Distance buckets per query: only items sharing a bucket with a true match are
+# compared with the matches one by one.
+_BUCKETS = 1024
 
 
 def kept_mask(protocol, q_pids, q_camids, g_pids, g_camids):
@@ -58,7 +63,7 @@ def _as_tensor(x, device):
 
 
 def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
-                  max_rank=20, chunk_size=None):
+                  max_rank=20, chunk_size=None, buckets=_BUCKETS):
     """Return ``(cmc, mAP, mINP)`` for a (Q, G) distance matrix.
 
     Inputs may be numpy arrays or torch tensors. ``cmc`` is a float64 numpy
@@ -66,7 +71,8 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
     All three average over valid queries only (those with at least one true
     match left after removal). Ranking sorts by ascending distance, stably, so
     ties keep gallery order. ``chunk_size`` (queries per block) defaults to a
-    value that keeps each block around 4M elements.
+    value that keeps each block around 4M elements. ``buckets`` (> 0) sets the
+    distance histogram's resolution (speed only; 0 compares every candidate).
 
     No row is sorted: only the true matches' ranks matter (and, for the
     de-duplicated CMC, which identities come before the first true match). The
@@ -82,7 +88,8 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
     max_rank = int(max_rank)
     if protocol in _TRANSPOSED:
         return evaluate_rank(_as_tensor(distmat, None).t(), g_pids, q_pids, g_camids,
-                             q_camids, _TRANSPOSED[protocol], max_rank, chunk_size)
+                             q_camids, _TRANSPOSED[protocol], max_rank, chunk_size,
+                             buckets)
 
     dist = _as_tensor(distmat, None).detach()
     device = dist.device
@@ -131,29 +138,17 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
         else:
             d = dist[start:stop].contiguous()   # a transposed matrix: rows contiguous
         num_valid += n_valid
-        n, max_rel = len(d), int(num_rel.max())
-        pos_d, pos_i = _sorted_matches(d, hit, num_rel, max_rel)
-        # Only kept non-matches up to the last match's distance can rank ahead of a match.
-        last_d = pos_d.gather(1, (num_rel - 1)[:, None])
-        rows, cols = (keep & ~hit & (d <= last_d)).nonzero(as_tuple=True)
-        ahead = _matches_ahead(d[rows, cols], cols, pos_d, pos_i, rows)
-        # rank (1-based, after removal) of the m-th match = m + the candidates with
-        # fewer than m matches ahead of them
-        hist = torch.zeros(n, max_rel + 1, dtype=torch.int64, device=device)
-        hist.index_put_((rows, ahead), torch.ones_like(ahead), accumulate=True)
+        max_rel = int(num_rel.max())
+        hit_rank, ahead_ids = _match_ranks(d, keep, hit, num_rel, max_rel,
+                                           g_pid_ids if dedup else None,
+                                           num_pids if dedup else 0, buckets)
         m = torch.arange(1, max_rel + 1, device=device)
-        hit_rank = hist.cumsum(1)[:, :max_rel] + m
         is_match = m <= num_rel[:, None]
         ap = (m.double() / hit_rank * is_match).sum(1) / num_rel
         inp = num_rel.double() / hit_rank.gather(1, (num_rel - 1)[:, None]).squeeze(1)
-        if dedup:
-            # After de-duplication the first match sits behind one entry per identity
-            # with a kept item ahead of it (no match ahead of the item).
-            first = ahead == 0
-            seen = torch.unique(rows[first] * num_pids + g_pid_ids[cols[first]])
-            first_rank = torch.bincount(seen // num_pids, minlength=n) + 1
-        else:
-            first_rank = hit_rank[:, 0]
+        # After de-duplication the first match sits behind one entry per identity with
+        # a kept item ahead of it.
+        first_rank = ahead_ids + 1 if dedup else hit_rank[:, 0]
 
         # Plain and de-duplicated CMC are both 0/1 steps at first_rank, which
         # also covers rankings shorter than max_rank (value stays at 1).
@@ -180,6 +175,59 @@ def _sorted_matches(dist, hit, num_rel, max_rel):
     pos_i[rows, slot] = cols
     pos_d, perm = pos_d.sort(dim=1, stable=True)   # stable: equal distances stay in index order
     return pos_d, pos_i.gather(1, perm)
+
+
+def _match_ranks(d, keep, hit, num_rel, max_rel, pid_ids, num_pids, buckets):
+    """(rank after removal of each row's m-th true match (n, max_rel), and with ``pid_ids``
+    the number of other identities with a kept item ahead of the first match (n,))."""
+    n = len(d)
+    device = d.device
+    pos_d, pos_i = _sorted_matches(d, hit, num_rel, max_rel)
+    neg = keep & ~hit
+    lo, hi = (float(v) for v in torch.aminmax(d))
+    if buckets > 0 and math.isfinite(lo) and math.isfinite(hi) and hi > lo:
+        # Bucket of every distance (non-decreasing in the distance, so equal distances
+        # share one); a kept non-match outside the matches' buckets ranks ahead of a
+        # match exactly when its bucket is lower. The others (candidates) are compared.
+        scale = buckets / (hi - lo)
+
+        def bucket_of(x):   # the same operations for items and matches
+            return (x * scale).sub_(lo * scale).clamp_(0, buckets - 1).long()
+
+        bucket = bucket_of(d)
+        pos_b = bucket_of(pos_d.nan_to_num(posinf=hi))
+        real = torch.arange(max_rel, device=device) < num_rel[:, None]
+        hot = torch.zeros(n, buckets, dtype=torch.bool, device=device)
+        hot[torch.arange(n, device=device)[:, None].expand_as(pos_b)[real], pos_b[real]] = True
+        cand = neg & hot.gather(1, bucket)
+        rest = neg & ~cand
+        per_bucket = torch.zeros(n, buckets, dtype=torch.int32, device=device)
+        per_bucket.scatter_add_(1, bucket, rest.int())
+        below = (per_bucket.cumsum(1) - per_bucket).gather(1, pos_b)
+    else:   # non-finite or constant distances: every kept non-match up to the last match
+        cand = neg & (d <= pos_d.gather(1, (num_rel - 1)[:, None]))
+        below = torch.zeros(n, max_rel, dtype=torch.int64, device=device)
+    rows, cols = cand.nonzero(as_tuple=True)
+    ahead = _matches_ahead(d[rows, cols], cols, pos_d, pos_i, rows)
+    # rank of the m-th match = m + non-candidates in lower buckets + candidates with
+    # fewer than m matches ahead of them
+    cand_hist = torch.zeros(n, max_rel + 1, dtype=torch.int64, device=device)
+    cand_hist.index_put_((rows, ahead), torch.ones_like(ahead), accumulate=True)
+    m = torch.arange(1, max_rel + 1, device=device)
+    hit_rank = cand_hist.cumsum(1)[:, :max_rel] + below + m
+    if pid_ids is None:
+        return hit_rank, None
+    # identities ahead of the first match: non-candidates in a lower bucket than the
+    # first match (none without buckets), candidates with no match ahead
+    seen = torch.zeros(n, num_pids, dtype=torch.int32, device=device)
+    if below.any():
+        first_b = pos_b[:, :1]
+        seen.scatter_add_(1, pid_ids.expand(n, -1), (rest & (bucket < first_b)).int())
+    first = ahead == 0
+    seen.index_put_((rows[first], pid_ids[cols[first]]),
+                    torch.ones(int(first.sum()), dtype=torch.int32, device=device),
+                    accumulate=True)
+    return hit_rank, (seen > 0).sum(1)
 
 
 def _matches_ahead(d, idx, pos_d, pos_i, rows):
