@@ -104,9 +104,9 @@ def regdb_cases(rng, trials=10, num_ids=206):
             EvalCase('regdb', 'thermal->visible', 'regdb', pids, cams, t, [v] * trials)]
 
 
-def vcm_cases(rng, scale=1.0):
+def vcm_cases(rng, scale=1.0, num_ids=427):
     """HITSZ-VCM infrared<->visible tracklets (12 cameras: 0-5 visible, 6-11 infrared)."""
-    ids = np.arange(427)
+    ids = np.arange(num_ids)
     n_ir, n_rgb = int(round(4584 * scale)), int(round(5099 * scale))
     ir, rgb = _spread(rng, n_ir, ids), _spread(rng, n_rgb, ids)
     pids = np.concatenate([ir, rgb])
@@ -117,12 +117,12 @@ def vcm_cases(rng, scale=1.0):
 
 
 def eval_cases(quick=False, seed=0):
-    """Every case of the benchmark; ``quick``: 1/64 of the SYSU queries and of HITSZ-VCM,
-    12 RegDB ids, one trial each (the real gallery sizes of SYSU kept)."""
+    """Every case of the benchmark; ``quick``: 1/64 of the SYSU queries and of the HITSZ-VCM
+    tracklets (24 ids), 12 RegDB ids, one trial each (SYSU's real gallery sizes kept)."""
     rng = np.random.default_rng(seed)
     if quick:
         return (sysu_cases(rng, trials=1, query_scale=1 / 64)
-                + regdb_cases(rng, trials=1, num_ids=12) + vcm_cases(rng, scale=1 / 64))
+                + regdb_cases(rng, trials=1, num_ids=12) + vcm_cases(rng, scale=1 / 64, num_ids=24))
     return sysu_cases(rng) + regdb_cases(rng) + vcm_cases(rng)
 
 

@@ -40,13 +40,13 @@ def run_benchmark(device, sections=SECTIONS, quick=False, config_dir='configs', 
                          'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
                          'quick': quick, 'command': command}}
     skipped = []
-    peak = None
+    peak = peak32 = None
     if 'matmul' in sections:
         size = 256 if quick else None
         _say('dense matmul peak')
         result['matmul'] = [matmul_peak(device, dt, size=size, min_seconds=0.1 if quick else 0.5)
                             for dt in (torch.bfloat16, torch.float32)]
-        peak = result['matmul'][0]['flops']
+        peak, peak32 = (m['flops'] for m in result['matmul'])
     # --quick: the tiny ViT of configs/demo.yaml only, small batches
     specs = recipe_specs(config_dir, quick=quick, models=models or (
         ['vit_tiny_reid'] if quick else None))
@@ -60,7 +60,8 @@ def run_benchmark(device, sections=SECTIONS, quick=False, config_dir='configs', 
             _say('training step: {} ({})'.format(name, os.path.basename(path)))
             result['train'] += bench_train(path, device, variants, steps=steps, warmup=warmup,
                                            batch_size=batch_size,
-                                           compile_backend=compile_backend, peak_flops=peak)
+                                           compile_backend=compile_backend, peak_flops=peak,
+                                           peak_flops_fp32=peak32)
     if 'loader' in sections:
         result['loader'] = []
         root = data_root or os.path.join(tempfile.gettempdir(), 'vireid_benchmark_data')

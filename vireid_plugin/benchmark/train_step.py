@@ -83,8 +83,13 @@ def _peak_memory(device):
 
 
 def bench_train(config_path, device, variants, steps=5, warmup=2, batch_size=None,
-                compile_backend='inductor', peak_flops=None):
-    """One row per variant ('fp32-eager', 'bf16-eager', 'fp32-compiled', 'bf16-compiled')."""
+                compile_backend='inductor', peak_flops=None, peak_flops_fp32=None):
+    """One row per variant ('fp32-eager', 'bf16-eager', 'fp32-compiled', 'bf16-compiled').
+
+    ``mfu`` = counted FLOPs per step / step time / ``peak_flops`` (the measured dense
+    bf16 matmul peak); ``mfu_fp32_peak`` the same against the fp32 peak (on a CPU
+    without bf16 matrix units the bf16 peak is the lower one).
+    """
     opts = ['model.pretrained', 'False']
     if batch_size:
         opts += ['train.batch_size', str(batch_size)]
@@ -148,6 +153,7 @@ def bench_train(config_path, device, variants, steps=5, warmup=2, batch_size=Non
             'train_gflop_per_step': round(flops_per_step / 1e9, 1),
             'achieved_tflops': round(achieved / 1e12, 4),
             'mfu': round(achieved / peak_flops, 4) if peak_flops else None,
+            'mfu_fp32_peak': round(achieved / peak_flops_fp32, 4) if peak_flops_fp32 else None,
             'peak_memory_gib': round(_peak_memory(device), 2),
             'peak_memory_kind': 'cuda max_memory_allocated' if device.type == 'cuda'
             else 'process peak RSS (cumulative)'})
