@@ -75,10 +75,13 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, protocol,
     distance histogram's resolution (speed only; 0 compares every candidate).
 
     No row is sorted: only the true matches' ranks matter (and, for the
-    de-duplicated CMC, which identities come before the first true match). The
-    matches of each query are sorted (they are few); a kept non-match can only
-    rank ahead of one if its distance is at most the last match's, and those
-    candidates are compared with the query's matches by (distance, index).
+    de-duplicated CMC, which identities come before the first true match). Each
+    query's matches are sorted (they are few); every distance falls in one of
+    ``buckets`` equal-width buckets, so a kept non-match in a bucket without a match
+    counts ahead of exactly the matches in higher buckets (a histogram), and only
+    the items sharing a bucket with a match are compared with the matches by
+    (distance, gallery index). The result is exact; ``metrics.reference`` holds the
+    per-query loop it is tested against.
     """
     if protocol not in PROTOCOLS:
         raise ValueError('unknown protocol {!r}; accepted: {}'.format(
