@@ -19,6 +19,7 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import load_config, loss_kwargs, model_kwargs, optimizer_kwargs
+from ..config.loading import BASE_KEY
 from ..engine.precision import Precision
 from ..losses import build_loss
 from ..models import build_model
@@ -34,7 +35,7 @@ NUM_CAMERAS = 6
 
 def _has_base(path):
     with open(path) as f:
-        return '_BASE_' in (yaml.safe_load(f) or {})
+        return BASE_KEY in (yaml.safe_load(f) or {})
 
 
 def recipe_specs(config_dir, quick=False, models=None):
