@@ -37,6 +37,4 @@ def format_report(result):
         out.append(_table('evaluation totals', ev['totals'],
                           ['dataset', 'reference_s', 'fast_s', 'speedup', 'max_abs_diff']))
         out.append('identical (every |diff| < 1e-6): {}\n'.format(ev['identical']))
-    for note in result.get('skipped', []):
-        out.append('skipped: ' + note)
     return '\n'.join(s for s in out if s)

@@ -39,7 +39,6 @@ def run_benchmark(device, sections=SECTIONS, quick=False, config_dir='configs', 
                          'torch': torch.__version__, 'threads': torch.get_num_threads(),
                          'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
                          'quick': quick, 'command': command}}
-    skipped = []
     peak = peak32 = None
     if 'matmul' in sections:
         size = 256 if quick else None
@@ -63,26 +62,17 @@ def run_benchmark(device, sections=SECTIONS, quick=False, config_dir='configs', 
                                            compile_backend=compile_backend, peak_flops=peak,
                                            peak_flops_fp32=peak32)
     if 'loader' in sections:
-        result['loader'] = []
-        root = data_root or os.path.join(tempfile.gettempdir(), 'vireid_benchmark_data')
-        if quick:   # a small synthetic SYSU-MM01 (generated in well under a second)
-            root = tempfile.mkdtemp(prefix='vireid_benchmark_quick_')
-            make_sysu_mm01(root, num_train=8, num_val=2, num_test=4, images_per_cam=2)
-        seen = set()
-        for name, path in specs:
-            _say('data loader: {}'.format(os.path.basename(path)))
-            row = bench_loader(path, root, batches=3 if quick else loader_batches,
-                               opts=quick_opts)
-            key = (tuple(row['datasets']), row['unit'])
-            if key not in seen:
-                seen.add(key)
-                result['loader'].append(row)
+        with tempfile.TemporaryDirectory(prefix='vireid_benchmark_') as tmp:
+            root = data_root or os.path.join(tempfile.gettempdir(), 'vireid_benchmark_data')
+            if quick:   # a small synthetic SYSU-MM01 (generated in well under a second)
+                root = tmp
+                make_sysu_mm01(root, num_train=8, num_val=2, num_test=4, images_per_cam=2)
+            result['loader'] = []
+            for name, path in specs:   # one row per recipe: transforms differ
+                _say('data loader: {}'.format(os.path.basename(path)))
+                result['loader'].append(bench_loader(
+                    path, root, batches=3 if quick else loader_batches, opts=quick_opts))
     if 'eval' in sections:
         result['eval'] = compare_metrics(device, quick=quick, reference=reference,
                                          progress=_say)
-    if device.type == 'cpu' and any(v.endswith('compiled') for v in variants) \
-            and 'train' not in sections:
-        skipped.append('compiled variants (train section not run)')
-    if skipped:
-        result['skipped'] = skipped
     return result
