@@ -188,6 +188,7 @@ def _match_ranks(d, keep, hit, num_rel, max_rel, pid_ids, num_pids, buckets):
     pos_d, pos_i = _sorted_matches(d, hit, num_rel, max_rel)
     neg = keep & ~hit
     lo, hi = (float(v) for v in torch.aminmax(d))
+    buckets = min(buckets, d.shape[1])   # tables no larger than the block
     if buckets > 0 and math.isfinite(lo) and math.isfinite(hi) and hi > lo:
         # Bucket of every distance (non-decreasing in the distance, so equal distances
         # share one); a kept non-match outside the matches' buckets ranks ahead of a
