@@ -92,8 +92,10 @@ def bench_train(config_path, device, variants, steps=5, warmup=2, batch_size=Non
     without bf16 matrix units the bf16 peak is the lower one).
     """
     opts = ['model.pretrained', 'False']
-    if batch_size:
-        opts += ['train.batch_size', str(batch_size)]
+    if batch_size:   # a smaller batch keeps at least 2 ids x (K visible + K infrared)
+        k = load_config(config_path).sampler.num_instances
+        opts += ['train.batch_size', str(batch_size),
+                 'sampler.num_instances', str(max(1, min(k, batch_size // 4)))]
     cfg = load_config(config_path, opts)
     rows = []
     flops_per_step = None
