@@ -274,7 +274,7 @@ def _eval_market1501():
 
 
 @pytest.mark.parametrize('protocol', ['vcm', 'regdb'])
-def test_agrees_with_torchreid(protocol):
+def test_agrees_with_torchreid(protocol, metric):
     eval_market1501 = _eval_market1501()
     rng = np.random.default_rng(1)
     nq, ng = 30, 80
@@ -288,8 +288,7 @@ def test_agrees_with_torchreid(protocol):
         tr_q_cams, tr_g_cams = q_cams, g_cams
     tr_cmc, tr_map = eval_market1501(dist, q_pids, g_pids, tr_q_cams,
                                      tr_g_cams, 20)
-    cmc, mAP, _ = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams,
-                                protocol, max_rank=20)
+    cmc, mAP, _ = metric(dist, q_pids, g_pids, q_cams, g_cams, protocol, max_rank=20)
     np.testing.assert_allclose(cmc, tr_cmc, atol=1e-6)
     assert mAP == pytest.approx(float(tr_map), abs=1e-9)
 
