@@ -1,5 +1,7 @@
 """Cross-modal ranking metrics (CMC / mAP / mINP) and distance matrices."""
 from .distance import compute_distance
 from .rank import PROTOCOLS, evaluate_rank, kept_mask, matched_queries
+from .reference import evaluate_rank_reference
 
-__all__ = ['evaluate_rank', 'kept_mask', 'matched_queries', 'compute_distance', 'PROTOCOLS']
+__all__ = ['evaluate_rank', 'evaluate_rank_reference', 'kept_mask', 'matched_queries',
+           'compute_distance', 'PROTOCOLS']
