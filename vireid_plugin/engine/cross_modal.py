@@ -65,14 +65,20 @@ class CrossModalEngine(compat.Engine):
             ``max_nonfinite_steps`` consecutive ones stop the run in any case.
         schedule: the settings that define the LR schedule ({config key: value}); a
             resume whose config changes one of them is refused unless rebuilt.
+        batch_transform: ``f(imgs, seed)`` applied to each training batch on the device
+            (default: the data manager's ``batch_transform``, set by the uint8 image cache).
     """
 
     def __init__(self, datamanager, model, optimizer, criterion, scheduler=None,
                  use_gpu=True, amp='auto', grad_clip=0.0, protocol_matrix=False,
                  eval_before_train=False, test_batch_size=None, workers=None,
                  checkpoint_every=1, checkpoint_every_iters=0, keep_checkpoints=3,
-                 select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None):
+                 select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None,
+                 batch_transform=None):
         super().__init__(datamanager, use_gpu)
+        # uint8 image cache: augmentation + normalisation per batch on the device
+        self.batch_transform = batch_transform if batch_transform is not None else \
+            getattr(datamanager, 'batch_transform', None)
         if select_on not in SELECT_ON:
             raise ValueError('select_on must be one of {}, got {!r}'.format(SELECT_ON, select_on))
         if on_nonfinite not in ON_NONFINITE:
@@ -189,6 +195,8 @@ class CrossModalEngine(compat.Engine):
     def forward_backward(self, data):
         imgs, batch = self.parse_data_for_train(data)
         imgs = imgs.to(self.device, non_blocking=True)
+        if self.batch_transform is not None:
+            imgs = self.batch_transform(imgs, data.get('aug_seed'))
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         extra = {'pid': batch['pid']} if self._model_takes_pid else {}
         with self.precision.autocast():
