@@ -119,8 +119,8 @@ class BatchAugment(torch.nn.Module):
         gen = self.generator(x.device, seed)
         for name in self.steps:
             x = getattr(self, '_' + name)(x, gen)
-        x = (x - self.mean.to(x.device).view(1, 1, -1, 1, 1)) / \
-            self.std.to(x.device).view(1, 1, -1, 1, 1)
+        x = x.sub_(self.mean.to(x.device).view(1, 1, -1, 1, 1)).div_(
+            self.std.to(x.device).view(1, 1, -1, 1, 1))
         if self.erase:
             x = self._random_erase(x, gen)
         return x if video else x.squeeze(1)

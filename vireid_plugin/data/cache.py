@@ -138,7 +138,9 @@ class ImageCache:
 
     def read(self, rows):
         """uint8 tensor of one row (3, H, W) or of a list of rows (n, 3, H, W)."""
-        return torch.from_numpy(np.ascontiguousarray(self.array[rows]))
+        if isinstance(rows, (int, np.integer)):
+            return torch.from_numpy(np.array(self.array[rows]))      # a copy: writable
+        return torch.from_numpy(np.take(self.array, rows, axis=0))
 
     def __getstate__(self):   # workers open their own map
         state = dict(self.__dict__)
@@ -270,13 +272,16 @@ class CachedTrainItems(torch.utils.data.Dataset):
 
     Item dicts have the dataset's keys (img, pid, camid, impath, dsetid, modality).
     With ``augment='batch'`` ``img`` is the cached uint8 ``(3, H, W)`` image or
-    ``(T, 3, H, W)`` clip and the item adds ``aug_seed``, drawn from torch's generator
-    (so from the item's seed under ``SeededItems``): ``BatchAugment`` augments the
-    batch on the device with it. With ``augment='pil'`` the dataset's own transform
-    (the PIL pipeline; its resize then leaves the cached size unchanged) runs on the
-    cached pixels, as on the plain path. Video clips take their frames with the
-    dataset's rule (``frames.py``) as the plain path does. Other attributes are the
-    wrapped dataset's.
+    ``(T, 3, H, W)`` clip and the item adds ``aug_seed``: ``BatchAugment`` augments the
+    batch on the device with it. Keys may be ``(index, seed)`` pairs (the sampler's
+    ``item_seeds``): the seed is then ``aug_seed`` and seeds the clip's frame choice, so
+    nothing depends on worker processes and no global generator is touched (seeding
+    them, as ``SeededItems`` does, costs more than reading the item); plain indices
+    draw ``aug_seed`` and frames from the global generators. With ``augment='pil'``
+    the dataset's own transform (the PIL pipeline; its resize then leaves the cached
+    size unchanged) runs on the cached pixels, as on the plain path (wrap it in
+    ``SeededItems`` for seeded items). Video clips take their frames with the
+    dataset's rule (``frames.py``). Other attributes are the wrapped dataset's.
     """
 
     def __init__(self, dataset, cache, augment='batch'):
@@ -297,7 +302,8 @@ class CachedTrainItems(torch.utils.data.Dataset):
     def _rows(self, paths):
         return [self.cache.row[os.path.abspath(p)] for p in paths]
 
-    def __getitem__(self, index):
+    def __getitem__(self, key):
+        index, seed = key if isinstance(key, (tuple, list)) else (key, None)
         ds = self.dataset
         path, pid, camid, dsetid, modality = ds.data[index]
         video = isinstance(path, (tuple, list))
@@ -305,7 +311,9 @@ class CachedTrainItems(torch.utils.data.Dataset):
             if getattr(ds, 'sample_method', None) == 'all':
                 idx = np.arange(len(path))
             else:
-                idx = sample_frame_indices(len(path), ds.seq_len, train=True,
+                # RandomState(seed) draws what the plain path draws under SeededItems
+                rng = None if seed is None else np.random.RandomState(seed % 2 ** 32)
+                idx = sample_frame_indices(len(path), ds.seq_len, train=True, rng=rng,
                                            rule=getattr(ds, 'frame_rule', 'chunk'))
             frames = [path[int(i)] for i in idx]
             img = self.cache.read(self._rows(frames))
@@ -317,7 +325,8 @@ class CachedTrainItems(torch.utils.data.Dataset):
                 'modality': modality}
         if self.augment == 'batch':
             item['img'] = img
-            item['aug_seed'] = int(torch.randint(2 ** 62, ()).item())
+            item['aug_seed'] = int(torch.randint(2 ** 62, ()).item()) if seed is None \
+                else int(seed)
         elif video:
             pil = [Image.fromarray(f.permute(1, 2, 0).numpy()) for f in img]
             item['img'] = torch.stack(transform_clip(ds.transform, pil), 0)
@@ -340,7 +349,8 @@ def cached_train_loader(loader, dataset, name, size, transforms, norm_mean, norm
     """(train loader reading ``dataset`` through the image cache, batch transform or None).
 
     ``loader``: the data manager's train loader (its sampler, batch size and options
-    are kept); ``wrap``: how the loader's dataset wraps items (``SeededItems``) or None.
+    are kept); ``wrap``: how the loader's dataset wraps items (``SeededItems``) or None
+    (the PIL path on cached pixels uses it; batch items read ``(index, seed)`` keys).
     With ``gpu_augment`` the returned ``BatchAugment`` does the augmentation and
     normalisation on the device (the engine applies it); else the PIL pipeline runs in
     the workers on the cached pixels and no batch transform is returned.
@@ -358,7 +368,8 @@ def cached_train_loader(loader, dataset, name, size, transforms, norm_mean, norm
     cache = open_image_cache(_training_files(dataset.data), size, name, folder=folder,
                              workers=workers)
     items = CachedTrainItems(dataset, cache, 'batch' if gpu_augment else 'pil')
-    items = wrap(items) if wrap is not None else items
+    if wrap is not None and not gpu_augment:   # batch items take (index, seed) themselves
+        items = wrap(items)
     new = torch.utils.data.DataLoader(
         items, sampler=loader.sampler, batch_size=loader.batch_size, shuffle=False,
         num_workers=loader.num_workers, pin_memory=pin_memory, drop_last=loader.drop_last,
