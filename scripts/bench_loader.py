@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 import vireid_plugin  # noqa: E402,F401  (registers the datasets)
-from vireid_plugin.data.loader_benchmark import BENCH_TRANSFORMS, compare_train_loaders  # noqa: E402
+from vireid_plugin.data.loader_benchmark import (BENCH_TRANSFORMS,  # noqa: E402
+                                                 compare_train_loaders)
 from vireid_plugin.data.synthetic import make_sysu_mm01  # noqa: E402
 
 

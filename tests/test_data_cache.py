@@ -231,7 +231,8 @@ def test_loader_comparison_counts_what_it_times(sysu_root, tmp_path):
                                  num_instances=2, workers=0, batches=3, warmup=1,
                                  cache_dir=str(tmp_path))
     assert [r['path'] for r in rows] == ['pil', 'uint8 cache, loader only',
-                                         'uint8 cache + batch augment']
+                                         'uint8 cache + batch augment',
+                                         'uint8 cache + PIL augment in the workers']
     for r in rows:
         assert r['images'] == 3 * 8 and r['batches'] == 3
         assert r['images_per_s'] == pytest.approx(r['images'] / r['seconds'])

@@ -37,6 +37,8 @@ TORCHREID_ORDER = ('random_flip', 'random_crop', 'color_jitter')
 #: the plugin's names (applied after torchreid's, in the order they are named)
 PLUGIN_ORDER = ('random_grayscale', 'random_pad_crop', 'jitter_or_blur')
 BATCH_TRANSFORMS = TORCHREID_ORDER + PLUGIN_ORDER + ('random_erase',)
+#: steps that only move pixels (run on uint8 before the conversion to float)
+UINT8_STEPS = ('random_flip', 'random_pad_crop')
 UNSUPPORTED = {'random_patch': 'keeps a pool of patches taken from earlier images'}
 
 # the parameters of the PIL pipeline's transforms (torchreid's and transforms.py's)
@@ -115,10 +117,16 @@ class BatchAugment(torch.nn.Module):
             raise ValueError('BatchAugment built for {}x{} images got {}x{}'.format(
                 *self.size, *imgs.shape[-2:]))
         x = imgs if video else imgs.unsqueeze(1)          # (B, T, C, H, W)
-        x = x.float() / 255
+        if x.is_floating_point():
+            x = x.float() / 255
         gen = self.generator(x.device, seed)
         for name in self.steps:
+            # flips and crops move pixels: done on uint8 (a quarter of the memory traffic)
+            if name not in UINT8_STEPS and not x.is_floating_point():
+                x = x.float().div_(255)
             x = getattr(self, '_' + name)(x, gen)
+        if not x.is_floating_point():
+            x = x.float().div_(255)
         x = x.sub_(self.mean.to(x.device).view(1, 1, -1, 1, 1)).div_(
             self.std.to(x.device).view(1, 1, -1, 1, 1))
         if self.erase:
@@ -199,17 +207,20 @@ class BatchAugment(torch.nn.Module):
         box = ((rows >= top.view(-1, 1, 1)) & (rows < (top + eh).view(-1, 1, 1)) &
                (cols >= left.view(-1, 1, 1)) & (cols < (left + ew).view(-1, 1, 1)) &
                do.view(-1, 1, 1))
-        fill = self.mean.to(x.device).view(1, 1, -1, 1, 1).expand_as(x)
-        return torch.where(box.view(b, 1, 1, h, w), fill, x)
+        box = box.view(b, 1, h, w)
+        for ch, value in enumerate(self.mean.tolist()):   # in place, one pass in all
+            x[:, :, ch].masked_fill_(box, value)
+        return x
 
 
 def _crop(x, top, left, h, w):
-    """Per-sample ``x[b, ..., top[b]:top[b]+h, left[b]:left[b]+w]`` of (B, T, C, Hp, Wp)."""
+    """Per-sample ``x[b, ..., top[b]:top[b]+h, left[b]:left[b]+w]`` of (B, T, C, Hp, Wp),
+    as one gather over the flattened image."""
     b, t, c, hp, wp = x.shape
-    rows = (top.view(-1, 1) + torch.arange(h, device=x.device)).view(b, 1, 1, h, 1)
-    cols = (left.view(-1, 1) + torch.arange(w, device=x.device)).view(b, 1, 1, 1, w)
-    x = x.gather(3, rows.expand(b, t, c, h, wp))
-    return x.gather(4, cols.expand(b, t, c, h, w))
+    rows = top.view(-1, 1, 1) + torch.arange(h, device=x.device).view(1, h, 1)
+    cols = left.view(-1, 1, 1) + torch.arange(w, device=x.device).view(1, 1, w)
+    index = (rows * wp + cols).view(b, 1, 1, h * w).expand(b, t, c, h * w)
+    return x.reshape(b, t, c, hp * wp).gather(3, index).view(b, t, c, h, w)
 
 
 def _jitter(x, gen, brightness, contrast, rand):

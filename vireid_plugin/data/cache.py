@@ -48,7 +48,7 @@ __all__ = ['DATA_CACHE_SECTION', 'ImageCache', 'open_image_cache', 'cache_folder
 DATA_CACHE_SECTION = register_config_section('data_cache', {
     'enabled': False,       # train from pre-resized uint8 images (built once, then memory-mapped)
     'dir': '',              # '' = .vireid_cache in the dataset folder (user cache dir if read-only)
-    'gpu_augment': True,    # augment per batch on the training device; False: PIL pipeline on cached pixels
+    'gpu_augment': True,    # augment per batch on the device; False: PIL pipeline on cached pixels
 }, doc='uint8 training-image cache and batch augmentation', family=False)
 
 CACHE_VERSION = 1

@@ -66,7 +66,8 @@ def compare_train_loaders(root, sources=('sysu_mm01',), height=288, width=144,
     """One row per data path with the throughput of ``loader_throughput`` and the
     settings: 'pil' (the plain loader: decode, resize and augment in the workers),
     'uint8 cache, loader only' (what the cache loader hands to the device) and
-    'uint8 cache + batch augment' (that plus ``BatchAugment`` on ``device``). The same
+    'uint8 cache + batch augment' (that plus ``BatchAugment`` on ``device``) and
+    'uint8 cache + PIL augment in the workers' (``gpu_augment False``). The same
     items, sampler, batch size and workers for all; the cache is built (or found up to
     date) before timing."""
     device = torch.device(device)
@@ -94,4 +95,9 @@ def compare_train_loaders(root, sources=('sysu_mm01',), height=288, width=144,
         loader_throughput(dm.train_loader, batches, warmup, None, device))
     row('uint8 cache + batch augment',
         loader_throughput(dm.train_loader, batches, warmup, dm.batch_transform, device))
+    del dm
+    dm = manager(data_cache={'enabled': True, 'gpu_augment': False, 'dir': cache_dir},
+                 **common)
+    row('uint8 cache + PIL augment in the workers',
+        loader_throughput(dm.train_loader, batches, warmup, None, device))
     return rows
