@@ -80,12 +80,12 @@ class BatchAugment(torch.nn.Module):
             [n for n in names if n in PLUGIN_ORDER]
         self.erase = 'random_erase' in names
         self.size = (int(height), int(width))
-        self.register_buffer('mean', torch.tensor(norm_mean, dtype=torch.float32),
-                             persistent=False)
-        self.register_buffer('std', torch.tensor(norm_std, dtype=torch.float32),
-                             persistent=False)
+        self.mean = torch.tensor(norm_mean, dtype=torch.float32)
+        self.std = torch.tensor(norm_std, dtype=torch.float32)
+        self.fill = [float(v) for v in norm_mean]   # torchreid's erase value
         self.seed = int(seed or 0)
         self._generators = {}   # device -> torch.Generator
+        self._stats = {}        # device -> (mean, std) shaped (1, 1, C, 1, 1)
 
     def extra_repr(self):
         return 'steps={}, erase={}, size={}'.format(self.steps, self.erase, self.size)
@@ -127,11 +127,20 @@ class BatchAugment(torch.nn.Module):
             x = getattr(self, '_' + name)(x, gen)
         if not x.is_floating_point():
             x = x.float().div_(255)
-        x = x.sub_(self.mean.to(x.device).view(1, 1, -1, 1, 1)).div_(
-            self.std.to(x.device).view(1, 1, -1, 1, 1))
+        mean, std = self._normalisation(x.device)
+        x = x.sub_(mean).div_(std)
         if self.erase:
             x = self._random_erase(x, gen)
         return x if video else x.squeeze(1)
+
+    def _normalisation(self, device):
+        """mean and std on ``device``, copied there once (a copy from pageable host memory
+        would wait for the device's queued work every batch)."""
+        key = str(device)
+        if key not in self._stats:
+            self._stats[key] = tuple(v.to(device).view(1, 1, -1, 1, 1)
+                                     for v in (self.mean, self.std))
+        return self._stats[key]
 
     # ---- draws: one value per sample (shared by a clip's frames) -------------------
     @staticmethod
@@ -208,7 +217,7 @@ class BatchAugment(torch.nn.Module):
                (cols >= left.view(-1, 1, 1)) & (cols < (left + ew).view(-1, 1, 1)) &
                do.view(-1, 1, 1))
         box = box.view(b, 1, h, w)
-        for ch, value in enumerate(self.mean.tolist()):   # in place, one pass in all
+        for ch, value in enumerate(self.fill):   # in place, one pass in all
             x[:, :, ch].masked_fill_(box, value)
         return x
 
