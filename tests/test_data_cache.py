@@ -182,12 +182,21 @@ def test_video_clips_come_from_the_cache_with_one_draw_per_clip(tmp_path):
     root = str(tmp_path / 'vcm')
     make_hitsz_vcm(root, num_train=4, num_test=4, tracklets=(2, 2), lengths=(12, 13),
                    size=(32, 16))
-    dm = CrossModalVideoDataManager(
-        root=root, sources='hitsz_vcm', height=32, width=16, transforms=['random_flip',
-                                                                          'random_erase'],
-        batch_size_train=4, num_instances=1, workers=0, seed=1, use_gpu=False, seq_len=3,
-        data_cache={'enabled': True, 'dir': str(tmp_path / 'c')})
+
+    def video_manager(cache):
+        return CrossModalVideoDataManager(
+            root=root, sources='hitsz_vcm', height=32, width=16,
+            transforms=['random_flip', 'random_pad_crop', 'random_erase'], batch_size_train=4,
+            num_instances=1, workers=0, seed=1, use_gpu=False, seq_len=3, data_cache=cache)
+
+    dm = video_manager({'enabled': True, 'dir': str(tmp_path / 'c')})
     batch = next(iter(dm.train_loader))
+    plain = next(iter(video_manager(None).train_loader))
+    # the clip's frames are chosen as the plain path chooses them (same item seeds)
+    assert batch['impath'] == plain['impath']
+    pil = next(iter(video_manager({'enabled': True, 'gpu_augment': False,
+                                   'dir': str(tmp_path / 'c')}).train_loader))
+    assert torch.equal(pil['img'], plain['img'])
     assert batch['img'].dtype == torch.uint8 and batch['img'].shape == (4, 3, 3, 32, 16)
     # the first frame of each clip is the cached (= resized) impath
     for clip, path in zip(batch['img'], batch['impath']):
