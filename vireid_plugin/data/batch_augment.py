@@ -16,15 +16,16 @@ to [0, 1], normalise, random_erase (torchreid erases after normalising, with
 images and has no batch form: it is refused (use ``data_cache.gpu_augment False``,
 which runs the PIL pipeline on the cached pixels).
 
-Differences from the PIL pipeline, all below one grey level: intermediate values are
-not rounded to uint8 between steps, grayscale uses torchvision's tensor weights
-(0.2989, 0.587, 0.114; PIL: 0.299, 0.587, 0.114) and contrast blends with the
-unrounded mean grey level.
+Differences from the PIL pipeline, each at most about one grey level: intermediate
+values are not rounded to uint8 between steps, grayscale uses torchvision's tensor
+weights (0.2989, 0.587, 0.114; PIL: 0.299, 0.587, 0.114) and contrast blends with
+the unrounded mean grey level.
 
-Randomness: ``forward(imgs, seed)`` re-seeds the generator from ``seed`` (the data
-manager passes one per batch, drawn from the batch's per-item seeds, so the draws
-depend on (run seed, epoch, position) only and a resumed run repeats them);
-without ``seed`` the generator, seeded once from ``seed`` of the constructor, runs on.
+Randomness: ``forward(imgs, seed)`` re-seeds the generator from ``seed`` (the engine
+passes the batch's ``aug_seed`` values, the sampler's per-item seeds, and the first one
+is used, so the draws depend on (run seed, epoch, position) only and a resumed run
+repeats them); without ``seed`` the generator, seeded once from ``seed`` of the
+constructor, runs on.
 """
 import torch
 import torch.nn.functional as F
