@@ -26,7 +26,8 @@ def _common_data_kwargs(cfg):
                 num_instances=cfg.sampler.num_instances, num_cams=cfg.sampler.num_cams,
                 num_datasets=cfg.sampler.num_datasets,
                 train_sampler=cfg.sampler.train_sampler,
-                dataset_options=dataset_options(cfg), seed=cfg.train.seed)
+                dataset_options=dataset_options(cfg), seed=cfg.train.seed,
+                data_cache=dict(cfg.data_cache))
 
 
 def imagedata_kwargs(cfg):

@@ -172,7 +172,7 @@ def _check_sections(cfg):
             if cfg[name][key] not in allowed:
                 raise ConfigError('config key {!r} must be one of {}, got {!r}'.format(
                     '{}.{}'.format(name, key), tuple(allowed), cfg[name][key]))
-        if name == used:
+        if name == used or not section.family:
             continue
         stray = changed_keys(cfg, name)
         if stray:

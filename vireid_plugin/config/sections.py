@@ -30,7 +30,7 @@ _YACS_TYPES = (int, float, bool, str, list, tuple)
 class ConfigSection:
     """A named set of keys with defaults (plain Python values yacs accepts)."""
 
-    def __init__(self, name, defaults, doc='', choices=None):
+    def __init__(self, name, defaults, doc='', choices=None, family=True):
         bad = {k: type(v).__name__ for k, v in defaults.items()
                if not isinstance(v, _YACS_TYPES)}
         if bad:
@@ -39,6 +39,8 @@ class ConfigSection:
         self.name = name
         self.defaults = copy.deepcopy(dict(defaults))
         self.doc = doc
+        #: a model family's section (only its models read it) or, False, one every run reads
+        self.family = bool(family)
         #: {key: allowed values} checked when a config is loaded
         self.choices = dict(choices or {})
         stray = sorted(set(self.choices) - set(self.defaults))
@@ -53,15 +55,17 @@ class ConfigSection:
         return 'ConfigSection({!r}, {} keys)'.format(self.name, len(self.defaults))
 
 
-def register_config_section(name, defaults, doc='', choices=None):
+def register_config_section(name, defaults, doc='', choices=None, family=True):
     """Declare ``cfg.<name>.*``; re-registering (module reload) replaces the entry.
 
     ``choices`` ({key: allowed values}) are checked when a config is loaded.
+    ``family=False``: a feature's section every run reads (not a model family's), so
+    setting its keys is never a "model does not read it" error.
     """
     if name in RESERVED:
         raise ValueError('config section name {!r} is one of torchreid\'s own sections'.format(
             name))
-    section = ConfigSection(name, defaults, doc, choices)
+    section = ConfigSection(name, defaults, doc, choices, family)
     CONFIG_SECTIONS.register(name, section)
     return section
 

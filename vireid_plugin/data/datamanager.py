@@ -8,9 +8,11 @@ loader yields its identity block of every global batch (``batch_size_train`` sta
 global batch).
 """
 import torch
+import torchvision.transforms as T
 
 from .. import compat
 from ..config.loading import ConfigError
+from .cache import CachedTrainItems, cached_train_loader
 from .datasets.options import set_dataset_options
 from .sampler import CrossModalIdentitySampler
 from .seeded import SeededItems
@@ -20,11 +22,20 @@ CROSS_MODAL_SAMPLER = 'CrossModalIdentitySampler'
 
 
 class _CrossModalLoaders:
-    """Placed before torchreid's manager in the MRO; its __init__ wraps torchreid's."""
+    """Placed before torchreid's manager in the MRO; its __init__ wraps torchreid's.
+
+    ``data_cache`` (the ``data_cache`` config section as a dict): with ``enabled``, the
+    train loader reads pre-resized uint8 images (``cache.py``) and, with
+    ``gpu_augment``, ``batch_transform`` (else None) augments each batch on the device.
+    """
+
+    #: the engine applies it to each training batch on the device (uint8 cache path)
+    batch_transform = None
 
     def __init__(self, train_sampler=CROSS_MODAL_SAMPLER, dataset_options=None, seed=None,
                  batch_size_train=32, num_instances=4, workers=4,
-                 transforms='random_flip', num_replicas=1, rank=0, **kwargs):
+                 transforms='random_flip', num_replicas=1, rank=0, data_cache=None,
+                 **kwargs):
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         if self.num_replicas > 1 and train_sampler != CROSS_MODAL_SAMPLER:
             raise ConfigError(
@@ -37,6 +48,8 @@ class _CrossModalLoaders:
                          transforms=transforms, **kwargs)
         self._add_plugin_transforms(transforms)
         self._resample_train_loader(batch_size_train, num_instances, workers)
+        if (data_cache or {}).get('enabled'):
+            self._use_image_cache(data_cache, transforms, workers)
 
     def _setup(self, train_sampler, dataset_options, seed):
         set_dataset_options(**(dataset_options or {}))
@@ -74,12 +87,23 @@ class _CrossModalLoaders:
             num_workers=workers, pin_memory=self.use_gpu, drop_last=True,
             persistent_workers=workers > 0, generator=generator)
 
+    def _use_image_cache(self, options, transforms, workers):
+        norm = next(t for t in self.transform_tr.transforms if isinstance(t, T.Normalize))
+        names = [transforms] if isinstance(transforms, str) else list(transforms or [])
+        seeded = isinstance(self.train_loader.dataset, SeededItems)
+        self.train_loader, self.batch_transform = cached_train_loader(
+            self.train_loader, self.train_set, '+'.join(self.sources),
+            (self.height, self.width), names, list(norm.mean), list(norm.std), seed=self._seed,
+            folder=options.get('dir', ''), gpu_augment=options.get('gpu_augment', True),
+            workers=workers, pin_memory=self.use_gpu, wrap=SeededItems if seeded else None)
+
     @property
     def train_set(self):
-        """The training dataset (unwrapped from ``SeededItems``)."""
+        """The training dataset (unwrapped from ``SeededItems`` and the image cache)."""
         dataset = self.train_loader.dataset
-        return getattr(dataset, 'dataset', dataset) if isinstance(dataset, SeededItems) \
-            else dataset
+        while isinstance(dataset, (SeededItems, CachedTrainItems)):
+            dataset = dataset.dataset
+        return dataset
 
     def query_dataset(self, name):
         """The query-mode dataset instance of a target (holds test_pool/eval_modes)."""

@@ -79,6 +79,8 @@ class CrossModalEngine(compat.Engine):
         compile: train through ``torch.compile(model)`` (the loss terms stay eager).
         find_unused_parameters, sync_bn: DistributedDataParallel options when several
             processes run (``vireid_plugin.distributed.wrap_model``).
+        batch_transform: ``f(imgs, seed)`` applied to each training batch on the device
+            (default: the data manager's ``batch_transform``, set by the uint8 image cache).
     """
 
     def __init__(self, datamanager, model, optimizer, criterion, scheduler=None,
@@ -86,8 +88,12 @@ class CrossModalEngine(compat.Engine):
                  eval_before_train=False, test_batch_size=None, workers=None,
                  checkpoint_every=1, checkpoint_every_iters=0, keep_checkpoints=3,
                  select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None,
-                 compile=False, find_unused_parameters=True, sync_bn=False):
+                 compile=False, find_unused_parameters=True, sync_bn=False,
+                 batch_transform=None):
         super().__init__(datamanager, use_gpu)
+        # uint8 image cache: augmentation + normalisation per batch on the device
+        self.batch_transform = batch_transform if batch_transform is not None else \
+            getattr(datamanager, 'batch_transform', None)
         if select_on not in SELECT_ON:
             raise ValueError('select_on must be one of {}, got {!r}'.format(SELECT_ON, select_on))
         if on_nonfinite not in ON_NONFINITE:
@@ -249,6 +255,8 @@ class CrossModalEngine(compat.Engine):
         """
         imgs, batch = self.parse_data_for_train(data)
         imgs = imgs.to(self.device, non_blocking=True)
+        if self.batch_transform is not None:
+            imgs = self.batch_transform(imgs, data.get('aug_seed'))
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         extra = {'pid': batch['pid']} if self._model_takes_pid else {}
         self.optimizer.zero_grad(set_to_none=True)
