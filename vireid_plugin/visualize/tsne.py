@@ -43,9 +43,11 @@ def tsne_points(features, seed=0):
     n = len(x)
     if n < 3:
         raise ValueError('t-SNE needs at least 3 points, got {}'.format(n))
+    if float(np.ptp(x, axis=0).max()) < 1e-8:   # sklearn's TSNE crashes on identical points
+        raise ValueError('t-SNE: all {} feature vectors are identical'.format(n))
     perplexity = float(min(30.0, max(1.0, (n - 1) / 3.0)))
     return TSNE(n_components=2, perplexity=perplexity, init='pca', random_state=seed,
-                learning_rate='auto').fit_transform(x)
+                learning_rate='auto', max_iter=500).fit_transform(x)
 
 
 def tsne_figure(panels, pids, modalities, seed=0, title=''):
