@@ -123,3 +123,18 @@ def test_saved_features_round_trip_and_shared_pools_are_stored_once(tmp_path):
     (tmp_path / 'bad.safetensors').write_bytes(b'not a file')
     with pytest.raises(ValueError, match='bad.safetensors'):
         load_features(str(tmp_path / 'bad.safetensors'))
+
+
+def test_regdb_directions_share_a_pool_key_and_other_clip_lengths_do_not(tmp_path):
+    import copy
+    from vireid_plugin.data.synthetic import make_regdb
+    from vireid_plugin.engine.evaluation import pool_key
+    from vireid_plugin.registry import IMAGE_DATASETS
+    make_regdb(str(tmp_path), num_ids=8, images_per_id=2, size=(32, 16))
+    v2t = IMAGE_DATASETS.get('regdb')(root=str(tmp_path))
+    t2v = IMAGE_DATASETS.get('regdb_t2v')(root=str(tmp_path))
+    assert v2t.eval_modes()[0].name != t2v.eval_modes()[0].name   # two directions
+    assert pool_key(v2t) == pool_key(t2v)                          # one pool to extract
+    longer = copy.copy(t2v)
+    longer.seq_len = 8
+    assert pool_key(longer) != pool_key(v2t)
