@@ -93,3 +93,19 @@ def test_present_files_are_verified_and_unknown_hashes_recorded(tmp_path, monkey
     (tmp_path / 'a.pt').write_bytes(b'other')
     with pytest.raises(download.DownloadError, match='does not match the published'):
         download.download_all(str(tmp_path), keys=['a'], log=print)
+
+
+def test_a_file_in_the_hub_cache_loads_without_the_network(monkeypatch, closed_port, tmp_path):
+    import timm
+    import torch
+    from safetensors.torch import save_file
+    reference = timm.create_model('vit_tiny_patch16_224', pretrained=False, num_classes=0)
+    torch.nn.init.constant_(reference.cls_token, 0.25)
+    path = str(tmp_path / 'model.safetensors')
+    save_file(reference.state_dict(), path)
+    asked = []
+    monkeypatch.setattr(hub, 'cached_hub_file', lambda repo, files: asked.append(repo) or path)
+    monkeypatch.setattr(hub, 'host_port', lambda url: ('127.0.0.1', closed_port))
+    state = download_timm_weights('vit_tiny_patch16_224')
+    assert asked == ['timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k']
+    assert torch.equal(state['cls_token'], reference.cls_token.detach())

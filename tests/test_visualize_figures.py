@@ -1,5 +1,6 @@
 """The figure modules on tiny models and hand-made pools (no training)."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from vireid_plugin.visualize.attention import attention_maps, attention_probabil
 from vireid_plugin.visualize.common import DPI, save_png
 from vireid_plugin.visualize.ranked import ranked_figure_size, ranked_lists
 from vireid_plugin.visualize.tsne import PANEL, select_identities, tsne_figure
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_timm_attention_probabilities_equal_sdpa_on_identity_values():
@@ -113,3 +116,23 @@ def test_cmc_figure_reads_the_last_trained_rows(tmp_path):
     ((label, ranks, cmc, mAP),) = curves
     assert ranks == [1, 5, 10, 20] and cmc == [50.0, 70.0, 40.0, 60.0] and mAP == 12.0
     assert label == 'run a: sysu m'
+
+
+def test_video_items_are_read_as_the_test_reads_them(tmp_path):
+    from vireid_plugin.config import load_config
+    from vireid_plugin.engine.saved_features import SavedPool
+    from vireid_plugin.visualize.run import load_inputs
+    frames = []
+    for f in range(6):   # frame f is uniformly grey level 40 * f
+        path = str(tmp_path / '{}.jpg'.format(f))
+        Image.new('RGB', (16, 32), (40 * f,) * 3).save(path)
+        frames.append(path)
+    pool = SavedPool('v', torch.zeros(1, 2), np.array([1]), np.array([0]), np.array([1]),
+                     [tuple(frames)], [], {'seq_len': 3, 'frame_rule': 'chunk'})
+    cfg = load_config(os.path.join(REPO, 'configs', 'demo_vcm.yaml'),
+                      ['data.height', '32', 'data.width', '16'])
+    x, drawn = load_inputs(pool, [0], cfg)
+    assert x.shape == (1, 3, 3, 32, 16) and len(drawn[0]) == 3
+    # the chunk rule's test frames of 6 frames in 3 chunks: the first of each, 0, 2, 4
+    grey = [int(round(float(f.mean()))) for f in drawn[0]]
+    assert grey == pytest.approx([0, 80, 160], abs=3)
