@@ -460,36 +460,32 @@ class CrossModalEngine(compat.Engine):
         self.set_model_mode('eval')
         rank1 = None
         # targets that read the same pool the same way share one extraction (sysu_mm01 and
-        # sysu_mm01_indoor, regdb and regdb_t2v, ...); the features of this evaluation are
-        # saved for the figures (engine/saved_features.py)
+        # sysu_mm01_indoor, regdb and regdb_t2v, ...); what this evaluation scored is saved
         self._pool_cache, self._saved_entries = {}, {}
-        try:
-            for name in self.test_loader:
-                dataset = self.test_loader[name]['query'].dataset
-                if hasattr(dataset, 'eval_modes'):
-                    rows = self.evaluate_cross_modal(name, dataset, dist_metric,
-                                                     normalize_feature, ranks, save_dir, rerank,
-                                                     visrank, visrank_topk)
-                    rank1, mAP = rows[0]['R1'] / 100, rows[0]['mAP'] / 100
-                else:  # a torchreid single-modality dataset: torchreid's own evaluation
-                    rows = None
-                    rank1, mAP = self._evaluate(
-                        dataset_name=name, query_loader=self.test_loader[name]['query'],
-                        gallery_loader=self.test_loader[name]['gallery'],
-                        dist_metric=dist_metric, normalize_feature=normalize_feature,
-                        visrank=visrank, visrank_topk=visrank_topk, save_dir=save_dir,
-                        use_metric_cuhk03=use_metric_cuhk03, ranks=list(ranks), rerank=rerank)
-                if self.writer is not None:
-                    self.writer.add_scalar('Test/{}/rank1'.format(name), rank1, self.epoch)
-                    self.writer.add_scalar('Test/{}/mAP'.format(name), mAP, self.epoch)
-                    for tag, value in scalar_tags(name, rows or []):
-                        self.writer.add_scalar(tag, value, self.epoch)
-            if save_dir and self._saved_entries:
-                path = save_features(features_path(save_dir, self._stage), self._saved_entries,
-                                     stage=self._stage, epoch=self.epoch)
-                print('(pool features saved to "{}")'.format(path))
-        finally:
-            self._pool_cache = self._saved_entries = None
+        for name in self.test_loader:
+            dataset = self.test_loader[name]['query'].dataset
+            rows = []
+            if hasattr(dataset, 'eval_modes'):
+                rows = self.evaluate_cross_modal(name, dataset, dist_metric, normalize_feature,
+                                                 ranks, save_dir, rerank, visrank, visrank_topk)
+                rank1, mAP = rows[0]['R1'] / 100, rows[0]['mAP'] / 100
+            else:  # a torchreid single-modality dataset: torchreid's own evaluation
+                rank1, mAP = self._evaluate(
+                    dataset_name=name, query_loader=self.test_loader[name]['query'],
+                    gallery_loader=self.test_loader[name]['gallery'], dist_metric=dist_metric,
+                    normalize_feature=normalize_feature, visrank=visrank,
+                    visrank_topk=visrank_topk, save_dir=save_dir,
+                    use_metric_cuhk03=use_metric_cuhk03, ranks=list(ranks), rerank=rerank)
+            if self.writer is not None:
+                self.writer.add_scalar('Test/{}/rank1'.format(name), rank1, self.epoch)
+                self.writer.add_scalar('Test/{}/mAP'.format(name), mAP, self.epoch)
+                for tag, value in scalar_tags(name, rows):   # every row: R1, mAP, mINP
+                    self.writer.add_scalar(tag, value, self.epoch)
+        if save_dir and self._saved_entries:   # the figures' input (scripts/visualize.py)
+            print('(pool features saved to "{}")'.format(save_features(
+                features_path(save_dir, self._stage), self._saved_entries, stage=self._stage,
+                epoch=self.epoch)))
+        self._pool_cache = self._saved_entries = None
         return rank1
 
     def _pool_features(self, dataset, pool, loader_like=None, transform=None):

@@ -192,7 +192,7 @@ def pool_key(dataset):
             getattr(dataset, 'frame_rule', None))
 
 
-def _tag(text):
+def tag_safe(text):
     """A TensorBoard-safe tag component: 'infrared->visible [corrected]' ->
     'infrared_to_visible_corrected'."""
     text = text.replace('->', '_to_')
@@ -205,5 +205,5 @@ def _tag(text):
 def scalar_tags(name, rows):
     """(tag, value) of every row's R1, mAP and mINP: ``Test/<dataset>/<mode>/<metric>``
     (percent, as printed)."""
-    return [('Test/{}/{}/{}'.format(name, _tag(row['mode']), metric), float(row[metric]))
+    return [('Test/{}/{}/{}'.format(name, tag_safe(row['mode']), metric), float(row[metric]))
             for row in rows for metric in ('R1', 'mAP', 'mINP') if metric in row]

@@ -25,7 +25,7 @@ from ..checkpoint_io import load_checkpoint, state_dict_of
 from ..data.frames import sample_frame_indices
 from ..data.io import read_image
 from ..engine.checkpoint import CheckpointManager
-from ..engine.evaluation import RESULTS_FILE, _tag
+from ..engine.evaluation import RESULTS_FILE, tag_safe
 from ..engine.saved_features import FEATURES_FILE, UNTRAINED_FEATURES_FILE, load_features
 from . import CONFIG_FILE, FIGURES_DIR
 from .attention import attention_figure, attention_maps
@@ -169,8 +169,8 @@ def visualize_run(run_dir, compare=(), config_file='', checkpoint='', out_dir=''
                                             mode, num_queries, topk, seed, dist_metric,
                                             thumb=(128, 64),
                                             title='{}: {} (trial 0)'.format(name, mode.name))
-                emit('Figures/{}/ranked/{}'.format(name, _tag(mode.name)), fig,
-                     'ranked_{}_{}'.format(name, _tag(mode.name)), features.epoch)
+                emit('Figures/{}/ranked/{}'.format(name, tag_safe(mode.name)), fig,
+                     'ranked_{}_{}'.format(name, tag_safe(mode.name)), features.epoch)
         for name, pool in _distinct_pools(features):
             chosen = select_identities(pool.pids, pool.modalities, num_ids, seed)
             panels = []
