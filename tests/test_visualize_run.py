@@ -134,3 +134,25 @@ def test_visualize_draws_mip_instance_prompts(cli, root, tmp_path):
 def test_visualize_names_a_missing_run(tmp_path, capsys):
     assert _script('visualize').main([str(tmp_path / 'nothing')]) == 1
     assert 'run directory not found' in capsys.readouterr().err
+
+
+def test_visualize_a_video_run_draws_per_frame_attention(cli, tmp_path):
+    from vireid_plugin.data.synthetic import make_hitsz_vcm
+    root = str(tmp_path / 'data')
+    make_hitsz_vcm(root, num_train=8, num_test=6, size=(64, 32))
+    save_dir = str(tmp_path / 'lsmrl')
+    argv = ['--config-file', os.path.join(REPO, 'configs', 'demo_lsmrl.yaml'), '--root', root,
+            'data.save_dir', save_dir, 'data.synthetic', 'False', 'data.workers', '0',
+            'data.height', '64', 'data.width', '32', 'train.batch_size', '8',
+            'train.max_epoch', '1', 'test.eval_before_train', 'False', 'video.seq_len', '3',
+            'train.print_freq', '100']
+    assert cli.main(argv) == 0
+    assert _script('visualize').main([save_dir, '--queries', '2', '--ids', '3',
+                                      '--no-tensorboard']) == 0
+    figures = os.path.join(save_dir, 'figures')
+    # 3 visible + 3 infrared clips, one row each, one overlay per frame (3 frames)
+    assert Image.open(os.path.join(figures, 'attention_hitsz_vcm.png')).size == (
+        3 * DPI, round(6 * 2.1 * DPI))
+    for mode in ('infrared_to_visible', 'visible_to_infrared'):
+        assert os.path.isfile(os.path.join(figures, 'ranked_hitsz_vcm_{}.png'.format(mode)))
+    assert os.path.isfile(os.path.join(figures, 'tsne_hitsz_vcm.png'))

@@ -169,10 +169,11 @@ def attention_figure(images, maps, labels, shares=None, title=''):
     from .common import new_figure
     b, t = maps.shape[:2]
     video = t > 1
+    height = 2.1 * b if video else (4.6 if shares else 4.2)
     if video:
-        fig, axes = new_figure(1.0 * t, 2.1 * b, rows=b, cols=t)
+        fig, axes = new_figure(1.0 * t, height, rows=b, cols=t)
     else:
-        fig, axes = new_figure(1.1 * b, 4.6 if shares else 4.2, rows=2, cols=b)
+        fig, axes = new_figure(1.1 * b, height, rows=2, cols=b)
     for ax in axes.flat:
         ax.axis('off')
     for i in range(b):
@@ -195,7 +196,8 @@ def attention_figure(images, maps, labels, shares=None, title=''):
                                      verticalalignment='top')
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.08 if shares else 0.02, top=0.9,
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.35 / height if shares else 0.02,
+                        top=1 - 0.45 / height,
                         wspace=0.1, hspace=0.25)
     return fig
 
