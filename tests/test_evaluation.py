@@ -106,8 +106,9 @@ def test_saved_features_round_trip_and_shared_pools_are_stored_once(tmp_path):
     feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
     m1 = EvalMode('ir->vis', 'sysu', np.array([1, 2]), (np.array([0]), np.array([0, 1])))
     m2 = EvalMode('vis->ir', 'regdb', np.array([0]), (np.array([1, 2]),))
+    m3 = EvalMode('again', 'regdb', m2.query, m2.galleries)   # modes share index arrays
     path = save_features(str(tmp_path / 'f.safetensors'),
-                         {'a': (feats, pool, [m1], {'seq_len': 2}), 'b': (feats, pool, [m2])},
+                         {'a': (feats, pool, [m1], {'seq_len': 2}), 'b': (feats, pool, [m2, m3])},
                          stage='untrained', epoch=3)
     saved = load_features(path)
     assert saved.stage == 'untrained' and saved.epoch == 3 and set(saved.targets) == {'a', 'b'}

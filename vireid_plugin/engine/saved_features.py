@@ -95,10 +95,11 @@ def save_features(path, entries, stage='evaluation', epoch=0):
                                               for m in modes]}
         for i, m in enumerate(modes):
             prefix = 'target/{}/mode{}/'.format(name, i)
-            tensors[prefix + 'query'] = torch.as_tensor(np.asarray(m.query, dtype=np.int64))
+            # copies: modes may share one index array (safetensors refuses shared memory)
+            tensors[prefix + 'query'] = torch.tensor(np.asarray(m.query), dtype=torch.int64)
             for t, g in enumerate(m.galleries):
-                tensors[prefix + 'gallery{}'.format(t)] = torch.as_tensor(
-                    np.asarray(g, dtype=np.int64))
+                tensors[prefix + 'gallery{}'.format(t)] = torch.tensor(np.asarray(g),
+                                                                       dtype=torch.int64)
     meta = {'format': FORMAT, 'stage': stage, 'epoch': int(epoch), 'pools': pools,
             'targets': targets}
     data = save_bytes(tensors, metadata={'vireid': json.dumps(meta)})
