@@ -21,6 +21,9 @@ INSTALL_REQUIRES = [
     'tensorboard',
     'opencv-python-headless',
     'safetensors',
+    # scripts/visualize.py: figures (matplotlib) and t-SNE (scikit-learn's TSNE, max_iter)
+    'matplotlib',
+    'scikit-learn>=1.5',
 ]
 
 # scripts/export_onnx.py: torch's exporter (dynamo) needs onnxscript; the check runs onnxruntime

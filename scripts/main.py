@@ -21,6 +21,8 @@ import torch  # noqa: E402
 
 import vireid_plugin  # noqa: E402,F401  (registers datasets and models)
 from vireid_plugin import compat, distributed  # noqa: E402
+from vireid_plugin.checkpoint_io import atomic_write  # noqa: E402
+from vireid_plugin.visualize import CONFIG_FILE  # noqa: E402
 from vireid_plugin.config import (ConfigError, engine_kwargs, engine_run_kwargs,  # noqa: E402
                                   imagedata_kwargs, load_config, loss_kwargs, model_kwargs,
                                   optimizer_kwargs, schedule_settings, scheduler_kwargs,
@@ -99,6 +101,10 @@ def run(cfg):
     dist_info = distributed.init_distributed(cfg.use_gpu)
     main_rank = dist_info.rank == 0
     check_writable(cfg.data.save_dir)
+    if main_rank:
+        # the run's config beside its results: scripts/visualize.py rebuilds the model from it
+        atomic_write(os.path.join(cfg.data.save_dir, CONFIG_FILE),
+                     lambda f: f.write(cfg.dump()), mode='w')
     compat.utils.set_random_seed(cfg.train.seed)   # the same on every rank
     log_name = 'test.log' if cfg.test.evaluate else 'train.log'
     if main_rank:

@@ -71,3 +71,71 @@ def test_results_file_keeps_earlier_records_and_never_destroys_a_bad_file(tmp_pa
     assert json.loads((tmp_path / 'results.json').read_text()) == [{'epoch': 2}]
     kept = [p for p in tmp_path.iterdir() if '.corrupt-' in p.name]
     assert len(kept) == 1 and kept[0].read_text() == '{broken'
+
+
+def test_extraction_and_scoring_print_plain_progress_lines_when_not_a_tty(capsys):
+    pool = [(i, i % 3, i % 2, 0, i % 2) for i in range(10)]
+    feats = torch.arange(20, dtype=torch.float32).view(10, 2)
+    out = extract_pool_features(lambda x, m, c: x, PoolDataset(pool, feats), batch_size=2,
+                                workers=0, device='cpu', autocast=torch.no_grad)
+    modes = [EvalMode('m', 'regdb', np.array([1, 3]), (np.array([0, 2]), np.array([2, 4])))]
+    score_modes(out, pool, modes, ranks=(1,))
+    err = capsys.readouterr().err   # pytest's capture is not a TTY
+    assert '\r' not in err and '\x1b' not in err      # no bar redraws, no escape codes
+    lines = err.strip().splitlines()
+    assert any(line.startswith('extracting features of 10 items: 5/5 done') for line in lines)
+    assert any(line.startswith('scoring 2 trial(s): 2/2 done') for line in lines)
+
+
+def test_tensorboard_tags_name_every_mode_and_metric():
+    from vireid_plugin.engine.evaluation import scalar_tags
+    rows = [{'mode': 'infrared->visible [corrected]', 'R1': 10.0, 'mAP': 5.0, 'mINP': 1.0},
+            {'mode': 'all-search single-shot', 'R1': 20.0, 'mAP': 7.0, 'mINP': 2.0}]
+    tags = dict(scalar_tags('llcm', rows))
+    assert tags == {'Test/llcm/infrared_to_visible_corrected/R1': 10.0,
+                    'Test/llcm/infrared_to_visible_corrected/mAP': 5.0,
+                    'Test/llcm/infrared_to_visible_corrected/mINP': 1.0,
+                    'Test/llcm/all-search_single-shot/R1': 20.0,
+                    'Test/llcm/all-search_single-shot/mAP': 7.0,
+                    'Test/llcm/all-search_single-shot/mINP': 2.0}
+
+
+def test_saved_features_round_trip_and_shared_pools_are_stored_once(tmp_path):
+    from vireid_plugin.engine.saved_features import load_features, save_features
+    pool = [('a.jpg', 3, 0, 0, 0), (('f1.jpg', 'f2.jpg'), 4, 2, 0, 1), ('c.jpg', 3, 5, 0, 1)]
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    m1 = EvalMode('ir->vis', 'sysu', np.array([1, 2]), (np.array([0]), np.array([0, 1])))
+    m2 = EvalMode('vis->ir', 'regdb', np.array([0]), (np.array([1, 2]),))
+    m3 = EvalMode('again', 'regdb', m2.query, m2.galleries)   # modes share index arrays
+    path = save_features(str(tmp_path / 'f.safetensors'),
+                         {'a': (feats, pool, [m1], {'seq_len': 2}), 'b': (feats, pool, [m2, m3])},
+                         stage='untrained', epoch=3)
+    saved = load_features(path)
+    assert saved.stage == 'untrained' and saved.epoch == 3 and set(saved.targets) == {'a', 'b'}
+    a, b = saved.targets['a'], saved.targets['b']
+    assert a.features is b.features and torch.equal(a.features, feats)   # one stored copy
+    assert a.items() == [('a.jpg', 3, 0, 0, 0), (('f1.jpg', 'f2.jpg'), 4, 2, 0, 1),
+                         ('c.jpg', 3, 5, 0, 1)]
+    assert a.reader == {'seq_len': 2}
+    (mode,) = a.modes
+    assert mode.name == 'ir->vis' and mode.metric == 'sysu' and mode.query.tolist() == [1, 2]
+    assert [g.tolist() for g in mode.galleries] == [[0], [0, 1]]
+    assert b.modes[0].galleries[0].tolist() == [1, 2]
+    (tmp_path / 'bad.safetensors').write_bytes(b'not a file')
+    with pytest.raises(ValueError, match='bad.safetensors'):
+        load_features(str(tmp_path / 'bad.safetensors'))
+
+
+def test_regdb_directions_share_a_pool_key_and_other_clip_lengths_do_not(tmp_path):
+    import copy
+    from vireid_plugin.data.synthetic import make_regdb
+    from vireid_plugin.engine.evaluation import pool_key
+    from vireid_plugin.registry import IMAGE_DATASETS
+    make_regdb(str(tmp_path), num_ids=8, images_per_id=2, size=(32, 16))
+    v2t = IMAGE_DATASETS.get('regdb')(root=str(tmp_path))
+    t2v = IMAGE_DATASETS.get('regdb_t2v')(root=str(tmp_path))
+    assert v2t.eval_modes()[0].name != t2v.eval_modes()[0].name   # two directions
+    assert pool_key(v2t) == pool_key(t2v)                          # one pool to extract
+    longer = copy.copy(t2v)
+    longer.seq_len = 8
+    assert pool_key(longer) != pool_key(v2t)

@@ -41,9 +41,10 @@ from ..data.seeded import preserved_rng, rng_state, set_rng_state
 from ..progress import progress
 from .checkpoint import (BEST, CheckpointError, CheckpointManager, NonFiniteError,
                          load_checkpoint, restore_training_state, schedule_changes)
-from .evaluation import (append_results, extract_pool_features, format_table, score_modes,
-                         trial_distance)
+from .evaluation import (append_results, extract_pool_features, format_table, pool_key,
+                         scalar_tags, score_modes, trial_distance)
 from .precision import Precision
+from .saved_features import features_path, save_features
 from .train_log import LossWindow
 from .visualize import save_ranked_lists
 
@@ -550,8 +551,12 @@ class CrossModalEngine(compat.Engine):
               use_metric_cuhk03, ranks, rerank):
         self.set_model_mode('eval')
         rank1 = None
+        # targets that read the same pool the same way share one extraction (sysu_mm01 and
+        # sysu_mm01_indoor, regdb and regdb_t2v, ...); what this evaluation scored is saved
+        self._pool_cache, self._saved_entries = {}, {}
         for name in self.test_loader:
             dataset = self.test_loader[name]['query'].dataset
+            rows = []
             if hasattr(dataset, 'eval_modes'):
                 rows = self.evaluate_cross_modal(name, dataset, dist_metric, normalize_feature,
                                                  ranks, save_dir, rerank, visrank, visrank_topk)
@@ -566,6 +571,13 @@ class CrossModalEngine(compat.Engine):
             if self.writer is not None:
                 self.writer.add_scalar('Test/{}/rank1'.format(name), rank1, self.epoch)
                 self.writer.add_scalar('Test/{}/mAP'.format(name), mAP, self.epoch)
+                for tag, value in scalar_tags(name, rows):   # every row: R1, mAP, mINP
+                    self.writer.add_scalar(tag, value, self.epoch)
+        if save_dir and self._saved_entries:   # the figures' input (scripts/visualize.py)
+            print('(pool features saved to "{}")'.format(save_features(
+                features_path(save_dir, self._stage), self._saved_entries, stage=self._stage,
+                epoch=self.epoch)))
+        self._pool_cache = self._saved_entries = None
         return rank1
 
     def _pool_features(self, dataset, pool, loader_like=None, transform=None):
@@ -584,10 +596,18 @@ class CrossModalEngine(compat.Engine):
                              rerank=False, visrank=False, visrank_topk=10):
         loader = self.test_loader[name]['query']
         start = time.time()
-        feats = self._pool_features(dataset, dataset.test_pool, loader)
+        cache = getattr(self, '_pool_cache', None)
+        key = pool_key(dataset) if cache is not None else None
+        shared = key is not None and key in cache
+        if shared:
+            feats = cache[key]
+        else:
+            feats = self._pool_features(dataset, dataset.test_pool, loader)
+            if normalize_feature:
+                feats = torch.nn.functional.normalize(feats, dim=1)
+            if key is not None:
+                cache[key] = feats
         extracted = time.time()
-        if normalize_feature:
-            feats = torch.nn.functional.normalize(feats, dim=1)
         modes = dataset.eval_modes(matrix=self.protocol_matrix)
         rows = score_modes(feats, dataset.test_pool, modes, dist_metric, ranks=ranks,
                            rerank=rerank)
@@ -600,9 +620,14 @@ class CrossModalEngine(compat.Engine):
                 '; model selection: ' + SELECTION_LABEL[self.select_on]
                 if self.select_on != 'last' else '')
         print(format_table(name, rows, note=note))
-        print('(features of {} pool items extracted once in {:.1f}s; {} trial(s) scored in '
-              '{:.2f}s)'.format(len(dataset.test_pool), extracted - start,
-                                sum(m.num_trials for m in modes), time.time() - extracted))
+        print('(features of {} pool items {}; {} trial(s) scored in {:.2f}s)'.format(
+            len(dataset.test_pool), 'shared with an earlier target of the same pool' if shared
+            else 'extracted once in {:.1f}s'.format(extracted - start),
+            sum(m.num_trials for m in modes), time.time() - extracted))
+        if getattr(self, '_saved_entries', None) is not None:
+            reader = {k: getattr(dataset, k) for k in ('seq_len', 'frame_rule')
+                      if getattr(dataset, k, None) is not None}
+            self._saved_entries[name] = (feats, dataset.test_pool, modes, reader)
         if visrank:
             self.visualize_first_trial(name, dataset, feats, modes[0], dist_metric, rerank,
                                        save_dir, visrank_topk)

@@ -18,6 +18,7 @@ from tabulate import tabulate
 from .. import compat, distributed
 from ..checkpoint_io import atomic_write
 from ..metrics import compute_distance, evaluate_rank
+from ..progress import progress
 
 RESULTS_FILE = 'results.json'
 
@@ -46,7 +47,7 @@ def extract_pool_features(feature_fn, dataset, batch_size, workers, device, auto
                                          num_workers=workers,
                                          pin_memory=torch.device(device).type == 'cuda')
     feats = []
-    for data in loader:
+    for data in progress(loader, 'extracting features of {} items'.format(len(pool_set.data))):
         imgs = data['img'].to(device, non_blocking=True)
         modality = data['modality'].to(device)
         camid = data['camid'].to(device)
@@ -78,17 +79,18 @@ def score_modes(feats, pool, modes, dist_metric='euclidean', normalize_feature=F
     pids = np.asarray([it[1] for it in pool])
     camids = np.asarray([it[2] for it in pool])
     max_rank = max(ranks)
+    # one progress bar over every trial of every mode
+    trials = [(i, gallery) for i, mode in enumerate(modes) for gallery in mode.galleries]
+    scored = [[] for _ in modes]
+    for i, gallery in progress(trials, 'scoring {} trial(s)'.format(len(trials))):
+        mode = modes[i]
+        distmat = trial_distance(feats, mode.query, gallery, dist_metric, rerank)
+        scored[i].append(evaluate_rank(distmat, pids[mode.query], pids[gallery],
+                                       camids[mode.query], camids[gallery],
+                                       protocol=mode.metric, max_rank=max_rank))
     rows = []
-    for mode in modes:
-        cmcs, maps, minps = [], [], []
-        for gallery in mode.galleries:
-            distmat = trial_distance(feats, mode.query, gallery, dist_metric, rerank)
-            cmc, mAP, mINP = evaluate_rank(distmat, pids[mode.query], pids[gallery],
-                                           camids[mode.query], camids[gallery],
-                                           protocol=mode.metric, max_rank=max_rank)
-            cmcs.append(cmc)
-            maps.append(mAP)
-            minps.append(mINP)
+    for mode, results in zip(modes, scored):
+        cmcs, maps, minps = zip(*results)
         cmc = np.mean(cmcs, 0)
         row = {'mode': mode.name, 'trials': mode.num_trials,
                'queries': int(len(mode.query)),
@@ -190,3 +192,30 @@ def average_runs(paths):
             row[m + '_std'] = float(values.std())
         out.append(row)
     return out
+
+
+def pool_key(dataset):
+    """What decides a pool's features: its items and how the dataset reads them (class,
+    transform, clip length and frame rule). Two targets with equal keys (``sysu_mm01`` and
+    ``sysu_mm01_indoor``, ``regdb`` and ``regdb_t2v``, ...) share one extraction."""
+    # the reading code (not the class: sysu_mm01_indoor is a subclass that reads alike)
+    return (type(dataset).__getitem__, tuple(dataset.test_pool), repr(dataset.transform),
+            getattr(dataset, 'seq_len', None), getattr(dataset, 'sample_method', None),
+            getattr(dataset, 'frame_rule', None))
+
+
+def tag_safe(text):
+    """A TensorBoard-safe tag component: 'infrared->visible [corrected]' ->
+    'infrared_to_visible_corrected'."""
+    text = text.replace('->', '_to_')
+    out = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in text)
+    while '__' in out:
+        out = out.replace('__', '_')
+    return out.strip('_')
+
+
+def scalar_tags(name, rows):
+    """(tag, value) of every row's R1, mAP and mINP: ``Test/<dataset>/<mode>/<metric>``
+    (percent, as printed)."""
+    return [('Test/{}/{}/{}'.format(name, tag_safe(row['mode']), metric), float(row[metric]))
+            for row in rows for metric in ('R1', 'mAP', 'mINP') if metric in row]

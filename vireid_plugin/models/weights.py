@@ -15,6 +15,7 @@ import timm
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import checkpoint_filter_fn
 
+from . import hub
 from ..checkpoint_io import CheckpointError, state_dict_of
 from ..checkpoint_io import load_checkpoint as load_checkpoint_file
 
@@ -49,15 +50,40 @@ def load_pretrained(backbone, timm_name=None, pretrained_path='', arch=''):
 
 
 def download_timm_weights(timm_name):
-    """State dict of timm's default pretrained ``timm_name`` (needs network or a hub cache)."""
+    """State dict of timm's default pretrained ``timm_name``: from the Hugging Face cache
+    when it is there, else from the hub; an unreachable hub fails at once (``hub.py``)."""
+    repo, cached = _timm_hub_file(timm_name)
+    if cached is None:
+        reason = hub.hub_offline_reason()
+        if reason:
+            raise PretrainedWeightsError(
+                'the ImageNet weights of timm model {!r} are not in the Hugging Face cache '
+                'and the hub cannot be asked ({}): {}, then set {} to the file (or set '
+                'model.pretrained False)'.format(timm_name, reason, hub.DOWNLOAD_HINT,
+                                                 PATH_KEY))
     try:
-        return timm.create_model(timm_name, pretrained=True, num_classes=0).state_dict()
-    except Exception as exc:  # offline, proxy, hub errors: all mean the same to the user
+        overlay = {'file': cached} if cached else None
+        return timm.create_model(timm_name, pretrained=True, num_classes=0,
+                                 pretrained_cfg_overlay=overlay).state_dict()
+    except Exception as exc:  # proxy, hub errors: all mean the same to the user
         raise PretrainedWeightsError(
-            'could not download the ImageNet weights of timm model {!r} ({}: {}); download '
-            'them on a machine with network access and set {} to the local file '
-            '(.pth/.safetensors/.npz), or disable pretrained weights'.format(
-                timm_name, type(exc).__name__, exc, PATH_KEY)) from exc
+            'could not download the ImageNet weights of timm model {!r} ({}: {}); {}, then '
+            'set {} to the local file (.pth/.safetensors/.npz), or disable pretrained '
+            'weights'.format(timm_name, type(exc).__name__, exc, hub.DOWNLOAD_HINT,
+                             PATH_KEY)) from exc
+
+
+def _timm_hub_file(timm_name):
+    """(hub repo of timm's default weights for ``timm_name``, its cached file or None)."""
+    try:
+        cfg = timm.models.get_pretrained_cfg(timm_name)
+    except Exception:
+        return None, None
+    repo = getattr(cfg, 'hf_hub_id', None) if cfg is not None else None
+    if not repo:
+        return None, None
+    files = [cfg.hf_hub_filename] if getattr(cfg, 'hf_hub_filename', None) else []
+    return repo, hub.cached_hub_file(repo, files + ['model.safetensors', 'pytorch_model.bin'])
 
 
 def read_checkpoint(path):

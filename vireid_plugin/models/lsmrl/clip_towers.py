@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 from open_clip.model import resize_pos_embed
 
+from .. import hub
 from ..weights import PATH_KEY, PretrainedFileNotFoundError, PretrainedWeightsError
 
 __all__ = ['TINY_CONFIG', 'create_clip', 'load_clip_weights', 'ImageTower', 'TextTower',
@@ -53,8 +54,9 @@ def create_clip(name, img_size, pretrained_tag='', pretrained_path='', quick_gel
     img_size = tuple(int(s) for s in img_size)
     kwargs = dict(force_image_size=img_size, force_quick_gelu=bool(quick_gelu))
     if pretrained_tag and not pretrained_path:
+        weights = _hub_weights(name, pretrained_tag)
         try:
-            return open_clip.create_model(name, pretrained=pretrained_tag, **kwargs)
+            return open_clip.create_model(name, pretrained=weights, **kwargs)
         except Exception as exc:  # offline, hub errors, unknown tag: one message
             raise PretrainedWeightsError(
                 'could not get the {!r} weights of open_clip model {!r} ({}: {}); '
@@ -66,6 +68,24 @@ def create_clip(name, img_size, pretrained_tag='', pretrained_path='', quick_gel
     if pretrained_path:
         load_clip_weights(model, pretrained_path, name)
     return model
+
+
+def _hub_weights(name, tag):
+    """``tag``, or the cached hub file of (name, tag) when there is one; an unreachable hub
+    without a cached file fails at once instead of after open_clip's retries."""
+    cfg = open_clip.get_pretrained_cfg(name, tag) or {}
+    repo = (cfg.get('hf_hub') or '').rstrip('/')
+    cached = hub.cached_hub_file(repo, ('open_clip_model.safetensors',
+                                        'open_clip_pytorch_model.bin')) if repo else None
+    if cached:
+        return cached
+    reason = hub.hub_offline_reason() if repo else None
+    if reason:
+        raise PretrainedWeightsError(
+            'the {!r} weights of open_clip model {!r} are not in the Hugging Face cache and '
+            'the hub cannot be asked ({}): {}, then set {} to the file (or set '
+            'model.pretrained False)'.format(tag, name, reason, hub.DOWNLOAD_HINT, PATH_KEY))
+    return tag
 
 
 def _read_clip_file(path):

@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""Fetch the pretrained weights of the real recipes into a cache folder and verify them.
+
+    python scripts/download_weights.py [--cache-dir DIR] [--only mip_imagenet clip_openai ...]
+
+Downloads timm's ImageNet ViT-B/16 weights (MIP's and the ViT baseline's), OpenAI's
+CLIP ViT-B/16 (LSMRL) and the MIP authors' released checkpoints (Google Drive, via
+gdown), checks their SHA-256 and prints the config line to use for each. Offline it
+stops at once (exit status 1) saying what to download by hand and where to put it.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from vireid_plugin.models.download import (SOURCES, DownloadError,  # noqa: E402
+                                           default_cache_dir, download_all)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--cache-dir', default=default_cache_dir(),
+                   help='where the files go (default: %(default)s)')
+    p.add_argument('--only', nargs='+', metavar='NAME', choices=[s.key for s in SOURCES],
+                   help='fetch only these: ' + ', '.join(s.key for s in SOURCES))
+    p.add_argument('--timeout', type=float, default=2.0,
+                   help='seconds to wait for each host before calling it offline')
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        lines = download_all(args.cache_dir, keys=args.only, timeout=args.timeout)
+    except DownloadError as exc:
+        print('error: {}'.format(exc), file=sys.stderr)
+        return 1
+    print('\nConfig lines (append to scripts/main.py, or put in your config):')
+    for key, entries in lines.items():
+        for line in entries:
+            print('  ' + line)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

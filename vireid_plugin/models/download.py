@@ -1,0 +1,215 @@
+"""Fetch the pretrained weights the real recipes use into one cache folder, verified.
+
+``scripts/download_weights.py`` is the CLI. Files:
+
+- ``vit_base_patch16_224.orig_in21k_ft_in1k`` (timm hub): MIP's ImageNet ViT-B/16,
+  the original JAX weights the MIP authors loaded as ``jx_vit_base_p16_224-80ecf9dd.pth``;
+- ``vit_base_patch16_224.augreg2_in21k_ft_in1k`` (timm hub): ``vit_base_reid``'s default;
+- OpenAI CLIP ViT-B/16 (``ViT-B-16.pt``, the URL open_clip's ``openai`` tag names): LSMRL;
+- the MIP authors' released checkpoints (their Google Drive folder, through gdown).
+
+Checksums: a Hugging Face hub file is checked against the SHA-256 the hub records for
+it (its LFS metadata, asked at download time); OpenAI's URL carries the file's
+SHA-256 in its path (what OpenAI's ``clip`` package verifies). The MIP checkpoints
+have no published hash: their SHA-256 is recorded in ``<cache>/manifest.json`` after
+the download and checked on every later run (and the output says so).
+
+Offline, every host is tried once with a short timeout (in parallel) and the command
+stops at once with what to fetch by hand and where to put it.
+"""
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Optional
+
+from ..checkpoint_io import atomic_write
+from . import hub
+
+__all__ = ['WeightSource', 'SOURCES', 'DownloadError', 'default_cache_dir', 'sha256_of',
+           'offline_hosts', 'manual_instructions', 'download_all']
+
+MANIFEST = 'manifest.json'
+MIP_DRIVE_FOLDER = '1MUawaVku45vviDrxh9rJtshDEL2oCi6C'   # wurqjackey/MIP README, "GoogleDrive"
+
+
+class DownloadError(RuntimeError):
+    """Offline, a failed download or a checksum that does not match."""
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    key: str
+    what: str
+    kind: str                  # 'hf' (hub repo + file), 'url', 'gdrive_folder'
+    source: str                # hub repo id, URL, or Drive folder id
+    target: str                # file (or folder) name under the cache folder
+    config: str                # the config line, {path} filled in
+    filename: str = ''         # file inside the hub repo
+    sha256: Optional[str] = None   # known from the source's name (url kind)
+
+    @property
+    def url(self):
+        if self.kind == 'hf':
+            return '{}/{}/resolve/main/{}'.format(hub.hub_endpoint(), self.source, self.filename)
+        if self.kind == 'gdrive_folder':
+            return 'https://drive.google.com/drive/folders/{}'.format(self.source)
+        return self.source
+
+
+_OPENAI_SHA = '5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f'
+SOURCES = (
+    WeightSource('mip_imagenet', "ImageNet ViT-B/16 for MIP (timm "
+                 "vit_base_patch16_224.orig_in21k_ft_in1k = the authors' "
+                 "jx_vit_base_p16_224-80ecf9dd.pth)", 'hf',
+                 'timm/vit_base_patch16_224.orig_in21k_ft_in1k',
+                 'vit_base_patch16_224.orig_in21k_ft_in1k.safetensors',
+                 'model.pretrained_path {path}   # mip_vit_base_patch16 (configs/mip_*.yaml)',
+                 filename='model.safetensors'),
+    WeightSource('vit_imagenet', "ImageNet ViT-B/16 for the ViT baseline (timm "
+                 "vit_base_patch16_224 = .augreg2_in21k_ft_in1k)", 'hf',
+                 'timm/vit_base_patch16_224.augreg2_in21k_ft_in1k',
+                 'vit_base_patch16_224.augreg2_in21k_ft_in1k.safetensors',
+                 'model.pretrained_path {path}   # vit_base_reid (configs/vit_sysu.yaml)',
+                 filename='model.safetensors'),
+    WeightSource('clip_openai', 'OpenAI CLIP ViT-B/16 for LSMRL (open_clip tag "openai")',
+                 'url', 'https://openaipublic.azureedge.net/clip/models/{}/ViT-B-16.pt'.format(
+                     _OPENAI_SHA), 'ViT-B-16.pt',
+                 'model.pretrained_path {path}   # lsmrl_clip_vit_b16 (configs/lsmrl_vcm.yaml)',
+                 sha256=_OPENAI_SHA),
+    WeightSource('mip_released', "MIP authors' released checkpoints (SYSU-MM01, RegDB; "
+                 'github.com/wurqjackey/MIP)', 'gdrive_folder', MIP_DRIVE_FOLDER, 'mip_released',
+                 'model.load_weights {path}   # configs/mip_sysu_released.yaml, '
+                 'with test.evaluate True'),
+)
+
+
+def default_cache_dir():
+    base = os.environ.get('XDG_CACHE_HOME', os.path.join(os.path.expanduser('~'), '.cache'))
+    return os.path.join(base, 'vireid_plugin', 'weights')
+
+
+def sha256_of(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def offline_hosts(sources=SOURCES, timeout=2.0):
+    """{url: reason} of the sources whose host cannot be reached (tried in parallel)."""
+    if os.environ.get('HF_HUB_OFFLINE', '').strip().lower() in ('1', 'true', 'yes', 'on'):
+        return {s.url: 'HF_HUB_OFFLINE is set' for s in sources}
+    with ThreadPoolExecutor(max_workers=max(1, len(sources))) as pool:
+        reasons = list(pool.map(lambda s: hub.unreachable(s.url, timeout), sources))
+    return {s.url: r for s, r in zip(sources, reasons) if r}
+
+
+def manual_instructions(cache_dir, sources=SOURCES):
+    lines = ['Download by hand on a machine with network access and put each file here:']
+    for s in sources:
+        lines.append('  {}\n    {}\n    -> {}{}'.format(
+            s.what, s.url, os.path.join(cache_dir, s.target),
+            '/ (every file of the folder)' if s.kind == 'gdrive_folder' else ''))
+    lines.append('then run this command again to verify them (it checks what is present '
+                 'first and downloads nothing that is).')
+    return '\n'.join(lines)
+
+
+def _read_manifest(cache_dir):
+    path = os.path.join(cache_dir, MANIFEST)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError:
+        raise DownloadError('{} is not valid JSON; delete it to record the hashes '
+                            'again'.format(path)) from None
+
+
+def _hub_sha256(source):
+    """The SHA-256 the hub records for a file (its LFS metadata), or None."""
+    try:
+        from huggingface_hub import HfApi
+        info = HfApi(endpoint=hub.hub_endpoint()).get_paths_info(source.source,
+                                                                 [source.filename])
+        lfs = getattr(info[0], 'lfs', None) if info else None
+        return getattr(lfs, 'sha256', None)
+    except Exception:
+        return None
+
+
+def _fetch(source, dest):
+    if source.kind == 'hf':
+        from huggingface_hub import hf_hub_download
+        tmp = hf_hub_download(source.source, source.filename,
+                              local_dir=os.path.join(os.path.dirname(dest), '.hf'))
+        os.replace(tmp, dest)
+    elif source.kind == 'url':
+        import torch.hub
+        torch.hub.download_url_to_file(source.url, dest, progress=True)
+    else:
+        import gdown
+        files = gdown.download_folder(id=source.source, output=dest, quiet=False)
+        if not files:
+            raise DownloadError('gdown fetched nothing from {}'.format(source.url))
+
+
+def _files_of(path):
+    if os.path.isdir(path):
+        return sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names)
+    return [path] if os.path.isfile(path) else []
+
+
+def download_all(cache_dir, keys=None, timeout=2.0, log=print):
+    """Fetch (unless present) and verify every source (or those in ``keys``).
+
+    Returns {key: [config lines]}. Raises ``DownloadError`` when offline with a missing
+    file (with :func:`manual_instructions`), or on a checksum mismatch.
+    """
+    sources = [s for s in SOURCES if keys is None or s.key in keys]
+    unknown = set(keys or ()) - {s.key for s in SOURCES}
+    if unknown:
+        raise DownloadError('unknown weight name(s) {}; choose from {}'.format(
+            ', '.join(sorted(unknown)), ', '.join(s.key for s in SOURCES)))
+    os.makedirs(cache_dir, exist_ok=True)
+    missing = [s for s in sources if not _files_of(os.path.join(cache_dir, s.target))]
+    if missing:
+        down = offline_hosts(missing, timeout)
+        if down:
+            raise DownloadError('offline: {}.\n{}'.format(
+                '; '.join(sorted(set(down.values()))), manual_instructions(cache_dir, missing)))
+    manifest = _read_manifest(cache_dir)
+    lines = {}
+    for s in sources:
+        dest = os.path.join(cache_dir, s.target)
+        if s in missing:
+            log('=> Downloading {} from {}'.format(s.what, s.url))
+            _fetch(s, dest)
+        expected = s.sha256 or (_hub_sha256(s) if s.kind == 'hf' and s in missing else None)
+        lines[s.key] = []
+        for path in _files_of(dest):
+            rel = os.path.relpath(path, cache_dir)
+            digest = sha256_of(path)
+            known = expected if path == dest else None
+            recorded = manifest.get(rel)
+            if known and digest != known:
+                raise DownloadError('{}: SHA-256 {} does not match the published {}; delete '
+                                    'the file and download it again'.format(path, digest, known))
+            if recorded and digest != recorded:
+                raise DownloadError('{}: SHA-256 {} differs from the one recorded at its '
+                                    'download ({}); delete it and download it '
+                                    'again'.format(path, digest, recorded))
+            how = ('matches the published SHA-256' if known else
+                   'matches the SHA-256 recorded at download (no published hash)' if recorded
+                   else 'no published hash: SHA-256 recorded now in ' + MANIFEST)
+            log('{}  {}  ({})'.format(digest, rel, how))
+            manifest[rel] = digest
+            if path.endswith(('.pth', '.pt', '.safetensors', '.bin', '.tar')):
+                lines[s.key].append(s.config.format(path=path))
+    atomic_write(os.path.join(cache_dir, MANIFEST),
+                 lambda f: json.dump(manifest, f, indent=2, sort_keys=True), mode='w')
+    return lines

@@ -1,0 +1,46 @@
+"""What every figure shares: matplotlib without a display, a fixed DPI, image thumbnails."""
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')   # files and TensorBoard only: no display needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..data.io import read_image  # noqa: E402
+
+__all__ = ['DPI', 'new_figure', 'save_png', 'thumbnail', 'first_frame']
+
+#: every figure is drawn at this DPI and saved without tight cropping, so a figure of
+#: (w, h) inches is a PNG of exactly (w * DPI, h * DPI) pixels
+DPI = 100
+
+
+def new_figure(width, height, rows=1, cols=1, **kwargs):
+    """A figure of ``width`` x ``height`` inches with a grid of axes (always 2-D)."""
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), dpi=DPI, squeeze=False,
+                             **kwargs)
+    return fig, axes
+
+
+def save_png(fig, path):
+    """Write ``fig`` to ``path`` (PNG) and return the path; the figure stays open."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=DPI, format='png')
+    return path
+
+
+def first_frame(path):
+    """A video item's path is a tuple of frame paths: its first frame stands for it."""
+    return path[0] if isinstance(path, (tuple, list)) else path
+
+
+def thumbnail(path, size):
+    """(H, W, 3) uint8 of the image at ``path`` resized to ``size`` = (height, width)."""
+    path = first_frame(path)
+    if not os.path.isfile(path):
+        raise ValueError('image {} of the saved pool is missing: figures read the test '
+                         'images where the run found them (data.root)'.format(path))
+    img = read_image(path).resize((size[1], size[0]))
+    return np.asarray(img)
