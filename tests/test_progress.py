@@ -5,7 +5,7 @@ from vireid_plugin.progress import progress
 
 def test_plain_lines_when_not_a_tty():
     out = io.StringIO()   # StringIO is not a TTY: plain lines, no carriage returns
-    items = list(progress(range(100), 'extracting', stream=out, lines=4))
+    items = list(progress(range(100), 'extracting', stream=out, lines=4, min_interval=0))
     assert items == list(range(100))
     text = out.getvalue()
     assert '\r' not in text
@@ -30,3 +30,10 @@ def test_bar_on_a_tty():
     out = io.StringIO()
     assert list(progress(range(5), 'epoch 1', stream=out, tty=True)) == list(range(5))
     assert '\r' in out.getvalue()   # tqdm redraws in place
+
+
+def test_quick_loops_print_only_their_last_line():
+    out = io.StringIO()
+    list(progress(range(100), 'scoring', stream=out, lines=4, min_interval=60))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('scoring: 100/100 done in')
