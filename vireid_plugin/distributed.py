@@ -114,22 +114,36 @@ def all_reduce_mean(x):
 
 
 def all_reduce_grads(params):
-    """Average the gradients of ``params`` over the ranks (parameters outside the DDP
-    model, e.g. loss terms with heads). A missing gradient counts as zero on every rank,
-    so all ranks reduce the same tensors."""
+    """Average the gradients of ``params`` over the ranks, as DistributedDataParallel does
+    for its own parameters (these are outside the DDP model, e.g. loss terms with heads).
+
+    A parameter without a gradient on every rank keeps ``grad = None``, so the optimizer
+    leaves it alone (no weight decay, no momentum), exactly as a single process would.
+    One with a gradient on some ranks only gets ``sum over ranks / world size``, the
+    missing ones counting as zero: with loss terms that are means over the batch (each
+    rank's batch is 1 / world size of the global one) that is the single-process gradient
+    of the union batch. One collective: the gradients and a has-gradient flag per
+    parameter travel together."""
     params = list(params)
     if not is_distributed() or not params:
         return
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    present = [p.grad is not None for p in params]
+    ref = next((p.grad for p in params if p.grad is not None), params[0])
+    flags = torch.tensor(present, dtype=ref.dtype, device=ref.device)
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                      for p in params] + [flags])
     dist.all_reduce(flat)
-    flat /= world_size()
+    used = flat[-len(params):].tolist()   # ranks that had a gradient, per parameter
+    flat = flat[:-len(params)] / world_size()
     offset = 0
-    for p in params:
-        n = p.grad.numel()
-        p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+    for p, count in zip(params, used):
+        n = p.numel()
+        if count > 0:
+            grad = flat[offset:offset + n].view_as(p)
+            if p.grad is None:
+                p.grad = grad.to(p.dtype).clone()
+            else:
+                p.grad.copy_(grad)
         offset += n
 
 
