@@ -3,7 +3,10 @@
 ``atomic_write`` is how every file the package writes reaches the disk
 (checkpoints, results.json): a temporary file in the same folder, flushed and
 fsync'ed, then renamed over the target and the folder fsync'ed, so a crash or a
-pre-emption leaves either the old file or the new one, never half of one.
+pre-emption leaves either the old file or the new one, never half of one. A write
+that fails (a full disk, a revoked mount or permission: ENOSPC, EIO, EACCES, ...)
+removes its temporary file, leaves the previous file as it was and raises one
+``WriteError`` naming the file and the cause.
 
 torchreid's ``save_model`` fails when the scheduler is None and stores numpy
 scalars that ``torch.load(weights_only=True)`` (the default since torch 2.6)
@@ -11,6 +14,7 @@ refuses. Here a checkpoint holds only tensors and plain Python values, is read
 with ``weights_only=True`` (or as .safetensors) so a file cannot run code when
 loaded, and every error names the file and what was expected.
 """
+import errno
 import os
 import pickle
 import re
@@ -19,12 +23,53 @@ import tempfile
 import numpy as np
 import torch
 
-__all__ = ['CheckpointError', 'atomic_write', 'save_checkpoint', 'load_checkpoint',
+__all__ = ['CheckpointError', 'WriteError', 'atomic_write', 'save_checkpoint', 'load_checkpoint',
            'state_dict_of']
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable or does not fit the model."""
+
+
+class WriteError(OSError):
+    """A file could not be written (disk full, I/O error, no permission); the previous
+    file of that name, if any, is unchanged. ``filename``: the file; ``errno`` and
+    ``strerror``: the cause."""
+
+    def __init__(self, path, cause):
+        code = getattr(cause, 'errno', None)
+        reason = getattr(cause, 'strerror', None) or str(cause)
+        super().__init__(code, reason)
+        self.filename = path
+        self.message = 'cannot write {}: {}{}; {}'.format(
+            path, reason, ' [{}]'.format(errno.errorcode[code]) if code in errno.errorcode
+            else '', 'the previous file is unchanged and no partial file is left'
+            if os.path.exists(path) else 'no partial file is left')
+
+    def __str__(self):
+        return self.message
+
+    def __reduce__(self):   # DataLoader workers / multiprocessing re-raise it
+        return _rebuild_write_error, (self.filename, self.errno, self.strerror, self.message)
+
+
+def _rebuild_write_error(path, code, reason, message):
+    exc = WriteError.__new__(WriteError)
+    OSError.__init__(exc, code, reason)
+    exc.filename, exc.message = path, message
+    return exc
+
+
+def _os_error(exc):
+    """The OSError behind ``exc`` (itself, or its cause / context: torch.save reports a
+    failed file write as a RuntimeError raised while handling it), or None."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
 
 
 def _plain(value):
@@ -39,21 +84,41 @@ def _plain(value):
 
 
 def atomic_write(path, write, mode='wb'):
-    """Write ``path`` through ``write(file_object)`` atomically (see the module doc)."""
+    """Write ``path`` through ``write(file_object)`` atomically (see the module doc).
+
+    Any failure leaves ``path`` as it was and no temporary file; a failure of the file
+    system (an ``OSError``, also when the writer reports it as another exception, as
+    torch.save does) raises ``WriteError`` naming ``path`` and the cause."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='-' + os.path.basename(path), dir=folder)
+    tmp = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='-' + os.path.basename(path),
+                                   dir=folder)
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(folder)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp = None
+    except BaseException as exc:
+        if tmp is not None:
+            _remove_quietly(tmp)
+        cause = _os_error(exc)
+        if cause is None or isinstance(exc, WriteError):
+            raise
+        raise WriteError(path, cause) from exc
+    _fsync_dir(folder)
     return path
+
+
+def _remove_quietly(path):
+    """Remove a temporary file; a failure here (the mount is gone) must not hide the
+    write's own error."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _fsync_dir(folder):

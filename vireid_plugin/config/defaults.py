@@ -39,6 +39,8 @@ def get_default_config():
     cfg.data.save_dir = 'log'
     cfg.data.load_train_targets = False
     cfg.data.synthetic = False    # plugin: generate synthetic data where a dataset folder is missing
+    cfg.data.on_bad_image = 'stop'  # plugin: an unreadable training image: stop, or skip (replaced by another of its id and modality)
+    cfg.data.max_bad_fraction = 0.01  # plugin: with skip, more unreadable training items than this fraction stop the run
 
     cfg.market1501 = CN()
     cfg.market1501.use_500k_distractors = False
@@ -104,6 +106,7 @@ def get_default_config():
     cfg.train.keep_checkpoints = 3      # plugin: regular checkpoints kept (the best one is extra)
     cfg.train.on_nonfinite = 'skip'     # plugin: NaN/inf loss: skip the step, rollback to the last checkpoint, or stop
     cfg.train.max_nonfinite_steps = 10  # plugin: this many non-finite steps in a row stop the run
+    cfg.train.on_write_error = 'stop'   # plugin: a checkpoint/results write fails (disk full, I/O error): stop, or retry at the next save point
     cfg.train.resume_rebuild_schedule = False  # plugin: resume with a changed schedule rebuilds it (else refused)
     cfg.train.amp = 'auto'          # plugin: auto (bf16 on a GPU that has it, else fp16; off on CPU), bf16, fp16, off
     cfg.train.grad_clip = 0.0       # plugin: max grad norm, 0 = off

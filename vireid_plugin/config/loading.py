@@ -129,6 +129,8 @@ def check_config(cfg):
                'sysu.gallery_draw': ('seeded', 'official'),
                'test.select_on': ('last', 'val', 'test'),
                'train.on_nonfinite': ('skip', 'rollback', 'stop'),
+               'train.on_write_error': ('stop', 'retry'),
+               'data.on_bad_image': ('stop', 'skip'),
                'data.type': ('image', 'video'),
                'test.dist_metric': ('euclidean', 'cosine')}
     for key, allowed in choices.items():
@@ -140,6 +142,9 @@ def check_config(cfg):
         check_transform_names(cfg.data.transforms)
     except ValueError as exc:
         raise ConfigError('data.transforms: {}'.format(exc)) from None
+    if not 0.0 <= cfg.data.max_bad_fraction <= 1.0:
+        raise ConfigError('data.max_bad_fraction must be in [0, 1] (a fraction of the training '
+                          'items), got {}'.format(cfg.data.max_bad_fraction))
     if cfg.sysu.shots < 1:
         raise ConfigError('sysu.shots must be >= 1, got {}'.format(cfg.sysu.shots))
     k = cfg.sampler.num_instances
