@@ -83,10 +83,15 @@ def test_a_changed_image_is_re_read_and_the_rest_reused(tmp_path, capsys, counte
     assert bool((new.read(1) == 200).all()) and not torch.equal(new.read(1), before[1])
     for i in (0, 2, 3, 4):
         assert torch.equal(new.read(i), before[i])
-    # the superseded array is gone; the manifest names the new one
-    arrays = glob.glob(str(tmp_path / 'c' / '*.npy'))
+    # the manifest names the new version; the superseded one stays while `old` reads it
     with open(str(tmp_path / 'c' / 'toy_24x12.json')) as f:
-        assert [os.path.basename(a) for a in arrays] == [json.load(f)['array']]
+        current = json.load(f)['array']
+    arrays = sorted(os.path.basename(a) for a in glob.glob(str(tmp_path / 'c' / '*.npy')))
+    assert current in arrays and len(arrays) == 2
+    assert torch.equal(old.read(1), before[1])          # its original bytes
+    old.close()                                         # its last reader ends: removed
+    arrays = [os.path.basename(a) for a in glob.glob(str(tmp_path / 'c' / '*.npy'))]
+    assert arrays == [current]
 
 
 def test_added_and_removed_files_and_a_damaged_manifest(tmp_path, capsys, counted_reads):

@@ -9,11 +9,16 @@ file with its (size, mtime_ns). Next time the manifest is compared with the file
 any file changed, missing or added re-reads those files only (the other rows are
 copied from the old array) and says so; an unchanged set opens at once.
 
-Files: ``<folder>/<name>_<H>x<W>.json`` and the array it names
-(``<name>_<H>x<W>-<build>.npy``). The array is written under a temporary name and
-renamed, then the manifest is written atomically (``checkpoint_io.atomic_write``)
-and the previous array removed, so a crash leaves the old cache or the new one,
-never a mix. A lock file serialises builders (several ranks or runs at once).
+Versions: ``<folder>/<name>_<H>x<W>.json`` (the manifest) names the current array,
+``<name>_<H>x<W>-<build>.npy``; every build writes a new array (under a temporary name,
+then renamed) and switches by replacing the manifest atomically
+(``checkpoint_io.atomic_write``), so a crash leaves the old cache or the new one, never
+a mix. A reader keeps the version it opened until it ends: ``ImageCache`` holds a
+shared ``flock`` on ``<array>.use`` for its lifetime (DataLoader workers map the same
+file), and a superseded array is removed only when no process holds that lock (by the
+last reader's ``close()`` or exit, else by the next open or build, which sweeps the
+folder). A lock file (``<name>_<H>x<W>.lock``) serialises builders, readers' opening
+and the sweeping (several ranks or runs at once).
 The folder is ``data_cache.dir`` when set, else ``.vireid_cache`` in the training
 files' common folder (the dataset folder), else, when that is not writable, a folder
 per dataset under the user cache dir (``$XDG_CACHE_HOME`` or ``~/.cache``).
@@ -21,11 +26,14 @@ per dataset under the user cache dir (``$XDG_CACHE_HOME`` or ``~/.cache``).
 ``CachedTrainItems`` is the training dataset on top of it (see its doc) and
 ``cached_train_loader`` swaps it into a data manager's train loader.
 """
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import re
 import uuid
+import weakref
 from contextlib import contextmanager
 
 import numpy as np
@@ -33,7 +41,7 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
-from ..checkpoint_io import atomic_write
+from ..checkpoint_io import WriteError, atomic_write
 from ..config.loading import ConfigError
 from ..config.sections import register_config_section
 from ..progress import progress
@@ -57,12 +65,16 @@ CACHE_SUBDIR = '.vireid_cache'
 RESIZE = 'torchvision.transforms.Resize(PIL, bilinear, antialias)'
 
 
-def _stat(path):
+def _stat(path, missing_ok=False):
+    """[size, mtime_ns]; a missing file raises, or with ``missing_ok`` is [-1, -1] (it
+    then fails to decode and is recorded as bad)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
+        if missing_ok:
+            return [-1, -1]
         raise ImageReadError('image file not found: {} (listed by the dataset, needed '
-                             'by the image cache)'.format(path)) from None
+                             'by the image cache)'.format(path), path=path) from None
     return [int(st.st_size), int(st.st_mtime_ns)]
 
 
@@ -107,25 +119,130 @@ def cache_folder(files, folder='', writable=_writable):
 
 
 @contextmanager
-def _locked(path):
+def _locked(path, blocking=True):
+    """An exclusive flock on ``path`` inside; with ``blocking=False`` yields False (and
+    holds nothing) when another process has it."""
     with open(path, 'a+') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _use_file(array):
+    return array + '.use'
+
+
+def _hold(array):
+    """A shared flock on the array's use file: this process reads that version."""
+    f = open(_use_file(array), 'a+')
+    fcntl.flock(f, fcntl.LOCK_SH)
+    return f
+
+
+def _versions(folder, stem):
+    """Paths of every array version of ``stem`` in ``folder`` and of leftover temporary
+    arrays (interrupted builds)."""
+    pattern = re.compile(r'^(\.tmp-)?{}-[0-9a-f]{{12}}\.npy$'.format(re.escape(stem)))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [os.path.join(folder, n) for n in sorted(names) if pattern.match(n)]
+
+
+def _remove_if_unused(array):
+    """Remove ``array`` (and its use file) unless a process holds its use file; True when
+    removed. Call with the builder lock held (no reader starts on a superseded version)."""
+    use = _use_file(array)
+    try:
+        f = open(use, 'a+')
+    except OSError:
+        return False
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False                      # a run still reads it
+        for path in (array, use):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False
+    return True
+
+
+def _sweep(folder, stem, current):
+    """Remove the superseded versions no process reads (and leftover temporary arrays:
+    the caller holds the builder lock, so no build is running)."""
+    kept = []
+    for path in _versions(folder, stem):
+        if current and os.path.abspath(path) == os.path.abspath(current):
+            continue
+        if os.path.basename(path).startswith('.tmp-'):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        elif not _remove_if_unused(path):
+            kept.append(path)
+    return kept
+
+
+def _release(handle, owner, folder, stem, manifest):
+    """End one reader (its owner process only: forked DataLoader workers share the lock);
+    then remove its version if it is superseded and nobody else reads it."""
+    if os.getpid() != owner or handle.closed:
+        return
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
+    try:
+        with _locked(os.path.join(folder, stem + '.lock'), blocking=False) as got:
+            if got:   # a builder at work sweeps when it is done
+                _sweep(folder, stem, _current_array(manifest))
+    except OSError:
+        pass
+
+
+def _current_array(manifest):
+    try:
+        with open(manifest) as f:
+            return os.path.join(os.path.dirname(manifest), json.load(f)['array'])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class ImageCache:
     """Rows of a uint8 ``(N, 3, H, W)`` array, one per source file (memory-mapped on first
-    read in each process, so DataLoader workers share the page cache)."""
+    read in each process, so DataLoader workers share the page cache).
 
-    def __init__(self, array_path, files, size):
+    ``bad``: {path: message} of files that could not be decoded when the cache was built
+    with ``on_bad='skip'`` (their rows are zeros and never handed out: reading one raises
+    ``ImageReadError``). Opened by ``open_image_cache``, it holds its version until
+    ``close()`` or the end of the process (see the module doc).
+    """
+
+    def __init__(self, array_path, files, size, bad=None, manifest=None):
         self.array_path = array_path
         self.files = list(files)
         self.size = tuple(size)
         self.row = {f: i for i, f in enumerate(self.files)}
+        self.bad = dict(bad or {})
         self._array = None
+        self._hold = None
+        if manifest is not None:   # a reader of this version (open_image_cache's lock held)
+            handle = _hold(array_path)
+            folder = os.path.dirname(manifest)
+            stem = os.path.basename(manifest)[:-len('.json')]
+            self._hold = weakref.finalize(self, _release, handle, os.getpid(), folder, stem,
+                                          manifest)
 
     def __len__(self):
         return len(self.files)
@@ -142,9 +259,27 @@ class ImageCache:
             return torch.from_numpy(np.array(self.array[rows]))      # a copy: writable
         return torch.from_numpy(np.take(self.array, rows, axis=0))
 
-    def __getstate__(self):   # workers open their own map
+    def check(self, path):
+        """Raise ``ImageReadError`` when ``path`` (a cached file) could not be decoded."""
+        if path in self.bad:
+            raise ImageReadError(self.bad[path], path=path)
+
+    def close(self):
+        """Stop reading this version (its file goes when it is superseded and unused)."""
+        self._array = None
+        if self._hold is not None:
+            self._hold()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __getstate__(self):   # workers open their own map; the owner keeps the version
         state = dict(self.__dict__)
         state['_array'] = None
+        state['_hold'] = None
         return state
 
 
@@ -155,19 +290,28 @@ def resize_to_cache(path, size):
 
 
 class _Resized(torch.utils.data.Dataset):
-    def __init__(self, files, size):
-        self.files, self.size = files, size
+    """(cached pixels, '') of each file; with ``skip_bad`` an unreadable file gives
+    (zeros, the error message) instead of raising."""
+
+    def __init__(self, files, size, skip_bad=False):
+        self.files, self.size, self.skip_bad = files, size, skip_bad
 
     def __len__(self):
         return len(self.files)
 
     def __getitem__(self, i):
-        return resize_to_cache(self.files[i], self.size)
+        try:
+            return resize_to_cache(self.files[i], self.size), ''
+        except ImageReadError as exc:
+            if not self.skip_bad:
+                raise
+            return torch.zeros((3,) + tuple(self.size), dtype=torch.uint8), str(exc)
 
 
 def _read_manifest(path, size):
-    """The manifest's {path: (row, [size, mtime_ns])} and array path, or None when absent,
-    unreadable or for another version / size / resize."""
+    """The manifest's {path: (row, [size, mtime_ns])}, array path and {path: message} of
+    unreadable files, or None when absent, unreadable or for another version / size /
+    resize, or when its array is gone."""
     try:
         with open(path) as f:
             man = json.load(f)
@@ -178,16 +322,24 @@ def _read_manifest(path, size):
         shape = np.load(array, mmap_mode='r').shape
         if shape != (len(man['files']), 3) + tuple(size):
             return None
-        return {f: (i, st) for i, (f, st) in enumerate(man['files'])}, array
+        rows = {f: (i, st) for i, (f, st) in enumerate(man['files'])}
+        return rows, array, {f: msg for f, msg in man.get('bad', [])}
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def open_image_cache(files, size, name, folder='', workers=0, verbose=True):
+def open_image_cache(files, size, name, folder='', workers=0, verbose=True, on_bad='stop'):
     """Open (building or updating as needed) the cache of ``files`` at ``size`` (H, W).
 
     ``name`` labels the files (the training sources); ``workers`` decode in parallel.
+    ``on_bad`` ('stop' or 'skip', ``data.on_bad_image``): an unreadable file stops the
+    build with ``ImageReadError`` (the previous version stays current), or is recorded
+    as bad (``ImageCache.bad``) and its row left empty. A cache holding bad rows opened
+    with 'stop' raises at once, naming them.
+    The returned cache reads its own version until it is closed (see the module doc).
     """
+    if on_bad not in ('stop', 'skip'):
+        raise ValueError("on_bad must be 'stop' or 'skip', got {!r}".format(on_bad))
     files = list(dict.fromkeys(os.path.abspath(f) for f in files))
     if not files:
         raise ValueError('no training files to cache')
@@ -196,32 +348,46 @@ def open_image_cache(files, size, name, folder='', workers=0, verbose=True):
     stem = '{}_{}x{}'.format(name, *size)
     manifest = os.path.join(folder, stem + '.json')
     with _locked(os.path.join(folder, stem + '.lock')):
-        stats = [_stat(f) for f in files]
+        stats = [_stat(f, missing_ok=on_bad == 'skip') for f in files]
         old = _read_manifest(manifest, size)
-        old_rows, old_array = old if old else ({}, None)
+        old_rows, old_array, old_bad = old if old else ({}, None, {})
         reuse = [old_rows[f][0] if f in old_rows and list(old_rows[f][1]) == st else None
                  for f, st in zip(files, stats)]
         todo = [i for i, r in enumerate(reuse) if r is None]
         if old and not todo and len(old_rows) == len(files) and \
                 all(r == i for i, r in enumerate(reuse)):
+            array, bad = old_array, old_bad
             if verbose:
                 print('=> Image cache {}: {} images at {}x{}, up to date'.format(
                     manifest, len(files), *size))
-            return ImageCache(old_array, files, size)
-        if verbose:
-            print('=> Image cache {}: {}'.format(manifest, _describe(old_rows, files, todo,
-                                                                       size)))
-        array = _build(folder, stem, files, size, reuse, todo, old_array, workers)
-        record = {'version': CACHE_VERSION, 'size': list(size), 'resize': RESIZE,
-                  'array': os.path.basename(array),
-                  'files': [[f, st] for f, st in zip(files, stats)]}
-        atomic_write(manifest, lambda f: f.write(json.dumps(record).encode()))
-        if old_array and os.path.abspath(old_array) != os.path.abspath(array):
+        else:
+            if verbose:
+                print('=> Image cache {}: {}'.format(manifest, _describe(old_rows, files, todo,
+                                                                           size)))
+            array, new_bad = _build(folder, stem, files, size, reuse, todo, old_array, workers,
+                                    skip_bad=on_bad == 'skip')
+            bad = {f: old_bad[f] for f, r in zip(files, reuse) if r is not None and f in old_bad}
+            bad.update(new_bad)
+            record = {'version': CACHE_VERSION, 'size': list(size), 'resize': RESIZE,
+                      'array': os.path.basename(array),
+                      'files': [[f, st] for f, st in zip(files, stats)],
+                      'bad': [[f, bad[f]] for f in files if f in bad]}
             try:
-                os.remove(old_array)
-            except OSError:
-                pass
-    return ImageCache(array, files, size)
+                atomic_write(manifest, lambda f: f.write(json.dumps(record).encode()))
+            except BaseException:
+                _remove_if_unused(array)          # never became current
+                raise
+        kept = _sweep(folder, stem, array)
+        if kept and verbose:
+            print('=> Image cache {}: {} superseded version(s) kept while other runs read '
+                  'them (removed by the next open once they end)'.format(manifest, len(kept)))
+        if bad and on_bad == 'stop':
+            raise ImageReadError(
+                'the image cache {} records {} unreadable training image(s) ({}); fix or '
+                'remove them, or set data.on_bad_image skip'.format(
+                    manifest, len(bad), '; '.join(bad[f] for f in list(bad)[:3])),
+                path=next(iter(bad)))
+        return ImageCache(array, files, size, bad=bad, manifest=manifest)
 
 
 def _describe(old_rows, files, todo, size):
@@ -237,14 +403,17 @@ def _describe(old_rows, files, todo, size):
         ', '.join(parts), len(todo), len(files))
 
 
-def _build(folder, stem, files, size, reuse, todo, old_array, workers):
-    """Write the new array (rows reused from ``old_array`` where ``reuse`` says, the rest
-    decoded) under a temporary name, then rename it; returns its path."""
+def _build(folder, stem, files, size, reuse, todo, old_array, workers, skip_bad=False):
+    """Write a new version (rows reused from ``old_array`` where ``reuse`` says, the rest
+    decoded) under a temporary name, then rename it; returns (its path, {path: message}
+    of the files that could not be decoded, with ``skip_bad``)."""
     final = os.path.join(folder, '{}-{}.npy'.format(stem, uuid.uuid4().hex[:12]))
     tmp = os.path.join(folder, '.tmp-' + os.path.basename(final))
+    bad = {}
     try:
         out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8,
                                         shape=(len(files), 3) + tuple(size))
+        _allocate(tmp, final)
         if old_array is not None:
             old = np.load(old_array, mmap_mode='r')
             for i, r in enumerate(reuse):
@@ -252,11 +421,13 @@ def _build(folder, stem, files, size, reuse, todo, old_array, workers):
                     out[i] = old[r]
             del old
         loader = torch.utils.data.DataLoader(
-            _Resized([files[i] for i in todo], size), batch_size=32, num_workers=workers)
+            _Resized([files[i] for i in todo], size, skip_bad), batch_size=32,
+            num_workers=workers)
         at = 0
-        for batch in progress(loader, 'caching {} images'.format(len(todo))):
+        for batch, errors in progress(loader, 'caching {} images'.format(len(todo))):
             rows = todo[at:at + len(batch)]
             out[rows] = batch.numpy()
+            bad.update({files[r]: e for r, e in zip(rows, errors) if e})
             at += len(batch)
         out.flush()
         del out
@@ -264,7 +435,19 @@ def _build(folder, stem, files, size, reuse, todo, old_array, workers):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return final
+    return final, bad
+
+
+def _allocate(path, final):
+    """Reserve the array's blocks now: a full disk is then one ``WriteError`` naming the
+    cache, not a crash (SIGBUS) when a page of the sparse memory map is first written."""
+    with open(path, 'r+b') as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                return   # the file system cannot reserve: written as it goes
+            raise WriteError(final, exc) from exc
 
 
 class CachedTrainItems(torch.utils.data.Dataset):
@@ -300,7 +483,12 @@ class CachedTrainItems(torch.utils.data.Dataset):
         return getattr(self.dataset, name)
 
     def _rows(self, paths):
-        return [self.cache.row[os.path.abspath(p)] for p in paths]
+        rows = []
+        for p in paths:
+            p = os.path.abspath(p)
+            self.cache.check(p)   # a file the cache could not decode: ImageReadError
+            rows.append(self.cache.row[p])
+        return rows
 
     def __getitem__(self, key):
         index, seed = key if isinstance(key, (tuple, list)) else (key, None)
