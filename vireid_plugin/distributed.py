@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 __all__ = ['DistInfo', 'init_distributed', 'shutdown', 'is_distributed', 'rank', 'world_size',
            'is_main', 'barrier', 'all_gather_rows', 'all_reduce_mean', 'all_reduce_grads',
-           'broadcast_buffers', 'wrap_model', 'shard_range']
+           'broadcast_buffers', 'wrap_model', 'shard_range', 'gather_objects']
 
 #: where this process trains: rank among world_size processes, its GPU (local_rank)
 DistInfo = namedtuple('DistInfo', 'rank world_size local_rank device backend')
@@ -102,6 +102,15 @@ def all_gather_rows(x, n):
     parts = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded.contiguous())
     return torch.cat([p[:b - a] for p, (a, b) in zip(parts, sizes)], 0)
+
+
+def gather_objects(obj):
+    """Every rank's ``obj`` (picklable, small), in rank order. Single process: [obj]."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def all_reduce_mean(x):

@@ -27,7 +27,8 @@ def _common_data_kwargs(cfg):
                 num_datasets=cfg.sampler.num_datasets,
                 train_sampler=cfg.sampler.train_sampler,
                 dataset_options=dataset_options(cfg), seed=cfg.train.seed,
-                data_cache=dict(cfg.data_cache))
+                data_cache=dict(cfg.data_cache), on_bad_image=cfg.data.on_bad_image,
+                max_bad_fraction=cfg.data.max_bad_fraction)
 
 
 def imagedata_kwargs(cfg):

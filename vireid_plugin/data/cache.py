@@ -45,6 +45,7 @@ from ..checkpoint_io import WriteError, atomic_write
 from ..config.loading import ConfigError
 from ..config.sections import register_config_section
 from ..progress import progress
+from .bad_images import check_bad_fraction
 from .batch_augment import BatchAugment
 from .clip_transform import transform_clip
 from .frames import sample_frame_indices
@@ -533,7 +534,7 @@ def _training_files(items):
 
 def cached_train_loader(loader, dataset, name, size, transforms, norm_mean, norm_std,
                         seed=None, folder='', gpu_augment=True, workers=0, pin_memory=False,
-                        wrap=None):
+                        wrap=None, on_bad='stop', max_bad_fraction=0.01):
     """(train loader reading ``dataset`` through the image cache, batch transform or None).
 
     ``loader``: the data manager's train loader (its sampler, batch size and options
@@ -542,6 +543,8 @@ def cached_train_loader(loader, dataset, name, size, transforms, norm_mean, norm
     With ``gpu_augment`` the returned ``BatchAugment`` does the augmentation and
     normalisation on the device (the engine applies it); else the PIL pipeline runs in
     the workers on the cached pixels and no batch transform is returned.
+    ``on_bad`` / ``max_bad_fraction``: ``data.on_bad_image`` / ``data.max_bad_fraction``
+    (unreadable files become bad rows with 'skip'; too many of them stop here).
     """
     augment = None
     if gpu_augment:
@@ -554,7 +557,13 @@ def cached_train_loader(loader, dataset, name, size, transforms, norm_mean, norm
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     cache = open_image_cache(_training_files(dataset.data), size, name, folder=folder,
-                             workers=workers)
+                             workers=workers, on_bad=on_bad)
+    if cache.bad:
+        print('=> Image cache: {} unreadable training image(s), replaced in training by other '
+              'items of the same identity and modality (data.on_bad_image skip): {}'.format(
+                  len(cache.bad), '; '.join(list(cache.bad.values())[:5])))
+        check_bad_fraction(len(cache.bad), len(cache), max_bad_fraction,
+                           next(iter(cache.bad.values())))
     items = CachedTrainItems(dataset, cache, 'batch' if gpu_augment else 'pil')
     if wrap is not None and not gpu_augment:   # batch items take (index, seed) themselves
         items = wrap(items)

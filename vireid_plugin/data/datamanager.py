@@ -12,6 +12,7 @@ import torchvision.transforms as T
 
 from .. import compat
 from ..config.loading import ConfigError
+from .bad_images import ON_BAD_IMAGE, ReplaceBadItems, skip_bad_images
 from .cache import CachedTrainItems, cached_train_loader
 from .datasets.options import set_dataset_options
 from .sampler import CrossModalIdentitySampler
@@ -27,6 +28,9 @@ class _CrossModalLoaders:
     ``data_cache`` (the ``data_cache`` config section as a dict): with ``enabled``, the
     train loader reads pre-resized uint8 images (``cache.py``) and, with
     ``gpu_augment``, ``batch_transform`` (else None) augments each batch on the device.
+    ``on_bad_image`` ('stop' or 'skip') and ``max_bad_fraction``: unreadable training
+    images stop the run, or are replaced by another item of the same identity and
+    modality (``bad_images.py``).
     """
 
     #: the engine applies it to each training batch on the device (uint8 cache path)
@@ -35,8 +39,12 @@ class _CrossModalLoaders:
     def __init__(self, train_sampler=CROSS_MODAL_SAMPLER, dataset_options=None, seed=None,
                  batch_size_train=32, num_instances=4, workers=4,
                  transforms='random_flip', num_replicas=1, rank=0, data_cache=None,
-                 **kwargs):
+                 on_bad_image='stop', max_bad_fraction=0.01, **kwargs):
         self.num_replicas, self.rank = int(num_replicas), int(rank)
+        if on_bad_image not in ON_BAD_IMAGE:
+            raise ConfigError('data.on_bad_image must be one of {}, got {!r}'.format(
+                ON_BAD_IMAGE, on_bad_image))
+        self._on_bad_image, self._max_bad_fraction = on_bad_image, float(max_bad_fraction)
         if self.num_replicas > 1 and train_sampler != CROSS_MODAL_SAMPLER:
             raise ConfigError(
                 'sampler.train_sampler {} in a {}-process run: every process would train on '
@@ -50,6 +58,8 @@ class _CrossModalLoaders:
         self._resample_train_loader(batch_size_train, num_instances, workers)
         if (data_cache or {}).get('enabled'):
             self._use_image_cache(data_cache, transforms, workers)
+        if on_bad_image == 'skip':
+            self.train_loader = skip_bad_images(self.train_loader, max_bad_fraction)
 
     def _setup(self, train_sampler, dataset_options, seed):
         set_dataset_options(**(dataset_options or {}))
@@ -95,13 +105,15 @@ class _CrossModalLoaders:
             self.train_loader, self.train_set, '+'.join(self.sources),
             (self.height, self.width), names, list(norm.mean), list(norm.std), seed=self._seed,
             folder=options.get('dir', ''), gpu_augment=options.get('gpu_augment', True),
-            workers=workers, pin_memory=self.use_gpu, wrap=SeededItems if seeded else None)
+            workers=workers, pin_memory=self.use_gpu, wrap=SeededItems if seeded else None,
+            on_bad=self._on_bad_image, max_bad_fraction=self._max_bad_fraction)
 
     @property
     def train_set(self):
-        """The training dataset (unwrapped from ``SeededItems`` and the image cache)."""
+        """The training dataset (unwrapped from ``SeededItems``, the image cache and the
+        replacement of unreadable items)."""
         dataset = self.train_loader.dataset
-        while isinstance(dataset, (SeededItems, CachedTrainItems)):
+        while isinstance(dataset, (SeededItems, CachedTrainItems, ReplaceBadItems)):
             dataset = dataset.dataset
         return dataset
 
