@@ -243,3 +243,42 @@ def test_config_key_on_write_error(tmp_path):
         load_config(opts=['train.on_write_error', 'continue'])
     with pytest.raises(ValueError, match='on_write_error'):
         WritePolicy('ignore')
+
+
+# ---------------------------------------------------------------- a training run
+
+def test_a_full_disk_at_a_checkpoint_stops_the_run_and_resume_continues(cli, tmp_path,
+                                                                        monkeypatch, capsys,
+                                                                        one_thread):
+    """train.on_write_error stop (the default): the run ends with one message naming the
+    file and the cause; the checkpoint written before is complete and resumable."""
+    from vireid_plugin.data.synthetic import make_sysu_mm01
+    root, save_dir = str(tmp_path / 'data'), str(tmp_path / 'log')
+    make_sysu_mm01(root, num_train=6, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
+    argv = ['--config-file', os.path.join(os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__))), 'configs', 'demo.yaml'),
+            '--root', root, 'data.save_dir', save_dir, 'data.synthetic', 'False',
+            'data.workers', '0', 'data.height', '32', 'data.width', '16',
+            'vit.stride_size', '8', 'train.batch_size', '8', 'sampler.num_instances', '2',
+            'train.max_epoch', '2', 'train.print_freq', '100', 'test.num_trials', '1',
+            'test.eval_before_train', 'False']
+    real = os.replace
+
+    def replace(src, dst):
+        if os.path.basename(dst) == 'model.pth.tar-2':
+            raise oserror(errno.ENOSPC)
+        return real(src, dst)
+    monkeypatch.setattr(checkpoint_io.os, 'replace', replace)
+    assert cli.main(argv) == 1
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    target = os.path.join(save_dir, 'model', 'model.pth.tar-2')
+    assert 'error: cannot write {}: No space left on device [ENOSPC]'.format(target) in err
+    folder = os.path.join(save_dir, 'model')
+    assert listing(folder) == ['model.pth.tar-1']                 # no partial file
+    first = load_checkpoint(os.path.join(folder, 'model.pth.tar-1'))
+    assert first['epoch'] == 1
+    assert not [n for _, _, names in os.walk(save_dir) for n in names if n.startswith('.tmp-')]
+    # room again: resume from the checkpoint that was written
+    assert cli.main(argv + ['model.resume', 'auto']) == 0
+    assert load_checkpoint(os.path.join(folder, 'model.pth.tar-2'))['epoch'] == 2
