@@ -152,6 +152,29 @@ def test_an_identity_without_a_readable_replacement_is_named(tmp_path):
         dm.train_loader.dataset[(group[0], 123)]
 
 
+def test_a_tracklet_with_a_bad_frame_is_replaced_by_one_of_its_identity(tmp_path):
+    from vireid_plugin.data import CrossModalVideoDataManager
+    from vireid_plugin.data.synthetic import make_hitsz_vcm
+    root = str(tmp_path)
+    make_hitsz_vcm(root, num_train=4, num_test=4, tracklets=(2, 2), lengths=(12, 13),
+                   size=(32, 16))
+    dm = CrossModalVideoDataManager(
+        root=root, sources='hitsz_vcm', height=32, width=16, transforms=['random_flip'],
+        batch_size_train=4, num_instances=1, workers=0, seed=1, use_gpu=False, seq_len=3,
+        on_bad_image='skip', max_bad_fraction=0.5)
+    data = dm.train_set.train
+    index = 0
+    for frame in data[index][0]:
+        corrupt(frame)          # every frame: whichever the clip draws is unreadable
+    item = dm.train_loader.dataset[(index, 42)]
+    (bad_index, bad_path, _), = json.loads(item['bad_items'])
+    assert bad_index == index and bad_path in data[index][0]
+    assert (item['pid'], item['modality']) == (data[index][1], data[index][4])
+    assert item['impath'] not in data[index][0] and item['img'].shape[:2] == (3, 3)
+    again = dm.train_loader.dataset[(index, 42)]
+    assert again['impath'] == item['impath'] and torch.equal(again['img'], item['img'])
+
+
 def test_the_uint8_cache_records_bad_files_and_replaces_them_alike(tmp_path):
     root = str(tmp_path / 'data')
     make_sysu_mm01(root, num_train=6, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
@@ -222,3 +245,42 @@ def test_a_training_run_skips_logs_and_counts(cli, tmp_path, one_thread):
     assert 'this epoch: {} item(s) replaced'.format(len(skips)) in log
     assert '1 unreadable item(s) found so far' in log
     assert log.index('this epoch') < log.index('Final test')
+
+
+def _rank_log(rank, port, out):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE='2', LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from vireid_plugin import distributed
+    from vireid_plugin.data.bad_images import BadImageLog
+    distributed.init_distributed(use_gpu=False)
+    try:
+        lines = []
+        log = BadImageLog(100, 0.5, log=lines.append)
+        record = [[10 + rank, 'f{}.jpg'.format(rank), 'cannot read image f{}.jpg'.format(rank)]]
+        log.note({'bad_items': [json.dumps(record), ''], 'impath': ['r.jpg', 'x.jpg']})
+        result = log.end_epoch()
+        with open(os.path.join(out, 'rank{}.json'.format(rank)), 'w') as f:
+            json.dump({'result': list(result), 'lines': lines}, f)
+    finally:
+        distributed.shutdown()
+
+
+def test_the_epoch_count_is_summed_over_the_ranks(tmp_path):
+    import socket
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_rank_log, args=(port, str(tmp_path)), nprocs=2, join=True,
+                       start_method='spawn')
+    for rank in range(2):
+        with open(str(tmp_path / 'rank{}.json'.format(rank))) as f:
+            got = json.load(f)
+        other = 1 - rank
+        assert got['result'] == [2, 2]      # both ranks' replacements, both files
+        assert any('f{}.jpg'.format(rank) in m and m.startswith('=> Skipped')
+                   for m in got['lines'])
+        assert any(m.startswith('=> Rank {} skipped'.format(other)) and
+                   'f{}.jpg'.format(other) in m for m in got['lines'])
+        assert 'this epoch: 2 item(s) replaced' in got['lines'][-1]

@@ -5,7 +5,6 @@ import importlib.util
 import os
 import socket
 
-import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn as nn

@@ -24,7 +24,6 @@ that ``CachedTrainItems`` refuses with ``ImageReadError``, and the same replacem
 applies.
 """
 import json
-import os
 
 import numpy as np
 import torch
