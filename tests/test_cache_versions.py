@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 import torchvision.transforms as T
 from PIL import Image
@@ -175,3 +176,25 @@ def test_an_interrupted_build_leaves_the_current_version_and_its_leftovers_are_s
     assert not os.path.exists(stale) and current(folder) != v1
     assert bool((cache.read(1) == 9).all())
     cache.close()
+
+
+def test_a_disk_without_room_for_the_new_version_is_one_error_and_nothing_lost(
+        tmp_path, monkeypatch):
+    from collections import namedtuple
+    from vireid_plugin.checkpoint_io import WriteError
+    paths, folder = write_images(str(tmp_path / 'd')), str(tmp_path / 'c')
+    open_image_cache(paths, SIZE, 'toy', folder=folder, verbose=False).close()
+    v1 = current(folder)
+    manifest = open(os.path.join(folder, 'toy_24x12.json'), 'rb').read()
+    change(paths[3], 200)
+    full = namedtuple('statvfs', 'f_bavail f_frsize')(1, 4096)     # 4 KB free
+    monkeypatch.setattr(os, 'statvfs', lambda path: full)
+    needed = len(paths) * 3 * SIZE[0] * SIZE[1]
+    with pytest.raises(WriteError) as info:
+        open_image_cache(paths, SIZE, 'toy', folder=folder, verbose=False)
+    monkeypatch.undo()
+    msg = str(info.value)
+    assert 'cannot write {}'.format(folder) in msg and 'No space left on device' in msg
+    assert 'needs {:.2f} GB'.format((needed + 4096) / 1e9) in msg and 'ENOSPC' in msg
+    assert open(os.path.join(folder, 'toy_24x12.json'), 'rb').read() == manifest
+    assert arrays(folder) == [v1]

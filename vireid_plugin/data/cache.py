@@ -204,10 +204,13 @@ def _release(handle, owner, folder, stem, manifest):
         return
     fcntl.flock(handle, fcntl.LOCK_UN)
     handle.close()
+    current = _current_array(manifest)
+    if current is None:   # no readable manifest: the next open decides
+        return
     try:
         with _locked(os.path.join(folder, stem + '.lock'), blocking=False) as got:
             if got:   # a builder at work sweeps when it is done
-                _sweep(folder, stem, _current_array(manifest))
+                _sweep(folder, stem, current)
     except OSError:
         pass
 
@@ -411,10 +414,10 @@ def _build(folder, stem, files, size, reuse, todo, old_array, workers, skip_bad=
     final = os.path.join(folder, '{}-{}.npy'.format(stem, uuid.uuid4().hex[:12]))
     tmp = os.path.join(folder, '.tmp-' + os.path.basename(final))
     bad = {}
+    shape = (len(files), 3) + tuple(size)
+    _check_space(folder, int(np.prod(shape)) + 4096, final)
     try:
-        out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8,
-                                        shape=(len(files), 3) + tuple(size))
-        _allocate(tmp, final)
+        out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=shape)
         if old_array is not None:
             old = np.load(old_array, mmap_mode='r')
             for i, r in enumerate(reuse):
@@ -439,16 +442,18 @@ def _build(folder, stem, files, size, reuse, todo, old_array, workers, skip_bad=
     return final, bad
 
 
-def _allocate(path, final):
-    """Reserve the array's blocks now: a full disk is then one ``WriteError`` naming the
-    cache, not a crash (SIGBUS) when a page of the sparse memory map is first written."""
-    with open(path, 'r+b') as f:
-        try:
-            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
-        except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                return   # the file system cannot reserve: written as it goes
-            raise WriteError(final, exc) from exc
+def _check_space(folder, nbytes, final):
+    """A full disk is one ``WriteError`` naming the cache before anything is written (a
+    memory-mapped write to a full disk would crash the process with SIGBUS instead)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < nbytes:
+        raise WriteError(final, OSError(errno.ENOSPC, 'No space left on device (the cache '
+                                        'needs {:.2f} GB, {:.2f} GB are free)'.format(
+                                            nbytes / 1e9, free / 1e9)))
 
 
 class CachedTrainItems(torch.utils.data.Dataset):
