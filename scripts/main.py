@@ -30,7 +30,8 @@ from vireid_plugin.config import (ConfigError, engine_kwargs, engine_run_kwargs,
 from vireid_plugin.data import (CrossModalImageDataManager, CrossModalVideoDataManager,  # noqa: E402
                                 num_cameras)
 from vireid_plugin.data.prepare import prepare_datasets  # noqa: E402
-from vireid_plugin.engine import CrossModalEngine, Precision, run_prompt_stage  # noqa: E402
+from vireid_plugin.engine import (PREEMPTED_EXIT_STATUS, CrossModalEngine, Precision,  # noqa: E402
+                                  Preempted, resume_target, run_prompt_stage)
 from vireid_plugin.errors import USER_ERRORS  # noqa: E402
 from vireid_plugin.losses import build_loss  # noqa: E402
 from vireid_plugin.models import build_model, load_weights  # noqa: E402
@@ -142,7 +143,8 @@ def run(cfg):
         print(load_weights(model, cfg.model.load_weights,
                            strict=cfg.model.load_weights_strict).summary())
     model = model.to(device)  # optimizer state follows the params
-    if not cfg.test.evaluate and not cfg.model.resume:
+    resume = resume_target(cfg.model.resume, cfg.data.save_dir)
+    if not cfg.test.evaluate and not resume:
         # a model with learnable prompts may ask for a prompt-only first stage (LSMRL)
         run_prompt_stage(model, datamanager, device, Precision(cfg.train.amp, device).autocast,
                          workers=cfg.data.workers, seed=cfg.train.seed)
@@ -158,8 +160,8 @@ def run(cfg):
         datamanager, model, optimizer, criterion, scheduler=scheduler, use_gpu=use_gpu,
         schedule=schedule_settings(cfg, len(datamanager.train_loader)), **engine_kwargs(cfg))
     run_kwargs = engine_run_kwargs(cfg)
-    if cfg.model.resume:
-        run_kwargs['start_epoch'] = engine.resume(cfg.model.resume, cfg.data.save_dir,
+    if resume:
+        run_kwargs['start_epoch'] = engine.resume(resume, cfg.data.save_dir,
                                                   cfg.train.resume_rebuild_schedule)
     engine.run(**run_kwargs)
     return engine
@@ -176,6 +178,9 @@ def main(argv=None):
         cfg = load_config(args.config_file, opts, sources=args.sources,
                           targets=args.targets, root=args.root, transforms=args.transforms)
         run(cfg)
+    except Preempted as exc:   # a resumable checkpoint is written: the scheduler requeues
+        print('=> {}'.format(exc), file=sys.stderr)
+        return PREEMPTED_EXIT_STATUS
     except USER_ERRORS as exc:
         print('error: {}'.format(user_message(exc)), file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

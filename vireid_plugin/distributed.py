@@ -122,6 +122,18 @@ def all_reduce_mean(x):
     return x / world_size()
 
 
+def any_rank(flag):
+    """Whether ``flag`` is true on any rank (every rank gets the same answer). Single
+    process: ``bool(flag)``."""
+    if not is_distributed():
+        return bool(flag)
+    device = torch.device('cuda', torch.cuda.current_device()) \
+        if dist.get_backend() == 'nccl' else torch.device('cpu')
+    t = torch.tensor([float(bool(flag))], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def all_reduce_grads(params):
     """Average the gradients of ``params`` over the ranks, as DistributedDataParallel does
     for its own parameters (these are outside the DDP model, e.g. loss terms with heads).

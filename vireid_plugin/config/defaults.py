@@ -106,6 +106,7 @@ def get_default_config():
     cfg.train.keep_checkpoints = 3      # plugin: regular checkpoints kept (the best one is extra)
     cfg.train.on_nonfinite = 'skip'     # plugin: NaN/inf loss: skip the step, rollback to the last checkpoint, or stop
     cfg.train.max_nonfinite_steps = 10  # plugin: this many non-finite steps in a row stop the run
+    cfg.train.preempt_signals = ['SIGTERM', 'SIGUSR1']  # plugin: stop at the next step with a resumable checkpoint (exit 75); [] keeps the default handlers
     cfg.train.on_write_error = 'stop'   # plugin: a checkpoint/results write fails (disk full, I/O error): stop, or retry at the next save point
     cfg.train.resume_rebuild_schedule = False  # plugin: resume with a changed schedule rebuilds it (else refused)
     cfg.train.amp = 'auto'          # plugin: auto (bf16 on a GPU that has it, else fp16; off on CPU), bf16, fp16, off

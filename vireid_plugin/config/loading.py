@@ -13,6 +13,7 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from ..data.transforms import check_transform_names
+from ..signals import signal_numbers
 from ..registry import CONFIG_SECTIONS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS
 from .defaults import get_default_config
 from .sections import changed_keys
@@ -142,6 +143,10 @@ def check_config(cfg):
         check_transform_names(cfg.data.transforms)
     except ValueError as exc:
         raise ConfigError('data.transforms: {}'.format(exc)) from None
+    try:
+        signal_numbers(cfg.train.preempt_signals)
+    except ValueError as exc:
+        raise ConfigError('train.preempt_signals: {}'.format(exc)) from None
     if not 0.0 <= cfg.data.max_bad_fraction <= 1.0:
         raise ConfigError('data.max_bad_fraction must be in [0, 1] (a fraction of the training '
                           'items), got {}'.format(cfg.data.max_bad_fraction))

@@ -28,6 +28,7 @@ state_dict keys have no ``module.`` / ``_orig_mod.`` prefix); training steps run
 """
 import datetime
 import inspect
+import json
 import os
 import time
 import warnings
@@ -36,6 +37,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from .. import compat, distributed
+from ..checkpoint_io import atomic_write
 from ..config.loading import ConfigError
 from ..data.seeded import preserved_rng, rng_state, set_rng_state
 from ..progress import progress
@@ -44,9 +46,11 @@ from .checkpoint import (BEST, CheckpointError, CheckpointManager, NonFiniteErro
 from .evaluation import (append_results, extract_pool_features, format_table, pool_key,
                          scalar_tags, score_modes, trial_distance)
 from .precision import Precision
+from .preemption import DEFAULT_SIGNALS, PREEMPTED_FILE, Preempted, PreemptionGuard
 from .saved_features import features_path, save_features
 from .train_log import LossWindow
 from .visualize import save_ranked_lists
+from .write_policy import WritePolicy
 
 SELECT_ON = ('last', 'val', 'test')
 ON_NONFINITE = ('skip', 'rollback', 'stop')
@@ -82,6 +86,10 @@ class CrossModalEngine(compat.Engine):
             processes run (``vireid_plugin.distributed.wrap_model``).
         batch_transform: ``f(imgs, seed)`` applied to each training batch on the device
             (default: the data manager's ``batch_transform``, set by the uint8 image cache).
+        preempt_signals: signal names that stop training at the next step boundary with a
+            resumable checkpoint (``engine/preemption.py``); empty: the default handlers.
+        on_write_error: 'stop' or 'retry' when a checkpoint/results write fails
+            (``engine/write_policy.py``).
     """
 
     def __init__(self, datamanager, model, optimizer, criterion, scheduler=None,
@@ -90,7 +98,7 @@ class CrossModalEngine(compat.Engine):
                  checkpoint_every=1, checkpoint_every_iters=0, keep_checkpoints=3,
                  select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None,
                  compile=False, find_unused_parameters=True, sync_bn=False,
-                 batch_transform=None):
+                 batch_transform=None, preempt_signals=DEFAULT_SIGNALS, on_write_error='stop'):
         super().__init__(datamanager, use_gpu)
         # uint8 image cache: augmentation + normalisation per batch on the device
         self.batch_transform = batch_transform if batch_transform is not None else \
@@ -139,6 +147,9 @@ class CrossModalEngine(compat.Engine):
         self.nonfinite_steps = 0
         self._nonfinite_run = 0
         self.checkpoints = None
+        self.preempt_signals = tuple(preempt_signals or ())
+        self._preemption = None     # the PreemptionGuard while run() trains
+        self.write_policy = WritePolicy(on_write_error)
         if select_on == 'val' and not hasattr(self._val_source(), 'val_pool'):
             raise ConfigError(
                 "test.select_on val needs a source with an official validation split "
@@ -190,6 +201,10 @@ class CrossModalEngine(compat.Engine):
             done = self.batch_idx + 1
             if done % print_freq == 0 or done == self.num_batches:
                 self._log_window(window, done)
+            if done < self.num_batches and self._stop_requested():
+                if window.steps:
+                    self._log_window(window, done)
+                self._preempt(self.epoch, done)
             if self.checkpoint_every_iters and done % self.checkpoint_every_iters == 0 \
                     and done < self.num_batches:
                 self.save_training_checkpoint(self.epoch, done)
@@ -351,16 +366,49 @@ class CrossModalEngine(compat.Engine):
                               'best_epoch': self.best['epoch']},
                 'rank1': None}
 
-    def save_training_checkpoint(self, epoch, iteration=0, best=False):
+    def save_training_checkpoint(self, epoch, iteration=0, best=False, policy=True):
         """Rank 0 writes; every rank waits for the file (others may read it: rollback,
-        model selection)."""
+        model selection). A failed write goes to ``train.on_write_error`` (``policy``
+        False: it always raises)."""
         path = None
         if distributed.is_main():
-            path = self.checkpoints.save(self.training_state(epoch, iteration), epoch,
-                                         iteration, best=best)
-            print('Checkpoint saved to "{}"{}'.format(path, ' (best so far)' if best else ''))
+            state = self.training_state(epoch, iteration)
+
+            def write():
+                return self.checkpoints.save(state, epoch, iteration, best=best)
+            path = self.write_policy.write('checkpoint', write) if policy else write()
+            if path:
+                print('Checkpoint saved to "{}"{}'.format(path,
+                                                         ' (best so far)' if best else ''))
         distributed.barrier()
         return path
+
+    # ---- pre-emption ----------------------------------------------------
+    def _stop_requested(self):
+        """Whether a pre-emption signal came (on any rank) while run() trains."""
+        return self._preemption is not None and self._preemption.requested()
+
+    def _preempt(self, epoch, iteration, saved=False, path=None):
+        """Write the checkpoint at (epoch, iteration) unless it was just ``saved`` (to
+        ``path``), then ``preempted.json``; raise ``Preempted`` (every rank)."""
+        signame = self._preemption.signame
+        print('=> {} received: stopping {} with a checkpoint'.format(
+            signame, 'at epoch {} iteration {}'.format(epoch + 1, iteration) if iteration
+            else 'after epoch {}'.format(epoch)))
+        if not saved:
+            path = self.save_training_checkpoint(epoch, iteration, policy=False)
+        elif path is None and distributed.is_main():   # failed under 'retry': now or never
+            path = self.checkpoints.save(self.training_state(epoch, iteration), epoch,
+                                         iteration)
+        if distributed.is_main():
+            record = {'signal': signame, 'epoch': int(epoch), 'iteration': int(iteration),
+                      'checkpoint': path, 'ignored_signals': self._preemption.extra,
+                      'results': self.last_results, 'untrained_results': self.initial_results}
+            atomic_write(os.path.join(self._save_dir, PREEMPTED_FILE),
+                         lambda f: json.dump(record, f, indent=2), mode='w')
+            if self.writer is not None:   # the curves so far
+                self.writer.flush()
+        raise Preempted(signame, epoch, iteration, path)
 
     def save_model(self, epoch, rank1, save_dir, is_best=False):
         """torchreid's hook: the checkpoint after ``epoch + 1`` whole epochs."""
@@ -448,6 +496,24 @@ class CrossModalEngine(compat.Engine):
             return
         if self.writer is None and main:
             self.writer = SummaryWriter(log_dir=save_dir)
+        with PreemptionGuard(self.preempt_signals) as self._preemption:
+            try:
+                self._train_and_evaluate(save_dir, max_epoch, start_epoch, print_freq,
+                                         fixbase_epoch, open_layers, start_eval, eval_freq,
+                                         test_kwargs)
+            finally:
+                self._preemption = None
+        if main:
+            self.write_policy.finish()
+            done_file = os.path.join(save_dir, PREEMPTED_FILE)
+            if os.path.isfile(done_file):   # this run got past where a signal stopped it
+                os.remove(done_file)
+        if self.writer is not None:
+            self.writer.close()
+
+    def _train_and_evaluate(self, save_dir, max_epoch, start_epoch, print_freq,
+                            fixbase_epoch, open_layers, start_eval, eval_freq, test_kwargs):
+        """run()'s body: the untrained evaluation, the epochs, the selected model."""
         start_epoch = max(start_epoch, self.start_epoch)
         fresh = start_epoch == 0 and not self._start_iteration
         if self.eval_before_train and fresh and max_epoch > 0:
@@ -469,8 +535,12 @@ class CrossModalEngine(compat.Engine):
                 print('=> Final test')
             if last or periodic:
                 best = self._evaluate_epoch(done, test_kwargs)
-            if last or best or (self.checkpoint_every and done % self.checkpoint_every == 0):
-                self.save_training_checkpoint(done, 0, best=best)
+            path, saved = None, last or best or (
+                self.checkpoint_every and done % self.checkpoint_every == 0)
+            if saved:
+                path = self.save_training_checkpoint(done, 0, best=best)
+            if not last and self._stop_requested():
+                self._preempt(done, 0, saved, path)
         if max_epoch > start_epoch:
             self._report_selected(test_kwargs)
             elapsed = str(datetime.timedelta(seconds=round(time.time() - time_start)))
@@ -481,8 +551,6 @@ class CrossModalEngine(compat.Engine):
                 print('{}: mAP before training {:.2f}% -> after training {:.2f}% '
                       '(R1 {:.2f}% -> {:.2f}%)'.format(name, before['mAP'], rows[0]['mAP'],
                                                         before['R1'], rows[0]['R1']))
-        if self.writer is not None:
-            self.writer.close()
 
     def _evaluate_epoch(self, done, test_kwargs):
         """Evaluate after ``done`` epochs; returns whether it is the best for selection."""
@@ -516,7 +584,7 @@ class CrossModalEngine(compat.Engine):
         if self.select_on == 'test' and self.best['results']:
             for name, rows in self.best['results'].items():   # already scored on test
                 print(format_table(name, rows, note=label))
-                append_results(test_kwargs['save_dir'], {
+                self._append_results(test_kwargs['save_dir'], {
                     'dataset': name, 'epoch': int(self.best['epoch']), 'stage': 'selected',
                     'selection': self.select_on, 'rows': rows})
             return
@@ -574,9 +642,11 @@ class CrossModalEngine(compat.Engine):
                 for tag, value in scalar_tags(name, rows):   # every row: R1, mAP, mINP
                     self.writer.add_scalar(tag, value, self.epoch)
         if save_dir and self._saved_entries:   # the figures' input (scripts/visualize.py)
-            print('(pool features saved to "{}")'.format(save_features(
-                features_path(save_dir, self._stage), self._saved_entries, stage=self._stage,
-                epoch=self.epoch)))
+            entries, stage, epoch = self._saved_entries, self._stage, self.epoch
+            path = self.write_policy.write('features', lambda: save_features(
+                features_path(save_dir, stage), entries, stage=stage, epoch=epoch))
+            if path:
+                print('(pool features saved to "{}")'.format(path))
         self._pool_cache = self._saved_entries = None
         return rank1
 
@@ -636,8 +706,14 @@ class CrossModalEngine(compat.Engine):
         if self._stage != 'untrained':
             record['selection'] = self._selection if self._stage == 'selected' \
                 else self.select_on
-        append_results(save_dir, record)
+        self._append_results(save_dir, record)
         return rows
+
+    def _append_results(self, save_dir, record):
+        """One record into results.json, through ``train.on_write_error``."""
+        if save_dir:
+            self.write_policy.write('results', lambda: append_results(save_dir, record),
+                                    replaces=False)
 
     def _val_source(self):
         return self.datamanager.train_set if hasattr(self.datamanager, 'train_set') else None
@@ -657,8 +733,9 @@ class CrossModalEngine(compat.Engine):
             rows = score_modes(feats, dataset.val_pool, dataset.val_modes(), dist_metric)
         print(format_table('{} (validation ids)'.format(self.datamanager.sources[0]), rows,
                            note='epoch {}'.format(epoch)))
-        append_results(save_dir, {'dataset': self.datamanager.sources[0], 'epoch': int(epoch),
-                                  'stage': 'validation', 'rows': rows})
+        self._append_results(save_dir, {'dataset': self.datamanager.sources[0],
+                                        'epoch': int(epoch), 'stage': 'validation',
+                                        'rows': rows})
         return (rows[0]['R1'] + rows[0]['mAP']) / 2
 
     def visualize_first_trial(self, name, dataset, feats, mode, dist_metric, rerank,
