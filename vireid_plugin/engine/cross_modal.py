@@ -72,6 +72,9 @@ class CrossModalEngine(compat.Engine):
         amp: auto / bf16 / fp16 / off.
         protocol_matrix: score every mode of each cross-modal target, not just its own.
         eval_before_train: score the untrained model first and report both.
+        eval_autocast: extract evaluation features under ``amp``'s autocast; False (the
+            default): in fp32 whatever the training precision (the precision is recorded
+            with every result).
         checkpoint_every: write a checkpoint every this many epochs (0: only the last).
         checkpoint_every_iters: also every this many iterations inside an epoch (0: off).
         keep_checkpoints: how many regular checkpoints to keep (the best one is extra).
@@ -94,7 +97,7 @@ class CrossModalEngine(compat.Engine):
 
     def __init__(self, datamanager, model, optimizer, criterion, scheduler=None,
                  use_gpu=True, amp='auto', grad_clip=0.0, protocol_matrix=False,
-                 eval_before_train=False, test_batch_size=None, workers=None,
+                 eval_before_train=False, eval_autocast=False, test_batch_size=None, workers=None,
                  checkpoint_every=1, checkpoint_every_iters=0, keep_checkpoints=3,
                  select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None,
                  compile=False, find_unused_parameters=True, sync_bn=False,
@@ -125,6 +128,8 @@ class CrossModalEngine(compat.Engine):
         self._model_takes_pid = 'pid' in inspect.signature(model.forward).parameters
         self.register_model('model', self.model, optimizer, scheduler)
         self.precision = Precision(amp, self.device)
+        # evaluation features: fp32 unless asked (reduced precision perturbs the ranking)
+        self.eval_precision = self.precision if eval_autocast else Precision('off', self.device)
         self.grad_clip = grad_clip
         self.protocol_matrix = protocol_matrix
         self.eval_before_train = eval_before_train
@@ -586,7 +591,8 @@ class CrossModalEngine(compat.Engine):
                 print(format_table(name, rows, note=label))
                 self._append_results(test_kwargs['save_dir'], {
                     'dataset': name, 'epoch': int(self.best['epoch']), 'stage': 'selected',
-                    'selection': self.select_on, 'rows': rows})
+                    'selection': self.select_on, 'feature_precision': self.feature_precision,
+                    'rows': rows})
             return
         if not os.path.isfile(best_path):
             return
@@ -657,7 +663,8 @@ class CrossModalEngine(compat.Engine):
         shard = (distributed.rank(), distributed.world_size()) \
             if distributed.is_distributed() else None
         return extract_pool_features(self._feature_fn, dataset, batch, workers, self.device,
-                                     self.precision.autocast, pool=pool, transform=transform,
+                                     self.eval_precision.autocast, pool=pool,
+                                     transform=transform,
                                      shard=shard)
 
     @torch.no_grad()
@@ -702,12 +709,18 @@ class CrossModalEngine(compat.Engine):
             self.visualize_first_trial(name, dataset, feats, modes[0], dist_metric, rerank,
                                        save_dir, visrank_topk)
         self.last_results[name] = rows
-        record = {'dataset': name, 'epoch': int(self.epoch), 'stage': self._stage, 'rows': rows}
+        record = {'dataset': name, 'epoch': int(self.epoch), 'stage': self._stage,
+                  'feature_precision': self.feature_precision, 'rows': rows}
         if self._stage != 'untrained':
             record['selection'] = self._selection if self._stage == 'selected' \
                 else self.select_on
         self._append_results(save_dir, record)
         return rows
+
+    @property
+    def feature_precision(self):
+        """'fp32', 'bf16' or 'fp16': the precision evaluation features are extracted in."""
+        return {'off': 'fp32'}.get(self.eval_precision.mode, self.eval_precision.mode)
 
     def _append_results(self, save_dir, record):
         """One record into results.json, through ``train.on_write_error``."""
@@ -735,6 +748,7 @@ class CrossModalEngine(compat.Engine):
                            note='epoch {}'.format(epoch)))
         self._append_results(save_dir, {'dataset': self.datamanager.sources[0],
                                         'epoch': int(epoch), 'stage': 'validation',
+                                        'feature_precision': self.feature_precision,
                                         'rows': rows})
         return (rows[0]['R1'] + rows[0]['mAP']) / 2
 
