@@ -87,15 +87,24 @@ class RandomIdentityModalitySampler(IdentityBatchSampler):
                 'ids have both visible and infrared items ({} excluded)'.format(
                     batch_size, k, self.num_pids_per_batch, len(self.pids),
                     self.num_excluded_ids))
-        self._pass_seed = None   # without a seed: drawn once per pass, shared by len and iter
+        # without a seed: one seed per pass, drawn from torch's global generator by the
+        # first len() or iter() of the pass, so len() tells the length of the coming pass
+        self._pass_seed, self._pass_used = None, False
         self._counted = {}       # (epoch, seed) -> global batches of that epoch
 
     # ---- the epoch ------------------------------------------------------------
-    def _generator(self):
+    def set_epoch(self, epoch):
+        super().set_epoch(epoch)
+        if self._pass_used:
+            self._pass_seed = None
+
+    def _pass_generator(self, new_pass):
         if self.seed is not None:
-            return super()._generator()
-        if self._pass_seed is None:
+            return self._generator()
+        if self._pass_seed is None or (new_pass and self._pass_used):
             self._pass_seed = int(torch.randint(2 ** 62, (), dtype=torch.long).item())
+            self._pass_used = False
+        self._pass_used = self._pass_used or new_pass
         return torch.Generator().manual_seed(self._pass_seed)
 
     def _pad(self, pool, n, gen):
@@ -138,10 +147,9 @@ class RandomIdentityModalitySampler(IdentityBatchSampler):
         return out
 
     def __iter__(self):
-        gen = self._generator()
+        gen = self._pass_generator(new_pass=True)
         order = self._global_order(gen)
         self._counted = {self._key(): len(order) // self.batch_size}
-        self._pass_seed = None
         return self._finish(order, gen)
 
     def _key(self):
@@ -149,12 +157,12 @@ class RandomIdentityModalitySampler(IdentityBatchSampler):
 
     @property
     def num_batches(self):
-        """Global batches of the current epoch (its order is drawn to count them)."""
-        if self.seed is None and self._pass_seed is None:
-            self._generator()   # fixes this pass's seed; the pass uses it
+        """Global batches of the current epoch (its order is drawn to count them); without
+        a seed, of the coming pass (or of the one just made, until ``set_epoch``)."""
+        gen = self._pass_generator(new_pass=False)
         key = self._key()
         if key not in self._counted:
-            self._counted = {key: len(self._global_order(self._generator())) // self.batch_size}
+            self._counted = {key: len(self._global_order(gen)) // self.batch_size}
         return self._counted[key]
 
     def __len__(self):
