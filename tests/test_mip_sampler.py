@@ -283,7 +283,7 @@ def manager(root, source, **kw):
         transforms=['random_flip', 'random_erase', 'random_grayscale'],
         batch_size_train=8, num_instances=4, workers=0, seed=5, use_gpu=False,
         norm_mean=[0.5] * 3, norm_std=[0.5] * 3,
-        train_sampler='RandomIdentityModalitySampler', **kw)
+        **dict(dict(train_sampler='RandomIdentityModalitySampler'), **kw))
 
 
 def test_data_manager_uses_the_sampler_and_their_padding_by_dataset(roots):
@@ -301,6 +301,13 @@ def test_data_manager_uses_the_sampler_and_their_padding_by_dataset(roots):
     assert forced.train_loader.sampler.num_batches == 4
     batch = next(iter(regdb.train_loader))
     assert batch['modality'].tolist() == [IR] * 4 + [VIS] * 4
+    # under torchrun each rank's loader takes its share (P = 2 ids: one per rank)
+    ranked = manager(roots, 'regdb', num_replicas=2, rank=1)
+    sampler = ranked.train_loader.sampler
+    assert (sampler.num_replicas, sampler.rank, ranked.train_loader.batch_size) == (2, 1, 4)
+    assert next(iter(ranked.train_loader))['modality'].tolist() == [IR] * 2 + [VIS] * 2
+    with pytest.raises(ConfigError, match='RandomIdentityModalitySampler'):
+        manager(roots, 'regdb', num_replicas=2, rank=1, train_sampler='RandomSampler')
 
 
 def test_their_pipeline_options_change_only_what_they_name(roots):
