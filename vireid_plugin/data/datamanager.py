@@ -2,7 +2,10 @@
 
 torchreid's ``build_train_sampler`` is a closed list, so these subclasses let
 torchreid build everything, then replace the train loader's sampler when the
-plugin's ``CrossModalIdentitySampler`` is asked for. With several processes
+plugin's ``CrossModalIdentitySampler`` is asked for. torchreid builds the datasets
+with a fixed set of keywords; the config's dataset options (``dataset_options``,
+{config key: value}) reach them through ``datasets.options.scoped_options``, set only
+while torchreid's constructor runs. With several processes
 (``num_replicas``, ``rank``: torchrun, see ``vireid_plugin.distributed``) each rank's
 loader yields its identity block of every global batch (``batch_size_train`` stays the
 global batch).
@@ -11,10 +14,10 @@ import torch
 import torchvision.transforms as T
 
 from .. import compat
-from ..config.loading import ConfigError
+from ..errors import ConfigError
 from .bad_images import ON_BAD_IMAGE, ReplaceBadItems, skip_bad_images
 from .cache import CachedTrainItems, cached_train_loader
-from .datasets.options import set_dataset_options
+from .datasets.options import scoped_options
 from .sampler import CrossModalIdentitySampler
 from .seeded import SeededItems
 from .transforms import add_plugin_transforms
@@ -50,10 +53,11 @@ class _CrossModalLoaders:
                 'sampler.train_sampler {} in a {}-process run: every process would train on '
                 'the same batches; use {} (it gives each process its own ids)'.format(
                     train_sampler, self.num_replicas, CROSS_MODAL_SAMPLER))
-        sampler = self._setup(train_sampler, dataset_options, seed)
-        super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
-                         num_instances=num_instances, workers=workers,
-                         transforms=transforms, **kwargs)
+        sampler = self._setup(train_sampler, seed)
+        with scoped_options(dataset_options):   # torchreid builds the datasets in here
+            super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
+                             num_instances=num_instances, workers=workers,
+                             transforms=transforms, **kwargs)
         self._add_plugin_transforms(transforms)
         self._resample_train_loader(batch_size_train, num_instances, workers)
         if (data_cache or {}).get('enabled'):
@@ -61,8 +65,7 @@ class _CrossModalLoaders:
         if on_bad_image == 'skip':
             self.train_loader = skip_bad_images(self.train_loader, max_bad_fraction)
 
-    def _setup(self, train_sampler, dataset_options, seed):
-        set_dataset_options(**(dataset_options or {}))
+    def _setup(self, train_sampler, seed):
         self._want_cross_modal = train_sampler == CROSS_MODAL_SAMPLER
         self._seed = seed
         # torchreid only knows its own names; it builds a loader we then re-sample.

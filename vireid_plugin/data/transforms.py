@@ -6,6 +6,8 @@ inserted into the torchreid-built pipeline before ``ToTensor``.
 """
 import torchvision.transforms as T
 
+from ..registry import TRANSFORMS
+
 TORCHREID_TRANSFORMS = ('random_flip', 'random_crop', 'random_patch', 'color_jitter',
                         'random_erase')
 # Each entry builds its transform from the (height, width) of the images.
@@ -38,3 +40,8 @@ def add_plugin_transforms(transform, names, height, width):
     steps = list(transform.transforms)
     at = next((i for i, t in enumerate(steps) if isinstance(t, T.ToTensor)), len(steps))
     return T.Compose(steps[:at] + extra + steps[at:])
+
+
+# every name data.transforms accepts, for config validation (config/ never imports data/)
+for _name in TORCHREID_TRANSFORMS + tuple(PLUGIN_TRANSFORMS):
+    TRANSFORMS.register(_name, 'torchreid' if _name in TORCHREID_TRANSFORMS else 'plugin')
