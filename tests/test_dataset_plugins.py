@@ -1,9 +1,9 @@
 """A dataset added from a module of one's own: loader, config section and synthetic writer.
 
-The toy dataset below lives in a temporary file, outside the package; it reaches the
-CLI through ``--plugin`` and installed distributions through the ``vireid_plugin.datasets``
-entry points. Everything that imports it runs in a fresh interpreter, so the registries
-of this test session never see it.
+The toy dataset (the example of docs/adding-a-dataset.md) is written to a temporary file,
+outside the package; it reaches the CLI through ``--plugin`` and installed distributions
+through the ``vireid_plugin.datasets`` entry points. Everything that imports it runs in a
+fresh interpreter, so the registries of this test session never see it.
 """
 import json
 import os
@@ -12,66 +12,17 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-TOY_MODULE = '''"""A toy visible-infrared dataset: <root>/Toy/<train|test>/<pid>/<v|i>_<k>.png."""
-import os
 
-from vireid_plugin.config.sections import register_config_section
-from vireid_plugin.data.datasets import INFRARED, VISIBLE, CrossModalImageDataset
-from vireid_plugin.data.datasets.options import dataset_option
-from vireid_plugin.data.synthetic import (IDENT, IMAGE, random_identities, render_person,
-                                          rng_stream, save_image, synthetic_writer,
-                                          write_atomic, write_lines)
-from vireid_plugin.registry import IMAGE_DATASETS
-
-MODALITIES = ('visible', 'infrared')
-register_config_section('toy', {'query_modality': 'infrared'}, doc='toy options',
-                        choices={'query_modality': MODALITIES}, family=False)
+def doc_example():
+    """The example module of docs/adding-a-dataset.md (its first python block): the test
+    runs what the guide shows."""
+    with open(os.path.join(REPO, 'docs', 'adding-a-dataset.md')) as f:
+        text = f.read()
+    start = text.index('```python\n') + len('```python\n')
+    return text[start:text.index('```', start)]
 
 
-@IMAGE_DATASETS.register('toy')
-class Toy(CrossModalImageDataset):
-    dataset_dir = 'Toy'
-    protocol = 'regdb'        # the metric: no same-camera removal
-    config_keys = ('toy.query_modality',)
-
-    def __init__(self, root='', query_modality=None, **kwargs):
-        self.query_modality = MODALITIES.index(
-            dataset_option('toy.query_modality', query_modality))
-        folder = os.path.join(os.path.abspath(root), self.dataset_dir)
-        with open(os.path.join(folder, 'train_ids.txt')) as f:
-            train_ids = [int(x) for x in f.read().split()]
-        label = {pid: i for i, pid in enumerate(sorted(train_ids))}
-        items = {'train': [], 'test': []}
-        for split in items:
-            for pid in sorted(int(p) for p in os.listdir(os.path.join(folder, split))):
-                for name in sorted(os.listdir(os.path.join(folder, split, str(pid)))):
-                    mod = VISIBLE if name.startswith('v_') else INFRARED
-                    items[split].append((os.path.join(folder, split, str(pid), name),
-                                         label[pid] if split == 'train' else pid, mod, 0, mod))
-        self._test_pool = items['test']
-        query = [it for it in self._test_pool if it[4] == self.query_modality]
-        gallery = [it for it in self._test_pool if it[4] != self.query_modality]
-        super().__init__(items['train'], query, gallery, **kwargs)
-
-    def eval_modes(self, matrix=False):
-        return self.direction_modes((VISIBLE, INFRARED) if matrix else (self.query_modality,))
-
-
-@synthetic_writer('toy', Toy.dataset_dir)
-def make_toy(root, seed=0, num_train=6, num_test=4, images=3, size=(64, 32), overwrite=False):
-    people = random_identities(rng_stream(seed, 99, IDENT), num_train + num_test)
-
-    def build(out):
-        for pid, ident in enumerate(people, 1):
-            split = 'train' if pid <= num_train else 'test'
-            r = rng_stream(seed, 99, IMAGE, pid)
-            for k in range(images):
-                for letter, infrared in (('v', False), ('i', True)):
-                    save_image(render_person(ident, infrared, r, size=size),
-                               os.path.join(out, split, str(pid), '{}_{}.png'.format(letter, k)))
-        write_lines(os.path.join(out, 'train_ids.txt'), [str(p) for p in range(1, num_train + 1)])
-    return write_atomic(root, Toy.dataset_dir, build, overwrite, 'toy')
-'''
+TOY_MODULE = doc_example()
 
 TOY_CONFIG = '''model:
   name: vit_tiny_reid
