@@ -84,13 +84,13 @@ def read_data_paths(path):
 class BUPTCampus(CrossModalVideoDataset):
     """BUPTCampus tracklets, visible queries searched among infrared ones (the paper's first).
 
-    Keywords left None take the configured value (``options.py``): protocol
+    Keywords left None take the configured value (``datasets/options.py``): protocol
     (bupt.protocol), use_auxiliary (bupt.use_auxiliary).
     """
 
     dataset_dir = NAME
     query_modality = VISIBLE
-    #: the config keys this dataset reads (``options.py``)
+    #: the config keys this dataset reads (``datasets/options.py``)
     config_keys = ('bupt.protocol', 'bupt.use_auxiliary')
 
     def __init__(self, root='datasets', protocol=None, use_auxiliary=None, **kwargs):

@@ -48,7 +48,7 @@ class HITSZVCM(CrossModalVideoDataset):
     dataset_dir = 'HITSZ-VCM'
     protocol = 'vcm'
     query_modality = INFRARED
-    #: the config keys this dataset reads (``options.py``); min_seq_len=None takes it
+    #: the config keys this dataset reads (``datasets/options.py``); min_seq_len=None takes it
     config_keys = ('vcm.min_seq_len',)
 
     def __init__(self, root='datasets', min_seq_len=None, **kwargs):

@@ -80,7 +80,7 @@ def read_test_ids(path):
 class LLCM(CrossModalImageDataset):
     """LLCM, infrared queries against the drawn visible gallery (test.py's default).
 
-    Keywords left None take the configured value (``options.py``): protocol
+    Keywords left None take the configured value (``datasets/options.py``): protocol
     (llcm.protocol), num_trials (test.num_trials). ``split_id`` is the trial whose
     gallery torchreid's ``gallery`` attribute holds.
     """
@@ -88,7 +88,7 @@ class LLCM(CrossModalImageDataset):
     dataset_dir = NAME
     protocol = 'llcm'
     query_modality = INFRARED
-    #: the config keys this dataset reads (``options.py``)
+    #: the config keys this dataset reads (``datasets/options.py``)
     config_keys = ('llcm.protocol', 'test.num_trials')
 
     def __init__(self, root='datasets', split_id=0, protocol=None, num_trials=None, **kwargs):

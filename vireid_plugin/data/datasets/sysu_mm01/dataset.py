@@ -147,7 +147,7 @@ def load_rand_perm(path):
 class SYSUMM01(CrossModalImageDataset):
     """SYSU-MM01, all-search gallery (cams 1, 2, 4, 5).
 
-    Keywords left None take the configured value (``options.py``): train_with_val
+    Keywords left None take the configured value (``datasets/options.py``): train_with_val
     (sysu.train_with_val), shots (sysu.shots), gallery_draw (sysu.gallery_draw),
     perm_file (sysu.perm_file), num_trials (test.num_trials). ``split_id`` is the
     trial whose gallery torchreid's ``gallery`` attribute holds.
@@ -156,7 +156,7 @@ class SYSUMM01(CrossModalImageDataset):
     dataset_dir = NAME
     protocol = 'sysu'
     search = 'all'
-    #: the config keys this dataset reads (``options.py``)
+    #: the config keys this dataset reads (``datasets/options.py``)
     config_keys = ('sysu.train_with_val', 'sysu.shots', 'sysu.gallery_draw', 'sysu.perm_file',
                    'test.num_trials')
 
