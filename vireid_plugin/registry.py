@@ -1,7 +1,7 @@
 """The plugin's registries, in one place (fast-reid style).
 
-Models, losses, datasets, optimizers, LR schedulers and config sections register
-here with a decorator; ``register_all`` copies datasets and models into
+Models, losses, datasets, optimizers, LR schedulers, train samplers and config
+sections register here with a decorator; ``register_all`` copies datasets and models into
 torchreid's own registries so torchreid's data managers and ``build_model``
 accept them. An unknown name is one ``KeyError`` line listing close matches.
 """
@@ -56,6 +56,8 @@ MODELS = Registry('model')
 LOSSES = Registry('loss term')
 OPTIMIZERS = Registry('optimizer')
 SCHEDULERS = Registry('LR scheduler')
+#: training samplers of the plugin (``sampler.train_sampler``; torchreid's names work too)
+SAMPLERS = Registry('train sampler')
 #: config sections owned by model families (``cfg.<name>.*``)
 CONFIG_SECTIONS = Registry('config section')
 #: synthetic data writers of the dataset families (``data/datasets/<family>/synthetic.py``)

@@ -34,6 +34,9 @@ def get_default_config():
     cfg.data.width = 128
     cfg.data.combineall = False
     cfg.data.transforms = ['random_flip']
+    cfg.data.resize_interpolation = 'bilinear'  # plugin: train resize, bilinear (torchreid) or bicubic (MIP's released code)
+    cfg.data.erase_fill = 'mean'    # plugin: random_erase fills with norm_mean (torchreid) or random pixels (timm 'pixel' mode, MIP's released code)
+    cfg.data.grayscale_after_erase = False  # plugin: random_grayscale on the normalised tensor after erasing (MIP's released code), not on the image
     cfg.data.k_tfm = 1
     cfg.data.norm_mean = [0.485, 0.456, 0.406]
     cfg.data.norm_std = [0.229, 0.224, 0.225]
@@ -57,6 +60,7 @@ def get_default_config():
     cfg.sampler.train_sampler = 'CrossModalIdentitySampler'  # plugin sampler; torchreid's names work too
     cfg.sampler.train_sampler_t = 'RandomSampler'
     cfg.sampler.num_instances = 4  # per identity; per modality for CrossModalIdentitySampler
+    cfg.sampler.modality_padding = 'auto'  # plugin: RandomIdentityModalitySampler (MIP's released sampler) padding rule: auto (regdb for RegDB sources, else sysu), sysu, regdb
     cfg.sampler.num_cams = 1
     cfg.sampler.num_datasets = 1
 

@@ -30,7 +30,11 @@ def _common_data_kwargs(cfg):
                 train_sampler=cfg.sampler.train_sampler,
                 dataset_options=dataset_options(cfg), seed=cfg.train.seed,
                 data_cache=dict(cfg.data_cache), on_bad_image=cfg.data.on_bad_image,
-                max_bad_fraction=cfg.data.max_bad_fraction)
+                max_bad_fraction=cfg.data.max_bad_fraction,
+                modality_padding=cfg.sampler.modality_padding,
+                resize_interpolation=cfg.data.resize_interpolation,
+                erase_fill=cfg.data.erase_fill,
+                grayscale_after_erase=cfg.data.grayscale_after_erase)
 
 
 def imagedata_kwargs(cfg):

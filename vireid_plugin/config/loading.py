@@ -127,7 +127,10 @@ def check_config(cfg):
                'train.on_write_error': ('stop', 'retry'),
                'data.on_bad_image': ('stop', 'skip'),
                'data.type': ('image', 'video'),
-               'test.dist_metric': ('euclidean', 'cosine')}
+               'test.dist_metric': ('euclidean', 'cosine'),
+               'data.resize_interpolation': ('bilinear', 'bicubic'),
+               'data.erase_fill': ('mean', 'random'),
+               'sampler.modality_padding': ('auto', 'sysu', 'regdb')}
     for key, allowed in choices.items():
         sec, name = key.split('.')
         if cfg[sec][name] not in allowed:
@@ -146,6 +149,7 @@ def check_config(cfg):
         raise ConfigError('train.batch_size {} must be a positive multiple of 2 x '
                           'sampler.num_instances = {} (P ids x {} visible + {} infrared per '
                           'batch)'.format(cfg.train.batch_size, 2 * k, k, k))
+    _check_mip_pipeline(cfg)
     if cfg.test.visrank and not cfg.test.evaluate:
         raise ConfigError('test.visrank draws ranked lists of an evaluation run: set '
                           'test.evaluate True with it (and model.load_weights)')
@@ -153,6 +157,28 @@ def check_config(cfg):
         problem = section.check(cfg) if section.check else None
         if problem:
             raise ConfigError(problem)
+
+
+def _check_mip_pipeline(cfg):
+    """The MIP authors' sampler and input-pipeline keys (RandomIdentityModalitySampler,
+    data.erase_fill / grayscale_after_erase / resize_interpolation)."""
+    k, names = cfg.sampler.num_instances, [n.lower() for n in cfg.data.transforms]
+    if cfg.sampler.train_sampler == 'RandomIdentityModalitySampler' and (
+            k < 2 or k % 2 or cfg.train.batch_size < k or cfg.train.batch_size % k):
+        raise ConfigError('RandomIdentityModalitySampler: sampler.num_instances {} must be even '
+                          '(K / 2 infrared + K / 2 visible per identity) and train.batch_size {} '
+                          'a multiple of it (P ids x K)'.format(k, cfg.train.batch_size))
+    for key, value, name in (('erase_fill', 'random', 'random_erase'),
+                             ('grayscale_after_erase', True, 'random_grayscale')):
+        if cfg.data[key] == value and name not in names:
+            raise ConfigError('data.{} {} changes {}, which data.transforms {} does not '
+                              'name'.format(key, value, name, list(cfg.data.transforms)))
+    changed = [key for key, plain in (('resize_interpolation', 'bilinear'), ('erase_fill', 'mean'),
+                                      ('grayscale_after_erase', False)) if cfg.data[key] != plain]
+    if changed and (cfg.get('data_cache') or {}).get('enabled', False):
+        raise ConfigError('data.{} is not available with data_cache.enabled True (the cache '
+                          'resizes bilinear and augments as torchreid does); set '
+                          'data_cache.enabled False'.format(changed[0]))
 
 
 def _check_name(key, value, registry):
