@@ -49,6 +49,7 @@ def build_parser():
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='PATH',
                    help='continue a run: from PATH, or (no PATH) from the newest good '
                         'checkpoint in data.save_dir (= model.resume PATH|auto)')
+    vireid_plugin.plugins.add_argument(p)   # --plugin MODULE: datasets of your own
     p.add_argument('opts', default=None, nargs=argparse.REMAINDER,
                    help='modify config options using the command line (KEY VALUE ...)')
     return p
@@ -175,6 +176,7 @@ def main(argv=None):
         resume_flag = resume_flag or args.resume
         if resume_flag:
             opts += ['model.resume', resume_flag]
+        vireid_plugin.plugins.load(args.plugin)   # before the config: their sections' keys
         cfg = load_config(args.config_file, opts, sources=args.sources,
                           targets=args.targets, root=args.root, transforms=args.transforms)
         run(cfg)

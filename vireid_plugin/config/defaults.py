@@ -2,8 +2,9 @@
 
 torchreid's scripts/default_config.py is not shipped by the PyPI release, so the
 keys are declared here. Plugin additions are marked ``# plugin``. Sections owned
-by a model family (``vit``, ``mip``, ...) and loss-term options (``loss.<term>``)
-are declared by the family / term itself and added by ``add_registered_sections``.
+by a model family (``vit``, ``mip``, ...), by a dataset family (``sysu``, ``vcm``,
+``llcm``, ``bupt``) and loss-term options (``loss.<term>``) are declared by the
+family / term itself and added by ``add_registered_sections``.
 """
 from yacs.config import CfgNode as CN
 
@@ -52,21 +53,8 @@ def get_default_config():
     cfg.cuhk03.classic_split = False
     cfg.cuhk03.use_metric_cuhk03 = False
 
-    cfg.sysu = CN()               # plugin: SYSU-MM01 options
-    cfg.sysu.train_with_val = True   # 395 classes; False keeps val ids out for model selection
-    cfg.sysu.shots = 1            # gallery images per (id, RGB camera): 1 single-shot, 10 multi-shot
-    cfg.sysu.gallery_draw = 'seeded'  # 'seeded' (random.seed(trial)) or 'official' (rand_perm_cam.mat)
-    cfg.sysu.perm_file = ''       # path to the evaluation kit's rand_perm_cam.mat
-
-    cfg.vcm = CN()                # plugin: HITSZ-VCM options
-    cfg.vcm.min_seq_len = 12
-
-    cfg.llcm = CN()               # plugin: LLCM options
-    cfg.llcm.protocol = 'corrected'  # 'corrected' (the paper's VIS->IR) or 'reference' (test.py)
-
-    cfg.bupt = CN()               # plugin: BUPTCampus options
-    cfg.bupt.protocol = 'corrected'  # 'corrected' (M3-ReID: all queries) or 'reference' (test.py)
-    cfg.bupt.use_auxiliary = False   # train_auxiliary.txt tracklets join training (dsetid 1)
+    # plugin datasets' options (cfg.sysu, cfg.vcm, cfg.llcm, cfg.bupt, ...) are declared by
+    # each dataset family (data/datasets/<family>/config.py) and added below
 
     cfg.sampler = CN()
     cfg.sampler.train_sampler = 'CrossModalIdentitySampler'  # plugin sampler; torchreid's names work too

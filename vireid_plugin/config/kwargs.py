@@ -1,18 +1,20 @@
 """Config -> keyword arguments of each component (one function per consumer)."""
-from ..registry import LOSSES, MODELS
+from ..registry import IMAGE_DATASETS, LOSSES, MODELS, VIDEO_DATASETS
 from .sections import loss_section_name
 
 
 def dataset_options(cfg):
-    return dict(num_trials=cfg.test.num_trials,
-                sysu_train_with_val=cfg.sysu.train_with_val,
-                sysu_shots=cfg.sysu.shots,
-                sysu_gallery_draw=cfg.sysu.gallery_draw,
-                sysu_perm_file=cfg.sysu.perm_file,
-                vcm_min_seq_len=cfg.vcm.min_seq_len,
-                llcm_protocol=cfg.llcm.protocol,
-                bupt_protocol=cfg.bupt.protocol,
-                bupt_use_auxiliary=cfg.bupt.use_auxiliary)
+    """{config key: value} of every key a registered dataset reads (its ``config_keys``):
+    the data managers hand them to the datasets they build (``data/datasets/options.py``)."""
+    out = {}
+    for registry in (IMAGE_DATASETS, VIDEO_DATASETS):
+        for _, cls in registry.items():
+            for key in getattr(cls, 'config_keys', ()):
+                value = cfg
+                for part in key.split('.'):
+                    value = value[part]
+                out[key] = list(value) if isinstance(value, (list, tuple)) else value
+    return out
 
 
 def _common_data_kwargs(cfg):
