@@ -1,7 +1,6 @@
 """Several processes (DistributedDataParallel, gloo on the CPU): the rank-aware sampler, and
 a 2-process run of scripts/main.py against a 1-process run with the same global batch."""
 import glob
-import importlib.util
 import json
 import os
 import socket
@@ -16,8 +15,8 @@ from vireid_plugin.data.sampler import CrossModalIdentitySampler
 from vireid_plugin.data.synthetic import make_sysu_mm01
 from vireid_plugin.models import register_model
 from vireid_plugin.registry import MODELS
+from vireid_plugin.runner import main as run_main
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = 'toy_ddp_linear'
 
 
@@ -98,14 +97,6 @@ def register_toy():
         register_model(TOY)(lambda num_classes, **_: ToyReID(num_classes))
 
 
-def load_cli():
-    spec = importlib.util.spec_from_file_location('vireid_cli_main_ddp',
-                                                  os.path.join(REPO, 'scripts', 'main.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def argv(root, save_dir):
     return ['--root', root, 'data.save_dir', save_dir, 'model.name', TOY,
             'model.pretrained', 'False', 'data.synthetic', 'False', 'data.workers', '0',
@@ -122,7 +113,7 @@ def _worker(rank, world, port, args, errors):
     torch.set_num_threads(1)
     register_toy()
     try:
-        rc = load_cli().main(args)
+        rc = run_main(args)
     except BaseException as exc:   # reported by the parent
         errors.put('rank {}: {!r}'.format(rank, exc))
         raise
@@ -162,7 +153,7 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve(toy_root, tmp_p
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            assert load_cli().main(argv(toy_root, single)) == 0
+            assert run_main(argv(toy_root, single)) == 0
         finally:
             torch.set_num_threads(threads)
         double = str(tmp_path / 'double')
