@@ -23,6 +23,10 @@ class TemporalAvgReID(nn.Module):
         self.head = image_model.head
         self.feature_dim = image_model.feature_dim
 
+    def attention_spec(self):
+        """The attention figure's layout: the image backbone's, run per frame."""
+        return dict(self.backbone.attention_spec(), video=True)
+
     def forward(self, x, modality=None, camid=None):
         if x.dim() != 5:
             raise ValueError('{} expects clips (B, T, C, H, W), got shape {}'.format(

@@ -70,6 +70,13 @@ class ViTBackbone(VisionTransformer):
         else:
             self.sie_embed = None
 
+    def attention_spec(self, block=-1):
+        """What the attention figure reads (``vireid_plugin.visualize.attention``): the
+        attention module of ``block``, the patch grid (h, w), the token groups before the
+        patches ({name: count}, in order) and whether inputs are clips."""
+        return {'module': self.blocks[block].attn, 'grid': tuple(self.patch_embed.grid_size),
+                'groups': {'CLS': self.num_prefix_tokens}, 'video': False}
+
     def forward_features(self, x, camid=None):
         x = self.patch_embed(x)
         x = self._pos_embed(x)
@@ -105,6 +112,10 @@ class ViTReID(nn.Module):
             num_heads=num_heads, drop_path_rate=drop_path_rate, **vit_kwargs)
         self.feature_dim = embed_dim
         self.head = BNNeck(embed_dim, num_classes, test_feature)
+
+    def attention_spec(self):
+        """The attention figure's layout: the backbone's last block, [CLS; patches]."""
+        return self.backbone.attention_spec()
 
     def forward_global(self, x, modality=None, camid=None):
         """Pre-BN global feature (B, D) of images."""

@@ -97,6 +97,13 @@ class LSMRL(nn.Module):
     def prompt_parameters(self):
         return [p for p in self.prompt_learner.parameters()]
 
+    def attention_spec(self):
+        """The attention figure's layout: the image tower's last block, per frame, tokens
+        [CLS; patches] (``vireid_plugin.visualize.attention``)."""
+        enc = self.image_encoder
+        return {'module': enc.blocks[-1].attn, 'grid': tuple(enc.grid_size),
+                'groups': {'CLS': 1}, 'video': True}
+
     def prompt_text_features(self, labels):
         return self.prompt_learner(self.text_encoder, labels)
 

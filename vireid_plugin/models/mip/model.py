@@ -140,6 +140,17 @@ class MIPReID(nn.Module):
         return {'backbone.pos_embed', 'backbone.cls_token', 'backbone.sie_embed',
                 'prompts.table', 'instance.queries', 'instance.bank'}
 
+    def attention_spec(self):
+        """The attention figure's layout: the last block the backbone runs, tokens [CLS;
+        modality prompts; instance prompts; patches] (the paper's Figure 4). A model with
+        an 'instance prompts' group also gets their t-SNE (``forward_features``)."""
+        groups = {'CLS': 1}
+        if self.prompts is not None:
+            groups['modality prompts'] = self.prompts.num_tokens
+        if self.instance is not None:
+            groups['instance prompts'] = self.instance.num_tokens
+        return dict(self.backbone.attention_spec(self.num_blocks - 1), groups=groups)
+
     # ---- forward -----------------------------------------------------------
     def embed(self, x, camid=None):
         """Patch + position (+ SIE camera) embedding: (B, 1 + N, D)."""
