@@ -24,14 +24,15 @@ import time
 
 import torch
 
-from . import compat, distributed
+from . import compat, distributed, plugins
 from .checkpoint_io import atomic_write
 from .config import (ConfigError, engine_kwargs, engine_run_kwargs, imagedata_kwargs,
                      load_config, loss_kwargs, model_kwargs, optimizer_kwargs,
                      schedule_settings, scheduler_kwargs, videodata_kwargs)
 from .data import CrossModalImageDataManager, CrossModalVideoDataManager, num_cameras
 from .data.prepare import prepare_datasets
-from .engine import CrossModalEngine, Precision, run_prompt_stage
+from .engine import (PREEMPTED_EXIT_STATUS, CrossModalEngine, Precision, Preempted,
+                     resume_target, run_prompt_stage)
 from .errors import USER_ERRORS
 from .losses import build_loss
 from .models import build_model, load_weights
@@ -144,7 +145,8 @@ def run(cfg):
         print(load_weights(model, cfg.model.load_weights,
                            strict=cfg.model.load_weights_strict).summary())
     model = model.to(device)  # optimizer state follows the params
-    if not cfg.test.evaluate and not cfg.model.resume:
+    resume = resume_target(cfg.model.resume, cfg.data.save_dir)
+    if not cfg.test.evaluate and not resume:
         # a model with learnable prompts may ask for a prompt-only first stage (LSMRL)
         run_prompt_stage(model, datamanager, device, Precision(cfg.train.amp, device).autocast,
                          workers=cfg.data.workers, seed=cfg.train.seed)
@@ -153,8 +155,8 @@ def run(cfg):
                                         device)
     engine = build_engine(cfg, datamanager, model, criterion, optimizer, scheduler, use_gpu)
     run_kwargs = engine_run_kwargs(cfg)
-    if cfg.model.resume:
-        run_kwargs['start_epoch'] = engine.resume(cfg.model.resume, cfg.data.save_dir,
+    if resume:
+        run_kwargs['start_epoch'] = engine.resume(resume, cfg.data.save_dir,
                                                   cfg.train.resume_rebuild_schedule)
     engine.run(**run_kwargs)
     return engine
@@ -172,6 +174,7 @@ def build_parser():
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='PATH',
                    help='continue a run: from PATH, or (no PATH) from the newest good '
                         'checkpoint in data.save_dir (= model.resume PATH|auto)')
+    plugins.add_argument(p)   # --plugin MODULE: datasets of your own
     p.add_argument('opts', default=None, nargs=argparse.REMAINDER,
                    help='modify config options using the command line (KEY VALUE ...)')
     return p
@@ -201,7 +204,8 @@ def user_message(exc):
 
 
 def main(argv=None):
-    """``scripts/main.py``: returns the exit status (0, 1 data/files, 2 config)."""
+    """``scripts/main.py``: returns the exit status (0; 1 data or files; 2 config;
+    ``PREEMPTED_EXIT_STATUS`` when a pre-emption signal stopped the run after a checkpoint)."""
     args = build_parser().parse_args(argv)
     stdout = sys.stdout
     try:
@@ -209,9 +213,13 @@ def main(argv=None):
         resume_flag = resume_flag or args.resume
         if resume_flag:
             opts += ['model.resume', resume_flag]
+        plugins.load(args.plugin)   # before the config: their sections' keys
         cfg = load_config(args.config_file, opts, sources=args.sources,
                           targets=args.targets, root=args.root, transforms=args.transforms)
         run(cfg)
+    except Preempted as exc:   # a resumable checkpoint is written: the scheduler requeues
+        print('=> {}'.format(exc), file=sys.stderr)
+        return PREEMPTED_EXIT_STATUS
     except USER_ERRORS as exc:
         print('error: {}'.format(user_message(exc)), file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

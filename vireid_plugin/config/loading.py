@@ -12,16 +12,13 @@ import re
 import yaml
 from yacs.config import CfgNode as CN
 
-from ..data.transforms import check_transform_names
-from ..registry import CONFIG_SECTIONS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS
+from ..errors import ConfigError
+from ..registry import CONFIG_SECTIONS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TRANSFORMS
+from ..signals import signal_numbers
 from .defaults import get_default_config
 from .sections import changed_keys
 
 BASE_KEY = '_BASE_'
-
-
-class ConfigError(ValueError):
-    """A config file or override the user wrote is wrong."""
 
 
 def _flat_keys(cfg, prefix=''):
@@ -126,7 +123,6 @@ def check_config(cfg):
         _check_name('loss.terms', term, LOSSES)
     _check_sections(cfg)
     choices = {'train.amp': ('auto', 'bf16', 'fp16', 'off'),
-               'sysu.gallery_draw': ('seeded', 'official'),
                'test.select_on': ('last', 'val', 'test'),
                'train.on_nonfinite': ('skip', 'rollback', 'stop'),
                'train.on_write_error': ('stop', 'retry'),
@@ -141,15 +137,17 @@ def check_config(cfg):
         if cfg[sec][name] not in allowed:
             raise ConfigError('config key {!r} must be one of {}, got {!r}'.format(
                 key, allowed, cfg[sec][name]))
+    unknown = [n for n in cfg.data.transforms if n.lower() not in TRANSFORMS]
+    if unknown:
+        raise ConfigError('data.transforms: unknown transform(s) {}; available: {}'.format(
+            unknown, ', '.join(TRANSFORMS.names())))
     try:
-        check_transform_names(cfg.data.transforms)
+        signal_numbers(cfg.train.preempt_signals)
     except ValueError as exc:
-        raise ConfigError('data.transforms: {}'.format(exc)) from None
+        raise ConfigError('train.preempt_signals: {}'.format(exc)) from None
     if not 0.0 <= cfg.data.max_bad_fraction <= 1.0:
         raise ConfigError('data.max_bad_fraction must be in [0, 1] (a fraction of the training '
                           'items), got {}'.format(cfg.data.max_bad_fraction))
-    if cfg.sysu.shots < 1:
-        raise ConfigError('sysu.shots must be >= 1, got {}'.format(cfg.sysu.shots))
     k = cfg.sampler.num_instances
     if cfg.sampler.train_sampler == 'CrossModalIdentitySampler' and (
             k < 1 or cfg.train.batch_size < 2 * k or cfg.train.batch_size % (2 * k)):
@@ -160,9 +158,10 @@ def check_config(cfg):
     if cfg.test.visrank and not cfg.test.evaluate:
         raise ConfigError('test.visrank draws ranked lists of an evaluation run: set '
                           'test.evaluate True with it (and model.load_weights)')
-    if cfg.test.select_on == 'val' and cfg.sysu.train_with_val:
-        raise ConfigError("test.select_on val scores SYSU-MM01's validation ids, which "
-                          "sysu.train_with_val True trains on: set sysu.train_with_val False")
+    for _, section in CONFIG_SECTIONS.items():
+        problem = section.check(cfg) if section.check else None
+        if problem:
+            raise ConfigError(problem)
 
 
 def _check_mip_pipeline(cfg):

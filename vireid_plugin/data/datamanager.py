@@ -3,7 +3,10 @@
 torchreid's ``build_train_sampler`` is a closed list, so these subclasses let
 torchreid build everything, then replace the train loader's sampler when one of the
 plugin's samplers (``vireid_plugin.registry.SAMPLERS``: ``CrossModalIdentitySampler``,
-the MIP authors' ``RandomIdentityModalitySampler``) is asked for. With several processes
+the MIP authors' ``RandomIdentityModalitySampler``) is asked for. torchreid builds the
+datasets with a fixed set of keywords; the config's dataset options (``dataset_options``,
+{config key: value}) reach them through ``datasets.options.scoped_options``, set only
+while torchreid's constructor runs. With several processes
 (``num_replicas``, ``rank``: torchrun, see ``vireid_plugin.distributed``) each rank's
 loader yields its identity block of every global batch (``batch_size_train`` stays the
 global batch).
@@ -12,11 +15,11 @@ import torch
 import torchvision.transforms as T
 
 from .. import compat
-from ..config.loading import ConfigError
+from ..errors import ConfigError
 from ..registry import SAMPLERS
 from .bad_images import ON_BAD_IMAGE, ReplaceBadItems, skip_bad_images
 from .cache import CachedTrainItems, cached_train_loader
-from .datasets.options import set_dataset_options
+from .datasets.options import scoped_options
 from .identity_modality_sampler import RandomIdentityModalitySampler
 from .sampler import CrossModalIdentitySampler  # noqa: F401  (registers the sampler)
 from .seeded import SeededItems
@@ -61,10 +64,11 @@ class _CrossModalLoaders:
                 'the same batches; use {} (they give each process its own ids)'.format(
                     train_sampler, self.num_replicas, ' or '.join(SAMPLERS.names())))
         self._modality_padding = modality_padding
-        sampler = self._setup(train_sampler, dataset_options, seed)
-        super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
-                         num_instances=num_instances, workers=workers,
-                         transforms=transforms, **kwargs)
+        sampler = self._setup(train_sampler, seed)
+        with scoped_options(dataset_options):   # torchreid builds the datasets in here
+            super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
+                             num_instances=num_instances, workers=workers,
+                             transforms=transforms, **kwargs)
         self._add_plugin_transforms(transforms, dict(
             resize_interpolation=resize_interpolation, erase_fill=erase_fill,
             grayscale_after_erase=grayscale_after_erase))
@@ -74,8 +78,7 @@ class _CrossModalLoaders:
         if on_bad_image == 'skip':
             self.train_loader = skip_bad_images(self.train_loader, max_bad_fraction)
 
-    def _setup(self, train_sampler, dataset_options, seed):
-        set_dataset_options(**(dataset_options or {}))
+    def _setup(self, train_sampler, seed):
         self._plugin_sampler = train_sampler if train_sampler in SAMPLERS else None
         self._want_cross_modal = self._plugin_sampler is not None
         self._seed = seed

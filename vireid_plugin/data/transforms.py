@@ -6,6 +6,8 @@ inserted into the torchreid-built pipeline before ``ToTensor``.
 """
 import torchvision.transforms as T
 
+from ..registry import TRANSFORMS
+
 TORCHREID_TRANSFORMS = ('random_flip', 'random_crop', 'random_patch', 'color_jitter',
                         'random_erase')
 # Each entry builds its transform from the (height, width) of the images.
@@ -81,3 +83,8 @@ def apply_pipeline_options(transform, names, height, width, resize_interpolation
         steps = [t for t in steps if not isinstance(t, T.RandomGrayscale)]
         steps.append(T.RandomGrayscale(p=0.5))
     return T.Compose(steps)
+
+
+# every name data.transforms accepts, for config validation (config/ never imports data/)
+for _name in TORCHREID_TRANSFORMS + tuple(PLUGIN_TRANSFORMS):
+    TRANSFORMS.register(_name, 'torchreid' if _name in TORCHREID_TRANSFORMS else 'plugin')

@@ -5,15 +5,18 @@ exact ``resume`` (mid-epoch included, a changed schedule refused or rebuilt).
 The files themselves (names, atomic writes, keeping, reading, restoring) are
 ``engine/checkpoint.py``'s; this mixin is the engine's side of them.
 """
+import json
 import os
 import warnings
 
 import torch
 
 from .. import distributed
+from ..checkpoint_io import atomic_write
 from ..data.seeded import rng_state, set_rng_state
 from .checkpoint import (CheckpointError, CheckpointManager, load_checkpoint,
                          restore_training_state, schedule_changes)
+from .preemption import PREEMPTED_FILE, Preempted
 
 
 class Checkpointing:
@@ -34,16 +37,48 @@ class Checkpointing:
                               'best_epoch': self.best['epoch']},
                 'rank1': None}
 
-    def save_training_checkpoint(self, epoch, iteration=0, best=False):
+    def save_training_checkpoint(self, epoch, iteration=0, best=False, policy=True):
         """Rank 0 writes; every rank waits for the file (others may read it: rollback,
-        model selection)."""
+        model selection). A failed write goes to ``train.on_write_error`` (``policy``
+        False: it always raises)."""
         path = None
         if distributed.is_main():
-            path = self.checkpoints.save(self.training_state(epoch, iteration), epoch,
-                                         iteration, best=best)
-            print('Checkpoint saved to "{}"{}'.format(path, ' (best so far)' if best else ''))
+            state = self.training_state(epoch, iteration)
+
+            def write():
+                return self.checkpoints.save(state, epoch, iteration, best=best)
+            path = self.write_policy.write('checkpoint', write) if policy else write()
+            if path:
+                print('Checkpoint saved to "{}"{}'.format(path,
+                                                         ' (best so far)' if best else ''))
         distributed.barrier()
         return path
+
+    def _stop_requested(self):
+        """Whether a pre-emption signal came (on any rank) while run() trains."""
+        return self._preemption is not None and self._preemption.requested()
+
+    def _preempt(self, epoch, iteration, saved=False, path=None):
+        """Write the checkpoint at (epoch, iteration) unless it was just ``saved`` (to
+        ``path``), then ``preempted.json``; raise ``Preempted`` (every rank)."""
+        signame = self._preemption.signame
+        print('=> {} received: stopping {} with a checkpoint'.format(
+            signame, 'at epoch {} iteration {}'.format(epoch + 1, iteration) if iteration
+            else 'after epoch {}'.format(epoch)))
+        if not saved:
+            path = self.save_training_checkpoint(epoch, iteration, policy=False)
+        elif path is None and distributed.is_main():   # failed under 'retry': now or never
+            path = self.checkpoints.save(self.training_state(epoch, iteration), epoch,
+                                         iteration)
+        if distributed.is_main():
+            record = {'signal': signame, 'epoch': int(epoch), 'iteration': int(iteration),
+                      'checkpoint': path, 'ignored_signals': self._preemption.extra,
+                      'results': self.last_results, 'untrained_results': self.initial_results}
+            atomic_write(os.path.join(self._save_dir, PREEMPTED_FILE),
+                         lambda f: json.dump(record, f, indent=2), mode='w')
+            if self.writer is not None:   # the curves so far
+                self.writer.flush()
+        raise Preempted(signame, epoch, iteration, path)
 
     def save_model(self, epoch, rank1, save_dir, is_best=False):
         """torchreid's hook: the checkpoint after ``epoch + 1`` whole epochs."""

@@ -48,9 +48,11 @@ from ..config.loading import ConfigError
 from .checkpointing import Checkpointing
 from .evaluation import extract_pool_features
 from .precision import Precision
+from .preemption import DEFAULT_SIGNALS
 from .run_loop import SELECT_ON, SELECTION_LABEL, RunLoop
 from .testing import Testing
 from .train_loop import ON_NONFINITE, TrainLoop
+from .write_policy import WritePolicy
 
 __all__ = ['CrossModalEngine', 'SELECT_ON', 'ON_NONFINITE', 'SELECTION_LABEL']
 
@@ -69,6 +71,9 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         amp: auto / bf16 / fp16 / off.
         protocol_matrix: score every mode of each cross-modal target, not just its own.
         eval_before_train: score the untrained model first and report both.
+        eval_autocast: extract evaluation features under ``amp``'s autocast; False (the
+            default): in fp32 whatever the training precision (the precision is recorded
+            with every result).
         checkpoint_every: write a checkpoint every this many epochs (0: only the last).
         checkpoint_every_iters: also every this many iterations inside an epoch (0: off).
         keep_checkpoints: how many regular checkpoints to keep (the best one is extra).
@@ -83,15 +88,20 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
             processes run (``vireid_plugin.distributed.wrap_model``).
         batch_transform: ``f(imgs, seed)`` applied to each training batch on the device
             (default: the data manager's ``batch_transform``, set by the uint8 image cache).
+        preempt_signals: signal names that stop training at the next step boundary with a
+            resumable checkpoint (``engine/preemption.py``); empty: the default handlers.
+        on_write_error: 'stop' or 'retry' when a checkpoint/results write fails
+            (``engine/write_policy.py``).
     """
 
     def __init__(self, datamanager, model, optimizer, criterion, scheduler=None,
                  use_gpu=True, amp='auto', grad_clip=0.0, protocol_matrix=False,
-                 eval_before_train=False, test_batch_size=None, workers=None,
+                 eval_before_train=False, eval_autocast=False, test_batch_size=None,
+                 workers=None,
                  checkpoint_every=1, checkpoint_every_iters=0, keep_checkpoints=3,
                  select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None,
                  compile=False, find_unused_parameters=True, sync_bn=False,
-                 batch_transform=None):
+                 batch_transform=None, preempt_signals=DEFAULT_SIGNALS, on_write_error='stop'):
         super().__init__(datamanager, use_gpu)
         # uint8 image cache: augmentation + normalisation per batch on the device
         self.batch_transform = batch_transform if batch_transform is not None else \
@@ -118,6 +128,8 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         self._model_takes_pid = 'pid' in inspect.signature(model.forward).parameters
         self.register_model('model', self.model, optimizer, scheduler)
         self.precision = Precision(amp, self.device)
+        # evaluation features: fp32 unless asked (reduced precision perturbs the ranking)
+        self.eval_precision = self.precision if eval_autocast else Precision('off', self.device)
         self.grad_clip = grad_clip
         self.protocol_matrix = protocol_matrix
         self.eval_before_train = eval_before_train
@@ -139,6 +151,9 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         self.nonfinite_steps = 0
         self._nonfinite_run = 0
         self.checkpoints = None
+        self.preempt_signals = tuple(preempt_signals or ())
+        self._preemption = None     # the PreemptionGuard while run() trains
+        self.write_policy = WritePolicy(on_write_error)
         if select_on == 'val' and not hasattr(self._val_source(), 'val_pool'):
             raise ConfigError(
                 "test.select_on val needs a source with an official validation split "
@@ -173,6 +188,6 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         shard = (distributed.rank(), distributed.world_size()) \
             if distributed.is_distributed() else None
         return extract_pool_features(self._feature_fn, dataset, batch, workers, self.device,
-                                     self.precision.autocast, pool=pool, transform=transform,
-                                     shard=shard)
+                                     self.eval_precision.autocast, pool=pool,
+                                     transform=transform, shard=shard)
 

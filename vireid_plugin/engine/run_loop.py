@@ -10,7 +10,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 from .. import distributed
 from .checkpoint import BEST, CheckpointManager, load_checkpoint
-from .evaluation import append_results, format_table
+from .evaluation import format_table
+from .preemption import PREEMPTED_FILE, PreemptionGuard
 
 SELECT_ON = ('last', 'val', 'test')
 SELECTION_LABEL = {'last': 'last epoch', 'val': 'best on the validation ids',
@@ -37,6 +38,24 @@ class RunLoop:
             return
         if self.writer is None and main:
             self.writer = SummaryWriter(log_dir=save_dir)
+        with PreemptionGuard(self.preempt_signals) as self._preemption:
+            try:
+                self._train_and_evaluate(max_epoch, start_epoch, print_freq, fixbase_epoch,
+                                         open_layers, start_eval, eval_freq, test_kwargs)
+            finally:
+                self._preemption = None
+        if main:
+            self.write_policy.finish()
+            done_file = os.path.join(save_dir, PREEMPTED_FILE)
+            if os.path.isfile(done_file):   # this run got past where a signal stopped it
+                os.remove(done_file)
+        if self.writer is not None:
+            self.writer.close()
+
+    def _train_and_evaluate(self, max_epoch, start_epoch, print_freq, fixbase_epoch,
+                            open_layers, start_eval, eval_freq, test_kwargs):
+        """run()'s body: the untrained evaluation, the epochs, the selected model; a
+        pre-emption signal ends it after a step (``Preempted``)."""
         start_epoch = max(start_epoch, self.start_epoch)
         fresh = start_epoch == 0 and not self._start_iteration
         if self.eval_before_train and fresh and max_epoch > 0:
@@ -57,8 +76,12 @@ class RunLoop:
                 print('=> Final test')
             if last or periodic:
                 best = self._evaluate_epoch(done, test_kwargs)
-            if last or best or (self.checkpoint_every and done % self.checkpoint_every == 0):
-                self.save_training_checkpoint(done, 0, best=best)
+            path, saved = None, last or best or (
+                self.checkpoint_every and done % self.checkpoint_every == 0)
+            if saved:
+                path = self.save_training_checkpoint(done, 0, best=best)
+            if not last and self._stop_requested():
+                self._preempt(done, 0, saved, path)
         if max_epoch > start_epoch:
             self._report_selected(test_kwargs)
             elapsed = str(datetime.timedelta(seconds=round(time.time() - time_start)))
@@ -69,8 +92,6 @@ class RunLoop:
                 print('{}: mAP before training {:.2f}% -> after training {:.2f}% '
                       '(R1 {:.2f}% -> {:.2f}%)'.format(name, before['mAP'], rows[0]['mAP'],
                                                         before['R1'], rows[0]['R1']))
-        if self.writer is not None:
-            self.writer.close()
 
     def _evaluate_epoch(self, done, test_kwargs):
         """Evaluate after ``done`` epochs; returns whether it is the best for selection."""
@@ -104,9 +125,10 @@ class RunLoop:
         if self.select_on == 'test' and self.best['results']:
             for name, rows in self.best['results'].items():   # already scored on test
                 print(format_table(name, rows, note=label))
-                append_results(test_kwargs['save_dir'], {
+                self._append_results(test_kwargs['save_dir'], {
                     'dataset': name, 'epoch': int(self.best['epoch']), 'stage': 'selected',
-                    'selection': self.select_on, 'rows': rows})
+                    'selection': self.select_on, 'feature_precision': self.feature_precision,
+                    'rows': rows})
             return
         if not os.path.isfile(best_path):
             return

@@ -80,9 +80,11 @@ class Testing:
                 for tag, value in scalar_tags(name, rows):   # every row: R1, mAP, mINP
                     self.writer.add_scalar(tag, value, self.epoch)
         if save_dir and self._saved_entries:   # the figures' input (scripts/visualize.py)
-            print('(pool features saved to "{}")'.format(save_features(
-                features_path(save_dir, self._stage), self._saved_entries, stage=self._stage,
-                epoch=self.epoch)))
+            entries, stage, epoch = self._saved_entries, self._stage, self.epoch
+            path = self.write_policy.write('features', lambda: save_features(
+                features_path(save_dir, stage), entries, stage=stage, epoch=epoch))
+            if path:
+                print('(pool features saved to "{}")'.format(path))
         self._pool_cache = self._saved_entries = None
         return rank1
 
@@ -128,11 +130,23 @@ class Testing:
             self.visualize_first_trial(name, dataset, feats, modes[0], dist_metric, rerank,
                                        save_dir, visrank_topk)
         self.last_results[name] = rows
-        record = {'dataset': name, 'epoch': int(self.epoch), 'stage': self._stage, 'rows': rows}
+        record = {'dataset': name, 'epoch': int(self.epoch), 'stage': self._stage,
+                  'feature_precision': self.feature_precision, 'rows': rows}
         if self._stage != 'untrained':
             record['selection'] = self.select_on
-        append_results(save_dir, record)
+        self._append_results(save_dir, record)
         return rows
+
+    @property
+    def feature_precision(self):
+        """'fp32', 'bf16' or 'fp16': the precision evaluation features are extracted in."""
+        return {'off': 'fp32'}.get(self.eval_precision.mode, self.eval_precision.mode)
+
+    def _append_results(self, save_dir, record):
+        """One record into results.json, through ``train.on_write_error``."""
+        if save_dir:
+            self.write_policy.write('results', lambda: append_results(save_dir, record),
+                                    replaces=False)
 
     def _val_source(self):
         return self.datamanager.train_set if hasattr(self.datamanager, 'train_set') else None
@@ -152,8 +166,10 @@ class Testing:
             rows = score_modes(feats, dataset.val_pool, dataset.val_modes(), dist_metric)
         print(format_table('{} (validation ids)'.format(self.datamanager.sources[0]), rows,
                            note='epoch {}'.format(epoch)))
-        append_results(save_dir, {'dataset': self.datamanager.sources[0], 'epoch': int(epoch),
-                                  'stage': 'validation', 'rows': rows})
+        self._append_results(save_dir, {'dataset': self.datamanager.sources[0],
+                                        'epoch': int(epoch), 'stage': 'validation',
+                                        'feature_precision': self.feature_precision,
+                                        'rows': rows})
         return (rows[0]['R1'] + rows[0]['mAP']) / 2
 
     def visualize_first_trial(self, name, dataset, feats, mode, dist_metric, rerank,

@@ -47,6 +47,10 @@ class TrainLoop:
             done = self.batch_idx + 1
             if done % print_freq == 0 or done == self.num_batches:
                 self._log_window(window, done)
+            if done < self.num_batches and self._stop_requested():
+                if window.steps:
+                    self._log_window(window, done)
+                self._preempt(self.epoch, done)
             if self.checkpoint_every_iters and done % self.checkpoint_every_iters == 0 \
                     and done < self.num_batches:
                 self.save_training_checkpoint(self.epoch, done)
