@@ -17,15 +17,15 @@ class TemporalAvgReID(nn.Module):
     feature per clip, so the output contract is the image one.
     """
 
+    def attention_spec(self):
+        """The attention figure's layout: the image backbone's, run per frame."""
+        return dict(self.backbone.attention_spec(), video=True)
+
     def __init__(self, image_model):
         super().__init__()
         self.backbone = image_model.backbone
         self.head = image_model.head
         self.feature_dim = image_model.feature_dim
-
-    def attention_spec(self):
-        """The attention figure's layout: the image backbone's, run per frame."""
-        return dict(self.backbone.attention_spec(), video=True)
 
     def forward(self, x, modality=None, camid=None):
         if x.dim() != 5:
