@@ -120,14 +120,16 @@ def bench_train(config_path, device, variants, steps=5, warmup=2, batch_size=Non
 
         def step():
             with precision.autocast():
-                out = step_model(x, modality=batch['modality'], camid=batch['camid'], **extra)
+                out = step_model(x, modality=batch['modality'], camid=batch['camid'],
+                                 named_outputs=True, **extra)
             loss, _ = criterion(out, batch)
             optimizer.zero_grad(set_to_none=True)
             precision.backward_step(loss, optimizer)
 
         if flops_per_step is None:   # forward + loss + backward, counted once (eager fp32)
             with FlopCounterMode(display=False) as counter:
-                out = model(x, modality=batch['modality'], camid=batch['camid'], **extra)
+                out = model(x, modality=batch['modality'], camid=batch['camid'],
+                            named_outputs=True, **extra)
                 criterion(out, batch)[0].backward()
             optimizer.zero_grad(set_to_none=True)
             flops_per_step = counter.get_total_flops()
