@@ -121,6 +121,10 @@ def test_pair_partners_pairs_kth_visible_with_kth_infrared_of_the_same_id():
     mod = torch.tensor([0, 0, 1, 1, 0, 0, 1, 0, 0])
     # id 7 has no infrared: itself; id 9: one infrared shared by its two visibles
     assert pair_partners(pid, mod).tolist() == [2, 3, 0, 1, 4, 5, 7, 6, 6]
+    # interleaved: visibles 0, 2, 3 (k = 0, 1, 2), infrareds 1, 4 (k = 0, 1); a visible
+    # takes infrared k mod 2 (1, 4, 1), an infrared visible k mod 3 (0, 2)
+    mixed = pair_partners(torch.tensor([1, 1, 1, 1, 1]), torch.tensor([0, 1, 0, 0, 1]))
+    assert mixed.tolist() == [1, 0, 4, 1, 2]
 
 
 @pytest.mark.parametrize('attention', ['cross', 'joint'])
