@@ -41,5 +41,7 @@ setup(
     package_data={'vireid_plugin.models.lsmrl': ['*.json']},
     python_requires='>=3.10',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'onnx': ONNX_REQUIRES, 'test': ['pytest>=7'] + ONNX_REQUIRES},
+    # the test extra is what .ci/run installs: pytest, ruff (its lint step) and the ONNX check
+    extras_require={'onnx': ONNX_REQUIRES,
+                    'test': ['pytest>=7', 'ruff>=0.6,<1'] + ONNX_REQUIRES},
 )

@@ -36,7 +36,8 @@ def main(argv=None):
              ['{:.2f} ± {:.2f}'.format(r[m], r[m + '_std'])
               for m in r if not m.endswith('_std') and m not in ('dataset', 'mode', 'runs')]
              for r in rows]
-    metrics = [m for m in rows[0] if not m.endswith('_std') and m not in ('dataset', 'mode', 'runs')]
+    metrics = [m for m in rows[0]
+               if not m.endswith('_std') and m not in ('dataset', 'mode', 'runs')]
     print(tabulate(table, headers=['dataset', 'mode', 'runs'] + metrics, tablefmt='github'))
     if args.json:
         with open(args.json, 'w') as f:

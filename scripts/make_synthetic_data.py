@@ -16,7 +16,8 @@ from vireid_plugin.data.synthetic import SYNTHETIC  # noqa: E402
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--root', default='datasets', help='folder that receives the dataset folders')
+    parser.add_argument('--root', default='datasets',
+                        help='folder that receives the dataset folders')
     parser.add_argument('--dataset', default='all', choices=sorted(SYNTHETIC) + ['all'])
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--overwrite', action='store_true', help='replace existing dataset folders')

@@ -157,8 +157,8 @@ def test_pretrained_round_trip(tmp_path, fmt):
     else:
         save_file(src, str(path))
     with pytest.warns(UserWarning, match='sie_embed'):  # reported as missing
-        model = build_model('vit_tiny_reid', NUM_CLASSES, pretrained=True, pretrained_path=str(path),
-                            stride_size=12, num_cameras=2)
+        model = build_model('vit_tiny_reid', NUM_CLASSES, pretrained=True,
+                            pretrained_path=str(path), stride_size=12, num_cameras=2)
     own = model.backbone.state_dict()
     for key in ('blocks.0.attn.qkv.weight', 'blocks.3.mlp.fc2.bias', 'norm.weight',
                 'patch_embed.proj.weight', 'cls_token'):
@@ -185,7 +185,8 @@ def save_jax_npz(vit, path, heads=4):
         for n, wt, bs in zip(('query', 'key', 'value'), qkv_w, qkv_b):
             w[att + n + '/kernel'] = wt.T.reshape(dim, heads, -1)  # (in, heads, head_dim)
             w[att + n + '/bias'] = bs.reshape(heads, -1)
-        w[att + 'out/kernel'] = sd[b + 'attn.proj.weight'].reshape(dim, heads, -1).transpose(1, 2, 0)
+        w[att + 'out/kernel'] = sd[b + 'attn.proj.weight'].reshape(dim, heads, -1).transpose(
+            1, 2, 0)
         w[att + 'out/bias'] = sd[b + 'attn.proj.bias']
         for ln, norm in (('LayerNorm_0/', 'norm1.'), ('LayerNorm_2/', 'norm2.')):
             w[j + ln + 'scale'], w[j + ln + 'bias'] = sd[b + norm + 'weight'], sd[b + norm + 'bias']

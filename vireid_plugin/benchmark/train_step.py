@@ -162,5 +162,5 @@ def bench_train(config_path, device, variants, steps=5, warmup=2, batch_size=Non
             'peak_memory_gib': round(_peak_memory(device), 2),
             'peak_memory_kind': 'cuda max_memory_allocated' if device.type == 'cuda'
             else 'process peak RSS (cumulative)'})
-        del model, criterion, optimizer, step_model
+        model = criterion = optimizer = step_model = None   # free them before the next variant
     return rows

@@ -19,8 +19,8 @@ from .contract import outputs_for
 from .heads import BNNeck
 from .weights import load_pretrained
 
-__all__ = ['OverlapPatchEmbed', 'ViTBackbone', 'ViTReID', 'VIT_ARCHS', 'VIT_SECTION', 'build_vit_reid',
-           'vit_base_reid', 'vit_small_reid', 'vit_tiny_reid']
+__all__ = ['OverlapPatchEmbed', 'ViTBackbone', 'ViTReID', 'VIT_ARCHS', 'VIT_SECTION',
+           'build_vit_reid', 'vit_base_reid', 'vit_small_reid', 'vit_tiny_reid']
 
 
 class OverlapPatchEmbed(PatchEmbed):

@@ -103,8 +103,8 @@ def load_checkpoint(backbone, path):
     path = os.fspath(path)
     if path.lower().endswith('.npz'):
         if not os.path.isfile(path):
-            raise PretrainedFileNotFoundError('pretrained checkpoint not found: {} (check {})'.format(
-                path, PATH_KEY))
+            raise PretrainedFileNotFoundError(
+                'pretrained checkpoint not found: {} (check {})'.format(path, PATH_KEY))
         try:
             # timm's JAX loader maps the npz names and resamples the pos embed itself.
             backbone.load_pretrained(path)

@@ -19,7 +19,7 @@ Which block and how its tokens are laid out, per model family:
   positions); a grouped block (frames concatenated) is split back per frame.
 """
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
