@@ -30,7 +30,8 @@ from vireid_plugin.config import (ConfigError, engine_kwargs, engine_run_kwargs,
 from vireid_plugin.data import (CrossModalImageDataManager, CrossModalVideoDataManager,  # noqa: E402
                                 num_cameras)
 from vireid_plugin.data.prepare import prepare_datasets  # noqa: E402
-from vireid_plugin.engine import CrossModalEngine, Precision, run_prompt_stage  # noqa: E402
+from vireid_plugin.engine import (PREEMPTED_EXIT_STATUS, CrossModalEngine, Precision,  # noqa: E402
+                                  Preempted, resume_target, run_prompt_stage)
 from vireid_plugin.errors import USER_ERRORS  # noqa: E402
 from vireid_plugin.losses import build_loss  # noqa: E402
 from vireid_plugin.models import build_model, load_weights  # noqa: E402
@@ -48,6 +49,7 @@ def build_parser():
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='PATH',
                    help='continue a run: from PATH, or (no PATH) from the newest good '
                         'checkpoint in data.save_dir (= model.resume PATH|auto)')
+    vireid_plugin.plugins.add_argument(p)   # --plugin MODULE: datasets of your own
     p.add_argument('opts', default=None, nargs=argparse.REMAINDER,
                    help='modify config options using the command line (KEY VALUE ...)')
     return p
@@ -142,7 +144,8 @@ def run(cfg):
         print(load_weights(model, cfg.model.load_weights,
                            strict=cfg.model.load_weights_strict).summary())
     model = model.to(device)  # optimizer state follows the params
-    if not cfg.test.evaluate and not cfg.model.resume:
+    resume = resume_target(cfg.model.resume, cfg.data.save_dir)
+    if not cfg.test.evaluate and not resume:
         # a model with learnable prompts may ask for a prompt-only first stage (LSMRL)
         run_prompt_stage(model, datamanager, device, Precision(cfg.train.amp, device).autocast,
                          workers=cfg.data.workers, seed=cfg.train.seed)
@@ -158,8 +161,8 @@ def run(cfg):
         datamanager, model, optimizer, criterion, scheduler=scheduler, use_gpu=use_gpu,
         schedule=schedule_settings(cfg, len(datamanager.train_loader)), **engine_kwargs(cfg))
     run_kwargs = engine_run_kwargs(cfg)
-    if cfg.model.resume:
-        run_kwargs['start_epoch'] = engine.resume(cfg.model.resume, cfg.data.save_dir,
+    if resume:
+        run_kwargs['start_epoch'] = engine.resume(resume, cfg.data.save_dir,
                                                   cfg.train.resume_rebuild_schedule)
     engine.run(**run_kwargs)
     return engine
@@ -173,9 +176,13 @@ def main(argv=None):
         resume_flag = resume_flag or args.resume
         if resume_flag:
             opts += ['model.resume', resume_flag]
+        vireid_plugin.plugins.load(args.plugin)   # before the config: their sections' keys
         cfg = load_config(args.config_file, opts, sources=args.sources,
                           targets=args.targets, root=args.root, transforms=args.transforms)
         run(cfg)
+    except Preempted as exc:   # a resumable checkpoint is written: the scheduler requeues
+        print('=> {}'.format(exc), file=sys.stderr)
+        return PREEMPTED_EXIT_STATUS
     except USER_ERRORS as exc:
         print('error: {}'.format(user_message(exc)), file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

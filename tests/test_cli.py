@@ -286,6 +286,6 @@ def test_load_weights_sharing_no_key_with_the_model(tmp_path, tiny_tree, run_cli
 def test_unknown_dataset_protocol(tmp_path, run_cli, key, value, target):
     rc, err = run_cli(['-s', target, '-t', target] + fast_args(tmp_path, tmp_path / 'none',
                                                                 key, value))
-    assert rc == 1
+    assert rc == 2   # the dataset's config section declares the choices: a config error
     line = assert_one_line_error(err)
     assert repr(key) in line and repr(value) in line and "'corrected', 'reference'" in line

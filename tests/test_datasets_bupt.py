@@ -4,9 +4,9 @@ import pytest
 import torchvision.transforms as T
 
 from dataset_trees import replace_line, write_bupt_tree
-from vireid_plugin.data.datasets import buptcampus
+from vireid_plugin.data.datasets.buptcampus import dataset as buptcampus
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
-from vireid_plugin.data.datasets.options import DatasetOptionError, set_dataset_options
+from vireid_plugin.data.datasets.options import DatasetOptionError, scoped_options
 from vireid_plugin.registry import VIDEO_DATASETS
 
 # Cameras LS3 G25 CQ1 W4 TSG1 TSG2 are camids 0..5.
@@ -81,11 +81,8 @@ def test_train_pairs_give_two_items_with_one_label(tree):
 
 
 def test_auxiliary_set_is_an_option(tree, capsys):
-    try:
-        set_dataset_options(bupt_use_auxiliary=True)
+    with scoped_options({'bupt.use_auxiliary': True}):
         ds = build(tree, verbose=True)
-    finally:
-        set_dataset_options()
     aux = [it for it in ds.train if it[3] == 1]
     # ids 30, 31 get labels 2, 3 after the two primary ids; two items per line
     assert desc(aux) == [(2, 4, 0, 3), (2, 4, 1, 3), (2, 4, 0, 3), (2, 4, 1, 3),
@@ -116,14 +113,11 @@ def test_query_gallery_and_pool_of_both_directions(tree):
 
 
 def test_reference_protocol_truncates_visible_lists_and_removes_nothing(tree, batch3, capsys):
-    try:
-        set_dataset_options(bupt_protocol='reference')
+    with scoped_options({'bupt.protocol': 'reference'}):
         v2i = build(tree, verbose=True)
         out = capsys.readouterr().out
         i2v = build(tree, 'buptcampus_i2v', verbose=True)
         out_i2v = capsys.readouterr().out
-    finally:
-        set_dataset_options()
     assert v2i.protocol == 'regdb' and v2i.frame_rule == 'uniform'
     assert v2i.dropped == {'visible queries': 0, 'visible gallery': 1}
     assert len(v2i.query) == 3 and len(v2i.gallery) == 5          # infrared gallery untouched

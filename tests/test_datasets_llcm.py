@@ -6,7 +6,7 @@ import pytest
 from dataset_trees import replace_line, write_llcm_tree
 from vireid_plugin.data.datasets import llcm  # noqa: F401  (registers the names)
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
-from vireid_plugin.data.datasets.options import DatasetOptionError, set_dataset_options
+from vireid_plugin.data.datasets.options import DatasetOptionError, scoped_options
 from vireid_plugin.registry import IMAGE_DATASETS
 
 # (modality folder, pid, camera): images. Train ids 1, 4; test ids 6, 0, 3 (0 is a
@@ -95,12 +95,10 @@ def test_ten_trials_draw_what_the_reference_code_draws(tree, name, gallery_mod):
 
 
 def test_trial_count_option(tree):
-    try:
-        set_dataset_options(num_trials=3)
+    with scoped_options({'test.num_trials': 3}):
         (mode,) = build(tree).eval_modes()
-        assert mode.num_trials == 3
-    finally:
-        set_dataset_options()
+    assert mode.num_trials == 3
+    assert build(tree).eval_modes()[0].num_trials == 10   # the default outside the scope
 
 
 @pytest.mark.parametrize('variant,names,metrics', [
@@ -110,20 +108,20 @@ def test_trial_count_option(tree):
      ['llcm', 'llcm_transposed']),
 ])
 def test_protocol_selection(tree, variant, names, metrics):
-    try:
-        set_dataset_options(llcm_protocol=variant)
+    with scoped_options({'llcm.protocol': variant}):
         ds = build(tree, 'llcm_v2i')
-        matrix = ds.eval_modes(matrix=True)
-        assert [m.name for m in matrix] == names and [m.metric for m in matrix] == metrics
-        (own,) = ds.eval_modes()
-        assert own.name == names[1]
-        # the reference mode keeps the natural sets: only the metric transposes them
-        assert own.query.tolist() == list(range(8, 18))
-        assert {ds.test_pool[i][4] for i in own.galleries[0]} == {1}
-    finally:
-        set_dataset_options()
+    matrix = ds.eval_modes(matrix=True)
+    assert [m.name for m in matrix] == names and [m.metric for m in matrix] == metrics
+    (own,) = ds.eval_modes()
+    assert own.name == names[1]
+    # the reference mode keeps the natural sets: only the metric transposes them
+    assert own.query.tolist() == list(range(8, 18))
+    assert {ds.test_pool[i][4] for i in own.galleries[0]} == {1}
     # the keyword wins over the option
     assert build(tree, 'llcm_v2i', protocol=variant).eval_modes()[0].metric == metrics[1]
+    other = 'corrected' if variant == 'reference' else 'reference'
+    with scoped_options({'llcm.protocol': other}):
+        assert build(tree, 'llcm_v2i', protocol=variant).eval_modes()[0].metric == metrics[1]
 
 
 @pytest.mark.parametrize('name,protocol,expected', [
@@ -144,9 +142,9 @@ def test_summary_reports_queries_the_removal_leaves_without_match(tree, capsys, 
 def test_bad_option_value(tree):
     with pytest.raises(DatasetOptionError, match="'llcm.protocol'.*'official'"):
         build(tree, protocol='official')
-    with pytest.raises(DatasetOptionError, match='llcm.protocol'):
-        set_dataset_options(llcm_protocol='paper')
-    set_dataset_options()
+    with scoped_options({'llcm.protocol': 'paper'}):
+        with pytest.raises(DatasetOptionError, match="'llcm.protocol'.*'paper'"):
+            build(tree)
 
 
 def test_missing_root_explains_layout_source_and_demo(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from tests.dataset_trees import IMAGE_SIZE, write_sysu_tree
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
-from vireid_plugin.data.datasets.options import set_dataset_options
+from vireid_plugin.data.datasets.options import scoped_options
 from vireid_plugin.data.datasets.sysu_mm01 import SYSUMM01, SYSUMM01Indoor
 from vireid_plugin.registry import IMAGE_DATASETS
 
@@ -40,13 +40,6 @@ def root(tmp_path_factory):
     root = tmp_path_factory.mktemp('sysu')
     write_sysu_tree(root, IMAGES, SPLITS)
     return str(root)
-
-
-@pytest.fixture(autouse=True)
-def default_options():
-    set_dataset_options()
-    yield
-    set_dataset_options()
 
 
 def load(root, cls=SYSUMM01, **kw):
@@ -175,14 +168,16 @@ def test_eval_modes_registered_and_matrix(root):
 
 
 def test_options_are_read_and_explicit_wins(root):
-    set_dataset_options(num_trials=2, sysu_shots=10, sysu_train_with_val=False)
-    ds = load(root)
-    mode, = ds.eval_modes()
-    assert (mode.name, mode.num_trials, len(ds.gallery)) == ('all-search multi-shot', 2, 28)
-    assert ds.num_train_pids == 2
-    ds = load(root, cls=SYSUMM01Indoor, shots=1, num_trials=4)
-    mode, = ds.eval_modes()
-    assert (mode.name, mode.num_trials, len(ds.gallery)) == ('indoor-search single-shot', 4, 4)
+    with scoped_options({'test.num_trials': 2, 'sysu.shots': 10,
+                         'sysu.train_with_val': False}):
+        ds = load(root)
+        mode, = ds.eval_modes()
+        assert (mode.name, mode.num_trials, len(ds.gallery)) == ('all-search multi-shot', 2, 28)
+        assert ds.num_train_pids == 2
+        ds = load(root, cls=SYSUMM01Indoor, shots=1, num_trials=4)
+        mode, = ds.eval_modes()
+        assert (mode.name, mode.num_trials, len(ds.gallery)) == ('indoor-search single-shot', 4,
+                                                                4)
 
 
 def test_torchreid_kwargs_and_getitem_modality(root):
@@ -280,7 +275,7 @@ def test_official_bad_perm_file(root, tmp_path):
     scipy.io.savemat(wrong_shape, {'rand_perm_cam': np.zeros((2, 2))})
     msg = _perm_error(root, wrong_shape)
     assert wrong_shape in msg and '4 camera cells, expected 6' in msg
-    assert 'needs sysu_perm_file' in _perm_error(root, '')
+    assert 'needs sysu.perm_file' in _perm_error(root, '')
 
 
 @pytest.fixture(scope='module')

@@ -6,7 +6,7 @@ import torchvision.transforms as T
 from dataset_trees import replace_line, write_vcm_tree
 from vireid_plugin.data.datasets import hitsz_vcm  # noqa: F401  (registers the names)
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
-from vireid_plugin.data.datasets.options import set_dataset_options
+from vireid_plugin.data.datasets.options import scoped_options
 from vireid_plugin.registry import VIDEO_DATASETS
 
 # Rows (m, pid, camera D<k>, frames); m 1 = IR, 2 = RGB.
@@ -81,18 +81,17 @@ def test_eval_modes(tree, name, query, gallery):
 
 
 def test_min_seq_len_from_option_and_keyword(tree, capsys):
-    try:
-        set_dataset_options(vcm_min_seq_len=4)
+    with scoped_options({'vcm.min_seq_len': 4}):
         ds = build(tree, verbose=True)
-        # 4 frames is enough now; only the 3-frame IR test row goes
-        assert ds.dropped == {'train': 0, 'infrared test': 1, 'visible test': 0}
-        assert len(ds.gallery) == 3
-        assert 'dropped tracklets shorter than 4 frames' in capsys.readouterr().out
         # an explicit keyword wins over the option
         assert build(tree, min_seq_len=1).dropped == {
             'train': 0, 'infrared test': 0, 'visible test': 0}
-    finally:
-        set_dataset_options()
+    # 4 frames is enough now; only the 3-frame IR test row goes
+    assert ds.dropped == {'train': 0, 'infrared test': 1, 'visible test': 0}
+    assert len(ds.gallery) == 3
+    assert 'dropped tracklets shorter than 4 frames' in capsys.readouterr().out
+    # outside the scope: the default 12 again (both 5-frame and shorter rows go)
+    assert build(tree).min_seq_len == 12
 
 
 def red_levels(img):

@@ -224,9 +224,10 @@ def block_shapes(prefix, d=D):
             prefix + 'mlp.fc2.weight': (d, mlp), prefix + 'mlp.fc2.bias': (d,)}
 
 
-def released_state_dict(cams=CAMS):
+def released_state_dict(cams=CAMS, D=D, DEPTH=DEPTH, T=T, GRID=GRID, CLASSES=CLASSES):
     """Keys and shapes of the released SYSU model, from the architecture of their
-    make_model.py / vit_pytorch.py (train.sh: prompts 16, generation IPG, IPIL off)."""
+    make_model.py / vit_pytorch.py (train.sh: prompts 16, generation IPG, IPIL off);
+    random values. The keyword sizes give the same layout at a tiny size."""
     shapes = {'base.cls_token': (1, 1, D), 'base.pos_embed': (1, 1 + GRID, D),
               'base.sie_embed': (cams, 1, D), 'base.patch_embed.proj.weight': (D, 3, 16, 16),
               'base.patch_embed.proj.bias': (D,), 'base.norm.weight': (D,),
@@ -235,22 +236,22 @@ def released_state_dict(cams=CAMS):
               'base.prompt_proj.weight': (D, D), 'base.prompt_proj.bias': (D,),
               'base.prompt_embed': (1, T, D), 'zero_token': (1, 1, D)}
     for i in range(DEPTH):
-        shapes.update(block_shapes('base.blocks.{}.'.format(i)))
-    shapes.update(block_shapes('base.instance_prompt_generator.'))
-    for i in range(11):
+        shapes.update(block_shapes('base.blocks.{}.'.format(i), D))
+    shapes.update(block_shapes('base.instance_prompt_generator.', D))
+    for i in range(DEPTH - 1):
         shapes.update({'base.prompt_adapters.{}.fc1.weight'.format(i): (64, D),
                        'base.prompt_adapters.{}.fc1.bias'.format(i): (64,),
                        'base.prompt_adapters.{}.fc2.weight'.format(i): (D, 64),
                        'base.prompt_adapters.{}.fc2.bias'.format(i): (D,)})
     for head in ('b1', 'b2'):
-        shapes.update(block_shapes(head + '.0.'))
+        shapes.update(block_shapes(head + '.0.', D))
         shapes.update({head + '.1.weight': (D,), head + '.1.bias': (D,)})
     for suffix in ('', '_1', '_2', '_3', '_4'):
         shapes['classifier{}.weight'.format(suffix)] = (CLASSES, D)
         for name in ('weight', 'bias', 'running_mean', 'running_var'):
             shapes['bottleneck{}.{}'.format(suffix, name)] = (D,)
         shapes['bottleneck{}.num_batches_tracked'.format(suffix)] = ()
-    for i in range(10):
+    for i in range(DEPTH - 2):
         shapes['classifiers_ins_prompts.{}.weight'.format(i)] = (CLASSES, D)
         for name in ('weight', 'bias', 'running_mean', 'running_var'):
             shapes['bottlenecks_ins_prompts.{}.{}'.format(i, name)] = (D,)
@@ -288,6 +289,7 @@ def test_released_checkpoint_loads_with_every_used_key_mapped(released):
                         released_compat=True)
     report = load_weights(model, path)            # strict: every model tensor covered
     assert not report.missing and not report.unexpected and not report.mismatched
+    assert model.num_instance_prompt_layers == 10  # blocks 0..9: their IAEL's 10 layers
     assert 'wurqjackey/MIP' in report.source
     left = report.left_out
     assert 'base.fc.weight' in left and 'base.prompt_adapters.3.fc1.weight' in left
@@ -314,14 +316,60 @@ def test_released_checkpoint_loads_with_every_used_key_mapped(released):
 def test_released_checkpoint_into_the_default_model_maps_the_queries(released):
     state, path = released
     model = build_model('mip_vit_base_patch16', CLASSES, num_cameras=CAMS, pretrained=False)
+    from vireid_plugin.checkpoint_io import CheckpointError
+    with pytest.raises(CheckpointError, match='mip.released_compat True'):
+        load_weights(model, path)                 # the guard (below); the override:
+    model.force_released_weights = True
     report = load_weights(model, path)
     assert 'base.prompt_embed' not in report.left_out
     torch.testing.assert_close(model.instance.queries.detach(), state['base.prompt_embed'])
 
 
+TINY_LAYOUT = dict(cams=3, D=32, DEPTH=4, T=4, GRID=(64 // 16) * (32 // 16), CLASSES=5)
+
+
+def test_released_checkpoint_into_another_forward_is_refused_unless_forced(tmp_path):
+    """The authors' key layout (random values, saved here) into a prompted model whose
+    forward is not theirs: one message naming the key and the config; nothing loaded."""
+    from vireid_plugin.checkpoint_io import CheckpointError
+    state = released_state_dict(**TINY_LAYOUT)
+    path = str(tmp_path / 'their_tiny.pth')
+    torch.save(state, path)
+    model = tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as err:
+        load_weights(model, path)
+    msg = str(err.value)
+    assert 'their_tiny.pth' in msg and 'mip.released_compat True' in msg
+    assert 'configs/mip_sysu_released.yaml' in msg and 'mip.force_released_weights' in msg
+    assert len(msg.splitlines()) == 1
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    for kwargs in (dict(instance_queries='zeros'), dict(instance_prompts='fusion'),
+                   dict(instance_prompts='none')):   # still block 10 run: refused
+        with pytest.raises(CheckpointError, match='mip.released_compat True'):
+            load_weights(tiny(**kwargs), path)
+    # the override loads it (strict: every tensor mapped), queries from their prompt_embed
+    forced = tiny(force_released_weights=True)
+    load_weights(forced, path)
+    torch.testing.assert_close(forced.instance.queries.detach(), state['base.prompt_embed'])
+    # the released-compatible model loads it as before; a model without prompts runs
+    # their forward too (TransReID's blocks 0..depth-2), so it is not refused
+    compat = tiny(released_compat=True)
+    report = load_weights(compat, path)
+    assert not report.missing and not report.unexpected and 'base.prompt_embed' in report.left_out
+    torch.testing.assert_close(compat.necks[2].classifier.weight, state['classifier_2.weight'])
+    plain = tiny(modality_prompts=False, instance_prompts='none')
+    assert plain.released_forward and not tiny().released_forward
+    load_weights(plain, path)
+    # the plugin's own checkpoints are not affected
+    own = tmp_path / 'own.pth'
+    torch.save({'state_dict': tiny().state_dict()}, own)
+    load_weights(tiny(), str(own))
+
+
 def test_regdb_sie_rows_are_swapped():
     from vireid_plugin.models.mip import released_checkpoint_filter
-    model = tiny(num_cameras=2)
+    model = tiny(num_cameras=2, force_released_weights=True)
     sie = torch.tensor([[[1.]], [[2.]]]).expand(2, 1, 32)   # theirs: thermal 0, visible 1
     out, _, _ = released_checkpoint_filter({'base.sie_embed': sie}, model)
     assert out['backbone.sie_embed'][0, 0, 0] == 2. and out['backbone.sie_embed'][1, 0, 0] == 1.
@@ -329,7 +377,8 @@ def test_regdb_sie_rows_are_swapped():
 
 def test_released_fusion_heads_are_stacked_per_layer():
     from vireid_plugin.models.mip import released_checkpoint_filter
-    model = tiny(instance_prompts='fusion', instance_bank_size=8)   # 4 tokens, 8 entries
+    model = tiny(instance_prompts='fusion', instance_bank_size=8,   # 4 tokens, 8 entries
+                 force_released_weights=True)
     gen = torch.Generator().manual_seed(2)
     theirs = {'base.instance_prompt_embeddings': torch.randn(8, 32, generator=gen),
               'base.deep_instance_prompt_embeddings': torch.randn(8, 4, 32, generator=gen)}

@@ -83,3 +83,52 @@ def test_checkpoint_of_another_model_exits_non_zero_with_one_message(cli, traine
     line = [x for x in err.splitlines() if x.strip()][-1]
     assert line.startswith('error: ') and 'load_weights_strict' in line
     assert 'prompts.table (file (2, 4, 4, 96), model (2, 4, 2, 96))' in line
+
+
+# ---------------------------------------------------------------- the authors' run, tiny
+
+RELEASED = ('sampler.train_sampler', 'RandomIdentityModalitySampler', 'sampler.num_instances',
+            '4', 'data.transforms', '[random_flip, random_erase, random_grayscale]',
+            'data.resize_interpolation', 'bicubic', 'data.erase_fill', 'random',
+            'data.grayscale_after_erase', 'True', 'mip.released_compat', 'True',
+            'loss.iael.form', 'released', 'train.max_epoch', '2',
+            'train.checkpoint_every_iters', '1', 'train.keep_checkpoints', '50')
+
+
+class Preempted(RuntimeError):
+    pass
+
+
+def test_released_recipe_trains_and_resumes_mid_epoch_bitwise(cli, trained, tmp_path,
+                                                              monkeypatch):
+    """The authors' sampler, input pipeline and IAEL on the tiny MIP with their forward:
+    a run killed inside epoch 2 and resumed ends with the uninterrupted run's weights."""
+    root, _ = trained
+    straight = tmp_path / 'straight'
+    assert cli.main([str(a) for a in args(root, straight, *RELEASED)]) == 0
+    ckpt = torch.load(str(straight / 'model' / 'model.pth.tar-2'), weights_only=True)
+    assert {'terms.iael.token', 'terms.iael.head.block.attn.qkv.weight'} <= \
+        set(ckpt['criterion'])
+    per_epoch = torch.load(str(straight / 'model' / 'model.pth.tar-1'),
+                           weights_only=True)['schedule']['iterations per epoch']
+
+    real = cli.CrossModalEngine.forward_backward
+    calls = {'n': 0}
+
+    def crash(self, data):
+        calls['n'] += 1
+        if calls['n'] == per_epoch + 2:
+            raise Preempted('simulated pre-emption')
+        return real(self, data)
+
+    crashed = tmp_path / 'crashed'
+    monkeypatch.setattr(cli.CrossModalEngine, 'forward_backward', crash)
+    with pytest.raises(Preempted):
+        cli.main([str(a) for a in args(root, crashed, *RELEASED)])
+    monkeypatch.setattr(cli.CrossModalEngine, 'forward_backward', real)
+    assert 'model.pth.tar-1-it1' in os.listdir(crashed / 'model')
+    assert cli.main([str(a) for a in args(root, crashed, *RELEASED, 'model.resume', 'auto')]) == 0
+    resumed = torch.load(str(crashed / 'model' / 'model.pth.tar-2'), weights_only=True)
+    for part in ('state_dict', 'criterion'):
+        for key, value in ckpt[part].items():
+            assert torch.equal(value, resumed[part][key]), (part, key)

@@ -4,8 +4,7 @@ import os
 
 import pytest
 
-from vireid_plugin.data.datasets.options import set_dataset_options
-from vireid_plugin.data.datasets import buptcampus
+from vireid_plugin.data.datasets.buptcampus import dataset as buptcampus
 from vireid_plugin.data.synthetic import (make_buptcampus, make_hitsz_vcm, make_llcm, make_regdb,
                                          make_sysu_mm01)
 from vireid_plugin.registry import IMAGE_DATASETS, VIDEO_DATASETS
@@ -19,9 +18,7 @@ def root(tmp_path_factory):
     make_hitsz_vcm(root, num_train=3, num_test=3, size=(32, 16))
     make_llcm(root, num_train=4, num_test=5, images=(1, 2), size=(32, 16))
     make_buptcampus(root, num_train=3, num_aux=2, num_test=8, lengths=(2, 4), size=(32, 16))
-    set_dataset_options()
-    yield root
-    set_dataset_options()
+    return root
 
 
 def idx_lines(root, part, modality, trial):

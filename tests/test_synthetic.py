@@ -3,15 +3,14 @@ import dataclasses
 import json
 import os
 import re
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from vireid_plugin.data import synthetic as syn
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from vireid_plugin.data.prepare import ensure_synthetic, write_synthetic
+from vireid_plugin.registry import SYNTHETIC_WRITERS
 
 
 def _read(path):
@@ -245,7 +244,8 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
         calls.append(path)
         if len(calls) == 5:
             raise KeyboardInterrupt
-    monkeypatch.setattr(syn, '_save', failing_save)
+    from vireid_plugin.data.datasets.sysu_mm01 import synthetic as sysu_writer
+    monkeypatch.setattr(sysu_writer, 'save_image', failing_save)
     with pytest.raises(KeyboardInterrupt):
         syn.make_sysu_mm01(str(tmp_path), num_train=2, num_val=1, num_test=2, images_per_cam=2)
     assert os.listdir(tmp_path) == []
@@ -253,29 +253,34 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 
 def test_ensure_synthetic(tmp_path, capsys):
     kw = dict(num_ids=2, images_per_id=1, num_trials=1)
-    path = syn.ensure_synthetic('regdb', str(tmp_path), **kw)
+    path = ensure_synthetic('regdb', str(tmp_path), **kw)
     assert path == os.path.join(str(tmp_path), 'RegDB') and os.path.isdir(path)
     first = capsys.readouterr().out
     assert 'synthetic' in first and path in first
     stamp = os.stat(os.path.join(path, 'idx', 'train_visible_1.txt')).st_mtime_ns
-    assert syn.ensure_synthetic('regdb', str(tmp_path), **kw) == path
+    assert ensure_synthetic('regdb', str(tmp_path), **kw) == path
     assert capsys.readouterr().out == ''
     assert os.stat(os.path.join(path, 'idx', 'train_visible_1.txt')).st_mtime_ns == stamp
-    with pytest.raises(KeyError):
-        syn.ensure_synthetic('market1501', str(tmp_path))
+    with pytest.raises(KeyError, match="'market1501'.*regdb"):
+        ensure_synthetic('market1501', str(tmp_path))
 
 
-def test_cli(tmp_path, monkeypatch):
-    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
-    try:
-        import make_synthetic_data
-    finally:
-        sys.path.pop(0)
-    make_synthetic_data.main(['--root', str(tmp_path), '--dataset', 'regdb', '--seed', '3'])
-    assert len(os.listdir(tmp_path / 'RegDB' / 'Visible')) == 64
-    with pytest.raises(SystemExit) as exc:
-        make_synthetic_data.main(['--root', str(tmp_path), '--dataset', 'regdb'])
-    assert exc.value.code == 1
+def test_write_synthetic_at_the_demo_size(tmp_path, capsys):
+    """What scripts/make_synthetic_data.py runs for each dataset."""
+    path = write_synthetic('regdb', str(tmp_path), seed=3)
+    assert path == str(tmp_path / 'RegDB')
+    assert len(os.listdir(tmp_path / 'RegDB' / 'Visible')) == 64   # make_regdb's default
+    assert 'wrote {}'.format(path) in capsys.readouterr().out
+    with pytest.raises(FileExistsError, match='already exists'):
+        write_synthetic('regdb', str(tmp_path))
+
+
+def test_writers_are_registered_with_the_folders_their_loaders_read():
+    from vireid_plugin.data.prepare import dataset_class
+    for name in ('sysu_mm01', 'regdb', 'hitsz_vcm', 'llcm', 'buptcampus'):
+        writer = SYNTHETIC_WRITERS.get(name)
+        assert writer is getattr(syn, 'make_' + name)
+        assert writer.folder == dataset_class(name).dataset_dir
 
 
 # ---------------------------------------------------------------- LLCM, BUPTCampus

@@ -285,10 +285,8 @@ def test_torchreid_softmax_engine_scores_a_plugin_dataset_with_the_sysu_protocol
     from torchreid.reid.data import ImageDataManager
     from torchreid.reid.engine import ImageSoftmaxEngine
 
-    from vireid_plugin.data.datasets.options import set_dataset_options
     from vireid_plugin.engine.evaluation import extract_pool_features, score_modes
 
-    set_dataset_options()   # a fresh process: the CLI runs above left their options behind
     torch.manual_seed(0)
     dm = ImageDataManager(root=root, sources='sysu_mm01', targets='sysu_mm01', height=64,
                           width=32, batch_size_train=16, batch_size_test=32, workers=0,

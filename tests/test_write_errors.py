@@ -282,3 +282,42 @@ def test_a_full_disk_at_a_checkpoint_stops_the_run_and_resume_continues(cli, tmp
     # room again: resume from the checkpoint that was written
     assert cli.main(argv + ['model.resume', 'auto']) == 0
     assert load_checkpoint(os.path.join(folder, 'model.pth.tar-2'))['epoch'] == 2
+
+
+def test_retry_keeps_training_past_a_full_disk_and_writes_at_the_next_checkpoint(
+        cli, tmp_path, monkeypatch, capsys, one_thread):
+    """train.on_write_error retry: the epoch-1 checkpoint and the first results record
+    fail (disk full); training goes on, the record is written at the next save point
+    (in order), the epoch-2 checkpoint is written, and the run ends with status 0."""
+    from vireid_plugin.data.synthetic import make_sysu_mm01
+    root, save_dir = str(tmp_path / 'data'), str(tmp_path / 'log')
+    make_sysu_mm01(root, num_train=6, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
+    argv = ['--config-file', os.path.join(os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__))), 'configs', 'demo.yaml'),
+            '--root', root, 'data.save_dir', save_dir, 'data.synthetic', 'False',
+            'data.workers', '0', 'data.height', '32', 'data.width', '16',
+            'vit.stride_size', '8', 'train.batch_size', '8', 'sampler.num_instances', '2',
+            'train.max_epoch', '3', 'train.print_freq', '100', 'test.num_trials', '1',
+            'test.eval_before_train', 'True', 'train.on_write_error', 'retry']
+    real = os.replace
+    failed = []
+
+    def replace(src, dst):
+        name = os.path.basename(dst)
+        # the disk is full until the first checkpoint and the untrained results failed
+        if name in ('model.pth.tar-1', 'results.json') and name not in failed:
+            failed.append(name)
+            raise oserror(errno.ENOSPC)
+        return real(src, dst)
+    monkeypatch.setattr(checkpoint_io.os, 'replace', replace)
+    assert cli.main(argv) == 0
+    monkeypatch.undo()
+    assert sorted(failed) == ['model.pth.tar-1', 'results.json']
+    out = capsys.readouterr().out
+    assert 'No space left on device' in out and 'train.on_write_error retry' in out
+    folder = os.path.join(save_dir, 'model')
+    assert listing(folder) == ['model.pth.tar-2', 'model.pth.tar-3']
+    with open(os.path.join(save_dir, 'results.json')) as f:
+        stages = [r['stage'] for r in json.load(f)]
+    assert stages == ['untrained', 'evaluation']         # the failed record kept its place
+    assert not [n for _, _, names in os.walk(save_dir) for n in names if n.startswith('.tmp-')]

@@ -8,6 +8,7 @@ harmless: entries are replaced, never duplicated.
 from . import compat
 from .registry import IMAGE_DATASETS, LOSSES, MODELS, VIDEO_DATASETS
 from . import data, losses, models, optim  # noqa: F401  (importing fills the registries)
+from . import plugins
 from .engine.evaluation import evaluate_for_torchreid_engine
 
 __version__ = '0.1.0'
@@ -25,4 +26,5 @@ def register_all():
     compat.install_cross_modal_evaluation(evaluate_for_torchreid_engine)
 
 
+plugins.load_entry_points()   # datasets of installed distributions (plugins.py)
 register_all()

@@ -9,6 +9,7 @@ none of them and stays a single process: every helper here then does nothing.
 The rank and world size are torch.distributed's own state (no module-level state
 here): :func:`rank`, :func:`world_size` and :func:`is_main` read it.
 """
+import datetime
 import os
 from collections import namedtuple
 
@@ -52,9 +53,28 @@ def init_distributed(use_gpu=True, env=None):
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend,
-                                 device_id=torch.device('cuda', local_rank) if on_gpu else None)
+                                 device_id=torch.device('cuda', local_rank) if on_gpu else None,
+                                 **_restart_store(env))
     device = torch.device('cuda', local_rank) if on_gpu else torch.device('cpu')
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device, backend)
+
+
+def _restart_store(env):
+    """After ``torchrun --max-restarts`` restarted the workers, a store of their own.
+
+    torchrun's workers share the agent's TCPStore; a restarted group's backend reads the
+    addresses the previous group left there under the same keys and fails to connect
+    ("Gloo connectFullMesh failed ... Connection refused"). A key prefix per restart gives
+    each group its own keys. First starts (and plain torchrun without restarts) keep
+    torch's default. Returns init_process_group keywords."""
+    restart = int(env.get('TORCHELASTIC_RESTART_COUNT', '0') or 0)
+    if not restart or 'MASTER_ADDR' not in env or 'MASTER_PORT' not in env:
+        return {}
+    store = dist.TCPStore(env['MASTER_ADDR'], int(env['MASTER_PORT']),
+                          int(env['WORLD_SIZE']), is_master=False,
+                          timeout=datetime.timedelta(minutes=10))
+    return dict(store=dist.PrefixStore('vireid_plugin/restart{}'.format(restart), store),
+                rank=int(env['RANK']), world_size=int(env['WORLD_SIZE']))
 
 
 def shutdown():
@@ -120,6 +140,18 @@ def all_reduce_mean(x):
     x = x.clone()
     dist.all_reduce(x)
     return x / world_size()
+
+
+def any_rank(flag):
+    """Whether ``flag`` is true on any rank (every rank gets the same answer). Single
+    process: ``bool(flag)``."""
+    if not is_distributed():
+        return bool(flag)
+    device = torch.device('cuda', torch.cuda.current_device()) \
+        if dist.get_backend() == 'nccl' else torch.device('cpu')
+    t = torch.tensor([float(bool(flag))], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def all_reduce_grads(params):

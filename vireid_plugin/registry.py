@@ -1,7 +1,7 @@
 """The plugin's registries, in one place (fast-reid style).
 
-Models, losses, datasets, optimizers, LR schedulers and config sections register
-here with a decorator; ``register_all`` copies datasets and models into
+Models, losses, datasets, optimizers, LR schedulers, train samplers and config
+sections register here with a decorator; ``register_all`` copies datasets and models into
 torchreid's own registries so torchreid's data managers and ``build_model``
 accept them. An unknown name is one ``KeyError`` line listing close matches; a
 name already taken by another definition is a ``ValueError`` naming both (the same
@@ -10,7 +10,8 @@ definition again, from a re-import or ``importlib.reload``, replaces its entry).
 import difflib
 
 __all__ = ['Registry', 'same_definition', 'origin', 'IMAGE_DATASETS', 'VIDEO_DATASETS',
-           'MODELS', 'LOSSES', 'OPTIMIZERS', 'SCHEDULERS', 'CONFIG_SECTIONS']
+           'MODELS', 'LOSSES', 'OPTIMIZERS', 'SCHEDULERS', 'SAMPLERS', 'CONFIG_SECTIONS',
+           'SYNTHETIC_WRITERS', 'TRANSFORMS']
 
 
 def _qualified(obj):
@@ -94,5 +95,11 @@ MODELS = Registry('model')
 LOSSES = Registry('loss term')
 OPTIMIZERS = Registry('optimizer')
 SCHEDULERS = Registry('LR scheduler')
+#: training samplers of the plugin (``sampler.train_sampler``; torchreid's names work too)
+SAMPLERS = Registry('train sampler')
 #: config sections owned by model families (``cfg.<name>.*``)
 CONFIG_SECTIONS = Registry('config section')
+#: synthetic data writers of the dataset families (``data/datasets/<family>/synthetic.py``)
+SYNTHETIC_WRITERS = Registry('synthetic dataset')
+#: training-transform names ``data.transforms`` accepts (filled by ``data/transforms.py``)
+TRANSFORMS = Registry('transform')

@@ -2,8 +2,9 @@
 
 torchreid's scripts/default_config.py is not shipped by the PyPI release, so the
 keys are declared here. Plugin additions are marked ``# plugin``. Sections owned
-by a model family (``vit``, ``mip``, ...) and loss-term options (``loss.<term>``)
-are declared by the family / term itself and added by ``add_registered_sections``.
+by a model family (``vit``, ``mip``, ...), by a dataset family (``sysu``, ``vcm``,
+``llcm``, ``bupt``) and loss-term options (``loss.<term>``) are declared by the
+family / term itself and added by ``add_registered_sections``.
 """
 from yacs.config import CfgNode as CN
 
@@ -33,6 +34,9 @@ def get_default_config():
     cfg.data.width = 128
     cfg.data.combineall = False
     cfg.data.transforms = ['random_flip']
+    cfg.data.resize_interpolation = 'bilinear'  # plugin: train resize, bilinear (torchreid) or bicubic (MIP's released code)
+    cfg.data.erase_fill = 'mean'    # plugin: random_erase fills with norm_mean (torchreid) or random pixels (timm 'pixel' mode, MIP's released code)
+    cfg.data.grayscale_after_erase = False  # plugin: random_grayscale on the normalised tensor after erasing (MIP's released code), not on the image
     cfg.data.k_tfm = 1
     cfg.data.norm_mean = [0.485, 0.456, 0.406]
     cfg.data.norm_std = [0.229, 0.224, 0.225]
@@ -49,26 +53,14 @@ def get_default_config():
     cfg.cuhk03.classic_split = False
     cfg.cuhk03.use_metric_cuhk03 = False
 
-    cfg.sysu = CN()               # plugin: SYSU-MM01 options
-    cfg.sysu.train_with_val = True   # 395 classes; False keeps val ids out for model selection
-    cfg.sysu.shots = 1            # gallery images per (id, RGB camera): 1 single-shot, 10 multi-shot
-    cfg.sysu.gallery_draw = 'seeded'  # 'seeded' (random.seed(trial)) or 'official' (rand_perm_cam.mat)
-    cfg.sysu.perm_file = ''       # path to the evaluation kit's rand_perm_cam.mat
-
-    cfg.vcm = CN()                # plugin: HITSZ-VCM options
-    cfg.vcm.min_seq_len = 12
-
-    cfg.llcm = CN()               # plugin: LLCM options
-    cfg.llcm.protocol = 'corrected'  # 'corrected' (the paper's VIS->IR) or 'reference' (test.py)
-
-    cfg.bupt = CN()               # plugin: BUPTCampus options
-    cfg.bupt.protocol = 'corrected'  # 'corrected' (M3-ReID: all queries) or 'reference' (test.py)
-    cfg.bupt.use_auxiliary = False   # train_auxiliary.txt tracklets join training (dsetid 1)
+    # plugin datasets' options (cfg.sysu, cfg.vcm, cfg.llcm, cfg.bupt, ...) are declared by
+    # each dataset family (data/datasets/<family>/config.py) and added below
 
     cfg.sampler = CN()
     cfg.sampler.train_sampler = 'CrossModalIdentitySampler'  # plugin sampler; torchreid's names work too
     cfg.sampler.train_sampler_t = 'RandomSampler'
     cfg.sampler.num_instances = 4  # per identity; per modality for CrossModalIdentitySampler
+    cfg.sampler.modality_padding = 'auto'  # plugin: RandomIdentityModalitySampler (MIP's released sampler) padding rule: auto (regdb for RegDB sources, else sysu), sysu, regdb
     cfg.sampler.num_cams = 1
     cfg.sampler.num_datasets = 1
 
@@ -106,6 +98,7 @@ def get_default_config():
     cfg.train.keep_checkpoints = 3      # plugin: regular checkpoints kept (the best one is extra)
     cfg.train.on_nonfinite = 'skip'     # plugin: NaN/inf loss: skip the step, rollback to the last checkpoint, or stop
     cfg.train.max_nonfinite_steps = 10  # plugin: this many non-finite steps in a row stop the run
+    cfg.train.preempt_signals = ['SIGTERM', 'SIGUSR1']  # plugin: stop at the next step with a resumable checkpoint (exit 75); [] keeps the default handlers
     cfg.train.on_write_error = 'stop'   # plugin: a checkpoint/results write fails (disk full, I/O error): stop, or retry at the next save point
     cfg.train.resume_rebuild_schedule = False  # plugin: resume with a changed schedule rebuilds it (else refused)
     cfg.train.amp = 'auto'          # plugin: auto (bf16 on a GPU that has it, else fp16; off on CPU), bf16, fp16, off
@@ -144,6 +137,7 @@ def get_default_config():
     cfg.test.num_trials = 10        # plugin: SYSU gallery trials scored from one extraction
     cfg.test.protocol_matrix = False  # plugin: every mode of each target dataset
     cfg.test.eval_before_train = False  # plugin: also score the untrained model (demo)
+    cfg.test.autocast = False       # plugin: extract test features under train.amp's autocast (False: fp32, as the MIP authors)
     cfg.test.select_on = 'last'     # plugin: reported model: last epoch, best on SYSU's val ids, or best on test (labelled)
 
     return add_registered_sections(cfg)

@@ -1,18 +1,20 @@
 """Config -> keyword arguments of each component (one function per consumer)."""
-from ..registry import LOSSES, MODELS
+from ..registry import IMAGE_DATASETS, LOSSES, MODELS, VIDEO_DATASETS
 from .sections import loss_section_name
 
 
 def dataset_options(cfg):
-    return dict(num_trials=cfg.test.num_trials,
-                sysu_train_with_val=cfg.sysu.train_with_val,
-                sysu_shots=cfg.sysu.shots,
-                sysu_gallery_draw=cfg.sysu.gallery_draw,
-                sysu_perm_file=cfg.sysu.perm_file,
-                vcm_min_seq_len=cfg.vcm.min_seq_len,
-                llcm_protocol=cfg.llcm.protocol,
-                bupt_protocol=cfg.bupt.protocol,
-                bupt_use_auxiliary=cfg.bupt.use_auxiliary)
+    """{config key: value} of every key a registered dataset reads (its ``config_keys``):
+    the data managers hand them to the datasets they build (``data/datasets/options.py``)."""
+    out = {}
+    for registry in (IMAGE_DATASETS, VIDEO_DATASETS):
+        for _, cls in registry.items():
+            for key in getattr(cls, 'config_keys', ()):
+                value = cfg
+                for part in key.split('.'):
+                    value = value[part]
+                out[key] = list(value) if isinstance(value, (list, tuple)) else value
+    return out
 
 
 def _common_data_kwargs(cfg):
@@ -28,7 +30,11 @@ def _common_data_kwargs(cfg):
                 train_sampler=cfg.sampler.train_sampler,
                 dataset_options=dataset_options(cfg), seed=cfg.train.seed,
                 data_cache=dict(cfg.data_cache), on_bad_image=cfg.data.on_bad_image,
-                max_bad_fraction=cfg.data.max_bad_fraction)
+                max_bad_fraction=cfg.data.max_bad_fraction,
+                modality_padding=cfg.sampler.modality_padding,
+                resize_interpolation=cfg.data.resize_interpolation,
+                erase_fill=cfg.data.erase_fill,
+                grayscale_after_erase=cfg.data.grayscale_after_erase)
 
 
 def imagedata_kwargs(cfg):
@@ -107,14 +113,15 @@ def engine_kwargs(cfg):
     """Keywords of ``CrossModalEngine`` besides data manager, model, optimizer, loss, scheduler."""
     return dict(amp=cfg.train.amp, grad_clip=cfg.train.grad_clip,
                 protocol_matrix=cfg.test.protocol_matrix,
-                eval_before_train=cfg.test.eval_before_train,
+                eval_before_train=cfg.test.eval_before_train, eval_autocast=cfg.test.autocast,
                 checkpoint_every=cfg.train.checkpoint_every,
                 checkpoint_every_iters=cfg.train.checkpoint_every_iters,
                 keep_checkpoints=cfg.train.keep_checkpoints, select_on=cfg.test.select_on,
                 on_nonfinite=cfg.train.on_nonfinite,
                 max_nonfinite_steps=cfg.train.max_nonfinite_steps, compile=cfg.train.compile,
                 find_unused_parameters=cfg.train.ddp_find_unused_parameters,
-                sync_bn=cfg.train.sync_bn)
+                sync_bn=cfg.train.sync_bn, preempt_signals=list(cfg.train.preempt_signals),
+                on_write_error=cfg.train.on_write_error)
 
 
 #: the settings that define the LR schedule: a resume must not change them silently

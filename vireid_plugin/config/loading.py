@@ -12,16 +12,13 @@ import re
 import yaml
 from yacs.config import CfgNode as CN
 
-from ..data.transforms import check_transform_names
-from ..registry import CONFIG_SECTIONS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS
+from ..errors import ConfigError
+from ..registry import CONFIG_SECTIONS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TRANSFORMS
+from ..signals import signal_numbers
 from .defaults import get_default_config
 from .sections import changed_keys
 
 BASE_KEY = '_BASE_'
-
-
-class ConfigError(ValueError):
-    """A config file or override the user wrote is wrong."""
 
 
 def _flat_keys(cfg, prefix=''):
@@ -126,39 +123,67 @@ def check_config(cfg):
         _check_name('loss.terms', term, LOSSES)
     _check_sections(cfg)
     choices = {'train.amp': ('auto', 'bf16', 'fp16', 'off'),
-               'sysu.gallery_draw': ('seeded', 'official'),
                'test.select_on': ('last', 'val', 'test'),
                'train.on_nonfinite': ('skip', 'rollback', 'stop'),
                'train.on_write_error': ('stop', 'retry'),
                'data.on_bad_image': ('stop', 'skip'),
                'data.type': ('image', 'video'),
-               'test.dist_metric': ('euclidean', 'cosine')}
+               'test.dist_metric': ('euclidean', 'cosine'),
+               'data.resize_interpolation': ('bilinear', 'bicubic'),
+               'data.erase_fill': ('mean', 'random'),
+               'sampler.modality_padding': ('auto', 'sysu', 'regdb')}
     for key, allowed in choices.items():
         sec, name = key.split('.')
         if cfg[sec][name] not in allowed:
             raise ConfigError('config key {!r} must be one of {}, got {!r}'.format(
                 key, allowed, cfg[sec][name]))
+    unknown = [n for n in cfg.data.transforms if n.lower() not in TRANSFORMS]
+    if unknown:
+        raise ConfigError('data.transforms: unknown transform(s) {}; available: {}'.format(
+            unknown, ', '.join(TRANSFORMS.names())))
     try:
-        check_transform_names(cfg.data.transforms)
+        signal_numbers(cfg.train.preempt_signals)
     except ValueError as exc:
-        raise ConfigError('data.transforms: {}'.format(exc)) from None
+        raise ConfigError('train.preempt_signals: {}'.format(exc)) from None
     if not 0.0 <= cfg.data.max_bad_fraction <= 1.0:
         raise ConfigError('data.max_bad_fraction must be in [0, 1] (a fraction of the training '
                           'items), got {}'.format(cfg.data.max_bad_fraction))
-    if cfg.sysu.shots < 1:
-        raise ConfigError('sysu.shots must be >= 1, got {}'.format(cfg.sysu.shots))
     k = cfg.sampler.num_instances
     if cfg.sampler.train_sampler == 'CrossModalIdentitySampler' and (
             k < 1 or cfg.train.batch_size < 2 * k or cfg.train.batch_size % (2 * k)):
         raise ConfigError('train.batch_size {} must be a positive multiple of 2 x '
                           'sampler.num_instances = {} (P ids x {} visible + {} infrared per '
                           'batch)'.format(cfg.train.batch_size, 2 * k, k, k))
+    _check_mip_pipeline(cfg)
     if cfg.test.visrank and not cfg.test.evaluate:
         raise ConfigError('test.visrank draws ranked lists of an evaluation run: set '
                           'test.evaluate True with it (and model.load_weights)')
-    if cfg.test.select_on == 'val' and cfg.sysu.train_with_val:
-        raise ConfigError("test.select_on val scores SYSU-MM01's validation ids, which "
-                          "sysu.train_with_val True trains on: set sysu.train_with_val False")
+    for _, section in CONFIG_SECTIONS.items():
+        problem = section.check(cfg) if section.check else None
+        if problem:
+            raise ConfigError(problem)
+
+
+def _check_mip_pipeline(cfg):
+    """The MIP authors' sampler and input-pipeline keys (RandomIdentityModalitySampler,
+    data.erase_fill / grayscale_after_erase / resize_interpolation)."""
+    k, names = cfg.sampler.num_instances, [n.lower() for n in cfg.data.transforms]
+    if cfg.sampler.train_sampler == 'RandomIdentityModalitySampler' and (
+            k < 2 or k % 2 or cfg.train.batch_size < k or cfg.train.batch_size % k):
+        raise ConfigError('RandomIdentityModalitySampler: sampler.num_instances {} must be even '
+                          '(K / 2 infrared + K / 2 visible per identity) and train.batch_size {} '
+                          'a multiple of it (P ids x K)'.format(k, cfg.train.batch_size))
+    for key, value, name in (('erase_fill', 'random', 'random_erase'),
+                             ('grayscale_after_erase', True, 'random_grayscale')):
+        if cfg.data[key] == value and name not in names:
+            raise ConfigError('data.{} {} changes {}, which data.transforms {} does not '
+                              'name'.format(key, value, name, list(cfg.data.transforms)))
+    changed = [key for key, plain in (('resize_interpolation', 'bilinear'), ('erase_fill', 'mean'),
+                                      ('grayscale_after_erase', False)) if cfg.data[key] != plain]
+    if changed and (cfg.get('data_cache') or {}).get('enabled', False):
+        raise ConfigError('data.{} is not available with data_cache.enabled True (the cache '
+                          'resizes bilinear and augments as torchreid does); set '
+                          'data_cache.enabled False'.format(changed[0]))
 
 
 def _check_name(key, value, registry):

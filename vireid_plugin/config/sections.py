@@ -8,8 +8,10 @@ and the keys appear as ``cfg.mip.*`` with those defaults. A registered model
 names the one section it reads (``register_model(..., config_section='mip')``);
 setting a key of another family's section is a config error, so nothing is
 silently ignored. Loss terms declare their options the same way through a
-``config`` class attribute (``cfg.loss.<term>.*``). Nothing here is a central
-list: importing a component registers its section.
+``config`` class attribute (``cfg.loss.<term>.*``). A dataset family registers the
+section of its options the same way (``family=False``: read whenever its dataset is
+used, e.g. ``cfg.sysu.*``), with ``check`` for rules that span keys. Nothing here is
+a central list: importing a component registers its section.
 """
 import copy
 
@@ -30,7 +32,7 @@ _YACS_TYPES = (int, float, bool, str, list, tuple)
 class ConfigSection:
     """A named set of keys with defaults (plain Python values yacs accepts)."""
 
-    def __init__(self, name, defaults, doc='', choices=None, family=True):
+    def __init__(self, name, defaults, doc='', choices=None, family=True, check=None):
         bad = {k: type(v).__name__ for k, v in defaults.items()
                if not isinstance(v, _YACS_TYPES)}
         if bad:
@@ -47,6 +49,8 @@ class ConfigSection:
         if stray:
             raise ValueError('config section {!r}: choices for undeclared keys {}'.format(
                 name, stray))
+        #: ``check(cfg)`` -> None, or the message of what is wrong (rules that span keys)
+        self.check = check
 
     def node(self):
         return CN(copy.deepcopy(self.defaults))
@@ -55,17 +59,18 @@ class ConfigSection:
         return 'ConfigSection({!r}, {} keys)'.format(self.name, len(self.defaults))
 
 
-def register_config_section(name, defaults, doc='', choices=None, family=True):
+def register_config_section(name, defaults, doc='', choices=None, family=True, check=None):
     """Declare ``cfg.<name>.*``; re-registering (module reload) replaces the entry.
 
     ``choices`` ({key: allowed values}) are checked when a config is loaded.
-    ``family=False``: a feature's section every run reads (not a model family's), so
-    setting its keys is never a "model does not read it" error.
+    ``family=False``: a feature's (or a dataset's) section, so setting its keys is never
+    a "model does not read it" error. ``check(cfg)``, when given, runs when a config is
+    loaded and returns None or a message naming the keys that are wrong (a config error).
     """
     if name in RESERVED:
         raise ValueError('config section name {!r} is one of torchreid\'s own sections'.format(
             name))
-    section = ConfigSection(name, defaults, doc, choices, family)
+    section = ConfigSection(name, defaults, doc, choices, family, check)
     CONFIG_SECTIONS.register(name, section)
     return section
 

@@ -42,7 +42,7 @@ import torchvision.transforms as T
 from PIL import Image
 
 from ..checkpoint_io import WriteError, atomic_write
-from ..config.loading import ConfigError
+from ..errors import ConfigError
 from ..config.sections import register_config_section
 from ..progress import progress
 from .bad_images import check_bad_fraction

@@ -1,8 +1,12 @@
 """torchreid data managers with the cross-modal sampler and dataset options.
 
 torchreid's ``build_train_sampler`` is a closed list, so these subclasses let
-torchreid build everything, then replace the train loader's sampler when the
-plugin's ``CrossModalIdentitySampler`` is asked for. With several processes
+torchreid build everything, then replace the train loader's sampler when one of the
+plugin's samplers (``vireid_plugin.registry.SAMPLERS``: ``CrossModalIdentitySampler``,
+the MIP authors' ``RandomIdentityModalitySampler``) is asked for. torchreid builds the
+datasets with a fixed set of keywords; the config's dataset options (``dataset_options``,
+{config key: value}) reach them through ``datasets.options.scoped_options``, set only
+while torchreid's constructor runs. With several processes
 (``num_replicas``, ``rank``: torchrun, see ``vireid_plugin.distributed``) each rank's
 loader yields its identity block of every global batch (``batch_size_train`` stays the
 global batch).
@@ -11,13 +15,15 @@ import torch
 import torchvision.transforms as T
 
 from .. import compat
-from ..config.loading import ConfigError
+from ..errors import ConfigError
+from ..registry import SAMPLERS
 from .bad_images import ON_BAD_IMAGE, ReplaceBadItems, skip_bad_images
 from .cache import CachedTrainItems, cached_train_loader
-from .datasets.options import set_dataset_options
-from .sampler import CrossModalIdentitySampler
+from .datasets.options import scoped_options
+from .identity_modality_sampler import RandomIdentityModalitySampler
+from .sampler import CrossModalIdentitySampler  # noqa: F401  (registers the sampler)
 from .seeded import SeededItems
-from .transforms import add_plugin_transforms
+from .transforms import add_plugin_transforms, apply_pipeline_options
 
 CROSS_MODAL_SAMPLER = 'CrossModalIdentitySampler'
 
@@ -30,7 +36,12 @@ class _CrossModalLoaders:
     ``gpu_augment``, ``batch_transform`` (else None) augments each batch on the device.
     ``on_bad_image`` ('stop' or 'skip') and ``max_bad_fraction``: unreadable training
     images stop the run, or are replaced by another item of the same identity and
-    modality (``bad_images.py``).
+    modality (``bad_images.py``). ``modality_padding`` ('auto', 'sysu', 'regdb'): the
+    padding rule of ``RandomIdentityModalitySampler`` ('auto': 'regdb' when every source
+    is a RegDB dataset, as the authors' code decides by the dataset name).
+    ``resize_interpolation``, ``erase_fill``, ``grayscale_after_erase``: the train
+    pipeline options of ``transforms.apply_pipeline_options`` (the MIP authors' input
+    pipeline: 'bicubic', 'random', True; the defaults keep torchreid's).
     """
 
     #: the engine applies it to each training batch on the device (uint8 cache path)
@@ -39,39 +50,48 @@ class _CrossModalLoaders:
     def __init__(self, train_sampler=CROSS_MODAL_SAMPLER, dataset_options=None, seed=None,
                  batch_size_train=32, num_instances=4, workers=4,
                  transforms='random_flip', num_replicas=1, rank=0, data_cache=None,
-                 on_bad_image='stop', max_bad_fraction=0.01, **kwargs):
+                 on_bad_image='stop', max_bad_fraction=0.01, modality_padding='auto',
+                 resize_interpolation='bilinear', erase_fill='mean',
+                 grayscale_after_erase=False, **kwargs):
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         if on_bad_image not in ON_BAD_IMAGE:
             raise ConfigError('data.on_bad_image must be one of {}, got {!r}'.format(
                 ON_BAD_IMAGE, on_bad_image))
         self._on_bad_image, self._max_bad_fraction = on_bad_image, float(max_bad_fraction)
-        if self.num_replicas > 1 and train_sampler != CROSS_MODAL_SAMPLER:
+        if self.num_replicas > 1 and train_sampler not in SAMPLERS:
             raise ConfigError(
                 'sampler.train_sampler {} in a {}-process run: every process would train on '
-                'the same batches; use {} (it gives each process its own ids)'.format(
-                    train_sampler, self.num_replicas, CROSS_MODAL_SAMPLER))
-        sampler = self._setup(train_sampler, dataset_options, seed)
-        super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
-                         num_instances=num_instances, workers=workers,
-                         transforms=transforms, **kwargs)
-        self._add_plugin_transforms(transforms)
+                'the same batches; use {} (they give each process its own ids)'.format(
+                    train_sampler, self.num_replicas, ' or '.join(SAMPLERS.names())))
+        self._modality_padding = modality_padding
+        sampler = self._setup(train_sampler, seed)
+        with scoped_options(dataset_options):   # torchreid builds the datasets in here
+            super().__init__(train_sampler=sampler, batch_size_train=batch_size_train,
+                             num_instances=num_instances, workers=workers,
+                             transforms=transforms, **kwargs)
+        self._add_plugin_transforms(transforms, dict(
+            resize_interpolation=resize_interpolation, erase_fill=erase_fill,
+            grayscale_after_erase=grayscale_after_erase))
         self._resample_train_loader(batch_size_train, num_instances, workers)
         if (data_cache or {}).get('enabled'):
             self._use_image_cache(data_cache, transforms, workers)
         if on_bad_image == 'skip':
             self.train_loader = skip_bad_images(self.train_loader, max_bad_fraction)
 
-    def _setup(self, train_sampler, dataset_options, seed):
-        set_dataset_options(**(dataset_options or {}))
-        self._want_cross_modal = train_sampler == CROSS_MODAL_SAMPLER
+    def _setup(self, train_sampler, seed):
+        self._plugin_sampler = train_sampler if train_sampler in SAMPLERS else None
+        self._want_cross_modal = self._plugin_sampler is not None
         self._seed = seed
         # torchreid only knows its own names; it builds a loader we then re-sample.
         return 'RandomSampler' if self._want_cross_modal else train_sampler
 
-    def _add_plugin_transforms(self, names):
+    def _add_plugin_transforms(self, names, options=None):
         names = [names] if isinstance(names, str) else list(names or [])
         self.transform_tr = add_plugin_transforms(self.transform_tr, names, self.height,
                                                   self.width)
+        if options:
+            self.transform_tr = apply_pipeline_options(self.transform_tr, names, self.height,
+                                                       self.width, **options)
         self.train_set.transform = self.transform_tr
 
     def _resample_train_loader(self, batch_size, num_instances, workers):
@@ -81,14 +101,18 @@ class _CrossModalLoaders:
         # per-position item seeds and a private generator for the loader's own draws:
         # augmentation and order depend on (seed, epoch, position) only, so a run resumed
         # mid-epoch sees exactly the batches of an uninterrupted one
-        sampler = CrossModalIdentitySampler(old.dataset.train, batch_size, num_instances,
-                                            seed=self._seed, item_seeds=True,
-                                            num_replicas=self.num_replicas, rank=self.rank)
+        cls = SAMPLERS.get(self._plugin_sampler)
+        extra = {}
+        if cls is RandomIdentityModalitySampler:
+            extra['padding'] = self._padding_rule()
+        sampler = cls(old.dataset.train, batch_size, num_instances, seed=self._seed,
+                      item_seeds=True, num_replicas=self.num_replicas, rank=self.rank, **extra)
         if self.num_replicas > 1 and sampler.num_pids_per_batch // self.num_replicas < 2:
             print('=> Warning: each of the {} processes gets 1 identity per batch (P = {}): '
                   'batch-hard triplet terms find no negative on a rank and give 0. Raise '
-                  'train.batch_size to at least {} x 2 x sampler.num_instances'.format(
-                      self.num_replicas, sampler.num_pids_per_batch, 2 * self.num_replicas))
+                  'train.batch_size to at least {} (2 ids per process)'.format(
+                      self.num_replicas, sampler.num_pids_per_batch,
+                      2 * self.num_replicas * (batch_size // sampler.num_pids_per_batch)))
         generator = torch.Generator()
         generator.manual_seed(0 if self._seed is None else int(self._seed))
         self.train_loader = torch.utils.data.DataLoader(
@@ -96,6 +120,11 @@ class _CrossModalLoaders:
             shuffle=False,
             num_workers=workers, pin_memory=self.use_gpu, drop_last=True,
             persistent_workers=workers > 0, generator=generator)
+
+    def _padding_rule(self):
+        if self._modality_padding != 'auto':
+            return self._modality_padding
+        return 'regdb' if all(str(s).startswith('regdb') for s in self.sources) else 'sysu'
 
     def _use_image_cache(self, options, transforms, workers):
         norm = next(t for t in self.transform_tr.transforms if isinstance(t, T.Normalize))

@@ -1,14 +1,121 @@
-"""Identity sampler for visible-infrared training batches."""
+"""Identity samplers for visible-infrared training batches.
+
+``IdentityBatchSampler`` holds what the plugin's samplers share: items grouped by
+identity and modality, the seeded epoch order, exact resumption inside an epoch,
+per-position item seeds and the rank split under several processes. Each sampler
+is registered in ``vireid_plugin.registry.SAMPLERS`` under the name
+``sampler.train_sampler`` selects it by.
+"""
 import math
 from collections import defaultdict
 
 import torch
 from torch.utils.data import Sampler
 
+from ..registry import SAMPLERS
+
 VISIBLE, INFRARED = 0, 1
 
+__all__ = ['IdentityBatchSampler', 'CrossModalIdentitySampler', 'items_by_identity',
+           'VISIBLE', 'INFRARED']
 
-class CrossModalIdentitySampler(Sampler):
+
+def items_by_identity(data_source):
+    """{pid: ([visible indices], [infrared indices])} of 5-tuple items
+    ``(impath, pid, camid, dsetid, modality)``; only ``item[1]`` and ``item[4]`` are read."""
+    by_id = defaultdict(lambda: ([], []))
+    for index, item in enumerate(data_source):
+        if len(item) < 5:
+            raise ValueError('items must be 5-tuples (impath, pid, camid, dsetid, '
+                             'modality); item {} has {} fields'.format(index, len(item)))
+        pid, modality = int(item[1]), int(item[4])
+        if modality not in (VISIBLE, INFRARED):
+            raise ValueError('item {} has modality {}, expected 0 (visible) or '
+                             '1 (infrared)'.format(index, modality))
+        by_id[pid][modality].append(index)
+    return by_id
+
+
+class IdentityBatchSampler(Sampler):
+    """Base of the plugin's identity samplers (see the subclasses for the batch layout).
+
+    Subclasses set ``batch_size``, ``num_pids_per_batch`` and implement
+    ``_global_order(gen)`` (the epoch's flat list of item indices, whole global
+    batches) and ``_rank_slices()`` ((offset, length) pieces of a global batch that
+    this rank keeps). Only ids with items of both modalities are used
+    (``num_excluded_ids`` counts the others).
+    """
+
+    def __init__(self, data_source, seed=None, item_seeds=False, num_replicas=1, rank=0):
+        by_id = items_by_identity(data_source)
+        usable = sorted(pid for pid, (vis, ir) in by_id.items() if vis and ir)
+        self.num_excluded_ids = len(by_id) - len(usable)
+        self.pids = usable
+        self._items = [tuple(torch.tensor(by_id[p][m], dtype=torch.long) for m in (0, 1))
+                       for p in usable]
+        if not isinstance(num_replicas, int) or num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError('rank {} of num_replicas {} is not a valid process'.format(
+                rank, num_replicas))
+        if num_replicas > 1 and seed is None:
+            raise ValueError('several processes need a seed: every rank draws the same '
+                             'global order and keeps its part')
+        self.num_replicas, self.rank = num_replicas, rank
+        self.seed = seed
+        self.epoch = 0
+        self.item_seeds = item_seeds
+        self._start = 0
+
+    def _check_split(self, what):
+        """P ids per global batch must split evenly over the processes."""
+        if self.num_pids_per_batch % self.num_replicas:
+            raise ValueError(
+                'batch_size={} holds P={} ids (x {}); {} processes need P to be a multiple '
+                'of {} (each takes P / {} ids of every batch)'.format(
+                    self.batch_size, self.num_pids_per_batch, what, self.num_replicas,
+                    self.num_replicas, self.num_replicas))
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def set_start(self, position):
+        """The next pass (only) starts at ``position`` of the epoch's order."""
+        if not 0 <= position <= len(self):
+            raise ValueError('start position {} outside the epoch of {} items'.format(
+                position, len(self)))
+        self._start = int(position)
+
+    @property
+    def local_batch_size(self):
+        """Items of one batch on this rank."""
+        return self.batch_size // self.num_replicas
+
+    def _generator(self):
+        gen = torch.Generator()
+        if self.seed is None:
+            gen.manual_seed(int(torch.randint(2 ** 62, (), dtype=torch.long).item()))
+        else:
+            # Large odd multiplier: (seed, epoch) pairs do not collide as seed + epoch would.
+            gen.manual_seed((int(self.seed) * 1000003 + self.epoch) % 2 ** 63)
+        return gen
+
+    def _finish(self, out, gen):
+        """Item seeds, this rank's share of every global batch, the start position."""
+        start, self._start = self._start, 0
+        if self.item_seeds:
+            out = list(zip(out, torch.randint(2 ** 62, (len(out),), generator=gen).tolist()))
+        if self.num_replicas > 1:   # this rank's pieces of every global batch
+            pieces = self._rank_slices()
+            out = [x for i in range(0, len(out), self.batch_size)
+                   for lo, n in pieces for x in out[i + lo:i + lo + n]]
+        return iter(out[start:])
+
+    def __iter__(self):
+        gen = self._generator()
+        return self._finish(self._global_order(gen), gen)
+
+
+@SAMPLERS.register('CrossModalIdentitySampler')
+class CrossModalIdentitySampler(IdentityBatchSampler):
     """Batches of P identities x (K visible + K infrared) items.
 
     Each batch holds ``P = batch_size // (2K)`` distinct pids; for each, in order,
@@ -58,39 +165,13 @@ class CrossModalIdentitySampler(Sampler):
             raise ValueError(
                 'batch_size must be a positive multiple of 2*num_instances = {} (P ids x '
                 '{} visible + {} infrared), got batch_size={}'.format(2 * k, k, k, batch_size))
-
-        by_id = defaultdict(lambda: ([], []))  # pid -> (visible indices, infrared indices)
-        for index, item in enumerate(data_source):
-            if len(item) < 5:
-                raise ValueError('items must be 5-tuples (impath, pid, camid, dsetid, '
-                                 'modality); item {} has {} fields'.format(index, len(item)))
-            pid, modality = int(item[1]), int(item[4])
-            if modality not in (VISIBLE, INFRARED):
-                raise ValueError('item {} has modality {}, expected 0 (visible) or '
-                                 '1 (infrared)'.format(index, modality))
-            by_id[pid][modality].append(index)
-
-        usable = sorted(pid for pid, (vis, ir) in by_id.items() if vis and ir)
-        self.num_excluded_ids = len(by_id) - len(usable)
-        self.pids = usable
-        self._items = [tuple(torch.tensor(by_id[p][m], dtype=torch.long) for m in (0, 1))
-                       for p in usable]
+        super().__init__(data_source, seed=seed, item_seeds=item_seeds,
+                         num_replicas=num_replicas, rank=rank)
+        usable = self.pids
         self.batch_size = batch_size
         self.num_instances = k
         self.num_pids_per_batch = batch_size // (2 * k)
-        if not isinstance(num_replicas, int) or num_replicas < 1 or not 0 <= rank < num_replicas:
-            raise ValueError('rank {} of num_replicas {} is not a valid process'.format(
-                rank, num_replicas))
-        if self.num_pids_per_batch % num_replicas:
-            raise ValueError(
-                'batch_size={} holds P={} ids (x {} visible + {} infrared); {} processes need '
-                'P to be a multiple of {} (each takes P / {} ids of every batch)'.format(
-                    batch_size, self.num_pids_per_batch, k, k, num_replicas, num_replicas,
-                    num_replicas))
-        if num_replicas > 1 and seed is None:
-            raise ValueError('several processes need a seed: every rank draws the same '
-                             'global order and keeps its part')
-        self.num_replicas, self.rank = num_replicas, rank
+        self._check_split('{} visible + {} infrared'.format(k, k))
         if self.num_pids_per_batch > len(usable):
             raise ValueError(
                 'batch_size={} with num_instances={} needs P={} ids per batch, but only {} '
@@ -101,28 +182,13 @@ class CrossModalIdentitySampler(Sampler):
         n_vis = sum(len(v) for v, _ in self._items)
         n_ir = sum(len(r) for _, r in self._items)
         self.num_batches = max(1, math.ceil(max(n_vis, n_ir) / (self.num_pids_per_batch * k)))
-        self.seed = seed
-        self.epoch = 0
-        self.item_seeds = item_seeds
-        self._start = 0
-
-    def set_epoch(self, epoch):
-        self.epoch = int(epoch)
-
-    def set_start(self, position):
-        """The next pass (only) starts at ``position`` of the epoch's order."""
-        if not 0 <= position <= len(self):
-            raise ValueError('start position {} outside the epoch of {} items'.format(
-                position, len(self)))
-        self._start = int(position)
-
-    @property
-    def local_batch_size(self):
-        """Items of one batch on this rank."""
-        return self.batch_size // self.num_replicas
 
     def __len__(self):
         return self.num_batches * self.local_batch_size
+
+    def _rank_slices(self):
+        n = self.local_batch_size   # the r-th block of P / R ids, K + K items each
+        return [(self.rank * n, n)]
 
     def _draw(self, pool, gen):
         n, k = len(pool), self.num_instances
@@ -130,14 +196,7 @@ class CrossModalIdentitySampler(Sampler):
             return pool[torch.randperm(n, generator=gen)[:k]]
         return pool[torch.randint(n, (k,), generator=gen)]
 
-    def __iter__(self):
-        gen = torch.Generator()
-        if self.seed is None:
-            gen.manual_seed(int(torch.randint(2 ** 62, (), dtype=torch.long).item()))
-        else:
-            # Large odd multiplier: (seed, epoch) pairs do not collide as seed + epoch would.
-            gen.manual_seed((int(self.seed) * 1000003 + self.epoch) % 2 ** 63)
-
+    def _global_order(self, gen):
         p, n_ids = self.num_pids_per_batch, len(self.pids)
         queue, out = [], []
         for _ in range(self.num_batches):
@@ -152,11 +211,4 @@ class CrossModalIdentitySampler(Sampler):
                 vis, ir = self._items[i]
                 out += self._draw(vis, gen).tolist()
                 out += self._draw(ir, gen).tolist()
-        start, self._start = self._start, 0
-        if self.item_seeds:
-            out = list(zip(out, torch.randint(2 ** 62, (len(out),), generator=gen).tolist()))
-        if self.num_replicas > 1:   # this rank's block of every global batch
-            b, n = self.batch_size, self.local_batch_size
-            lo = self.rank * n
-            out = [x for i in range(0, len(out), b) for x in out[i + lo:i + lo + n]]
-        return iter(out[start:])
+        return out

@@ -23,7 +23,10 @@ def seeded_rng(seed):
     with preserved_rng():
         random.seed(seed)
         np.random.seed(seed % 2 ** 32)
-        torch.manual_seed(seed)
+        # the CPU generator only: torch.manual_seed also seeds every CUDA/MTIA/XPU
+        # generator (lazily, recording a stack trace each time when a device is not
+        # initialised), a cost per item that changes nothing an item's transform draws
+        torch.default_generator.manual_seed(seed)
         yield
 
 

@@ -154,3 +154,22 @@ def restore_training_state(ckpt, path, model, optimizer=None, scheduler=None, cr
         scheduler.load_state_dict(ckpt['scheduler'])
     if scaler is not None and ckpt.get('scaler'):
         scaler.load_state_dict(ckpt['scaler'])
+
+
+def resume_target(configured, save_dir, env=None):
+    """What a run resumes from: ``model.resume`` as configured, except that a worker
+    restarted by ``torchrun --max-restarts`` (``TORCHELASTIC_RESTART_COUNT`` > 0) with no
+    ``model.resume`` takes 'auto', so an elastic job picks its newest complete checkpoint
+    up by itself. 'auto' with no checkpoint in ``save_dir`` yet is '' (a fresh start, the
+    prompt stage included)."""
+    env = os.environ if env is None else env
+    target = configured
+    if not target and int(env.get('TORCHELASTIC_RESTART_COUNT', '0') or 0) > 0:
+        target = 'auto'
+        print('=> Restarted by torchrun (restart {}): model.resume auto'.format(
+            env['TORCHELASTIC_RESTART_COUNT']))
+    if target == 'auto' and not CheckpointManager(save_dir).regular():
+        print('=> model.resume auto: no checkpoint in "{}"; starting from scratch'.format(
+            os.path.join(save_dir, 'model')))
+        return ''
+    return target

@@ -2,20 +2,17 @@
 import os
 import os.path as osp
 
+from ...errors import DatasetNotFoundError
 from .base import MODALITY_NAMES
+
+__all__ = ['DatasetNotFoundError', 'dataset_error', 'locate_dataset', 'list_images',
+           'modality_counts', 'print_modality_summary', 'numbered_fields', 'line_error',
+           'ExistingFiles']
 
 DEMO_HINT = ('To try the plugin without the real data, run the synthetic demo: '
              'python scripts/main.py --config-file configs/demo.yaml')
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
-
-
-class DatasetNotFoundError(RuntimeError):
-    """A dataset's files are missing or malformed.
-
-    The message is meant for the user as is (the CLI prints it without a
-    traceback): what was looked at, what should be there, how to get it.
-    """
 
 
 def dataset_error(name, problem, path, layout, obtain):

@@ -1,60 +1,71 @@
-"""Dataset options that torchreid's data managers cannot pass through.
+"""How the options a config sets for a dataset reach it.
 
-torchreid's ``init_image_dataset``/``init_video_dataset`` call a dataset class
-with a fixed set of keyword arguments (root, split_id, mode, ...). Options of
-the cross-modal datasets (SYSU train+val, gallery shots, official permutation
-file, trials, VCM minimum length, LLCM/BUPTCampus protocol, auxiliary set) are
-set here from the config by the plugin's data managers, and read by the dataset
-constructors as defaults; an explicit constructor keyword always wins. Options
-with a closed set of values are checked (``DatasetOptionError``, a user error).
+A dataset takes its options as constructor keywords (``SYSUMM01(root, shots=10)``).
+torchreid's ``init_image_dataset``/``init_video_dataset`` call a dataset class with a
+fixed set of keywords (root, split_id, mode, ...), so when torchreid's data manager
+code builds the datasets the options cannot travel that way. The plugin's data
+managers therefore build them inside ``scoped_options(...)``: a context variable that
+holds the options ({config key: value}, e.g. ``{'sysu.shots': 10, 'test.num_trials':
+10}``) only while the data manager is being constructed, and is reset when that ends
+or fails. Nothing is left behind for the next data manager or test.
+
+A dataset reads each option with ``dataset_option(key, explicit)``: the explicit
+keyword when given, else the scoped value, else the default of the config (what a
+plain torchreid data manager that builds a plugin dataset gets). Values outside the
+choices the option's config section declares are a ``DatasetOptionError``.
 """
-import copy
+import contextlib
+import contextvars
+from types import MappingProxyType
 
-DEFAULTS = {
-    'num_trials': 10,          # SYSU gallery draws scored and averaged
-    'sysu_train_with_val': True,   # 395 classes (train+val ids) as the field does
-    'sysu_shots': 1,           # gallery images per (id, RGB camera): 1 or 10
-    'sysu_gallery_draw': 'seeded',  # 'seeded' (random.seed(trial)) | 'official'
-    'sysu_perm_file': '',      # path to the kit's rand_perm_cam.mat ('official')
-    'vcm_min_seq_len': 12,     # HITSZ-VCM tracklets shorter than this are dropped
-    'llcm_protocol': 'corrected',   # LLCM: 'corrected' (paper) | 'reference' (test.py)
-    'bupt_protocol': 'corrected',   # BUPTCampus: 'corrected' (M3-ReID) | 'reference' (test.py)
-    'bupt_use_auxiliary': False,    # BUPTCampus: train_auxiliary.txt joins training
-}
+from ...errors import DatasetOptionError
+from ...registry import CONFIG_SECTIONS
 
-#: options with a closed set of values, and the config key a user sets them with
-CHOICES = {'llcm_protocol': ('llcm.protocol', ('corrected', 'reference')),
-           'bupt_protocol': ('bupt.protocol', ('corrected', 'reference'))}
+__all__ = ['DatasetOptionError', 'dataset_option', 'scoped_options', 'default_option']
+
+#: the options of the data manager being constructed (None outside a construction)
+_SCOPE = contextvars.ContextVar('vireid_plugin_dataset_options', default=None)
 
 
-class DatasetOptionError(ValueError):
-    """A dataset option has a value the dataset does not know (a user error)."""
-
-_current = copy.deepcopy(DEFAULTS)
-
-
-def set_dataset_options(**options):
-    """Replace the current options (unknown names are an error)."""
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise KeyError('unknown dataset option(s) {}; known: {}'.format(
-            unknown, sorted(DEFAULTS)))
-    for name, value in options.items():
-        _check(name, value)
-    _current.clear()
-    _current.update(copy.deepcopy(DEFAULTS))
-    _current.update(options)
+def default_option(key):
+    """The default value of config key ``key`` ('sysu.shots', 'test.num_trials', ...)."""
+    from ...config.defaults import get_default_config
+    node = get_default_config()
+    for part in key.split('.'):
+        if not hasattr(node, 'get') or part not in node:
+            raise KeyError('dataset option {!r} is not a config key'.format(key))
+        node = node[part]
+    return list(node) if isinstance(node, tuple) else node
 
 
-def _check(name, value):
-    if name in CHOICES and value not in CHOICES[name][1]:
-        key, allowed = CHOICES[name]
-        raise DatasetOptionError('config key {!r} (dataset option {}) must be one of {}, got '
-                                 '{!r}'.format(key, name, allowed, value))
+@contextlib.contextmanager
+def scoped_options(options):
+    """Datasets built inside the block read ``options`` ({config key: value})."""
+    options = dict(options or {})
+    for key in options:
+        default_option(key)   # a key that is not a config key is a programming error
+    token = _SCOPE.set(MappingProxyType(options))
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
 
 
-def dataset_option(name, explicit=None):
-    """The explicit constructor value when given, else the configured one."""
-    value = _current[name] if explicit is None else explicit
-    _check(name, value)
+def dataset_option(key, explicit=None):
+    """The explicit constructor value when given, else the scoped option, else the default."""
+    if explicit is not None:
+        value = explicit
+    else:
+        scoped = _SCOPE.get()
+        value = scoped[key] if scoped is not None and key in scoped else default_option(key)
+    _check(key, value)
     return value
+
+
+def _check(key, value):
+    section, _, name = key.partition('.')
+    allowed = CONFIG_SECTIONS.get(section).choices.get(name) if section in CONFIG_SECTIONS \
+        else None
+    if allowed is not None and value not in allowed:
+        raise DatasetOptionError('config key {!r} must be one of {}, got {!r}'.format(
+            key, tuple(allowed), value))

@@ -32,6 +32,7 @@ MIP_SECTION = register_config_section('mip', {
     'fusion_temperature': 0.0,    # fusion softmax temperature (0 = none)
     'instance_queries': 'learnable',    # learnable | zeros (the released code's)
     'released_compat': False,     # the released forward: zero queries, early exit
+    'force_released_weights': False,  # load the authors' checkpoint though the forward differs
     # inference
     'test_feature': 'before',     # concat of the features before (or after) the BNNecks
     'normalize_test_feature': True,

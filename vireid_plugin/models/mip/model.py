@@ -14,7 +14,10 @@ and Instance-aware Visual Prompt Learning", ICMR 2024. Built from:
 The backbone runs blocks 0..depth-2 and the heads replace the last block (depth-1
 blocks in all). ``released_compat=True`` reproduces the released code's forward:
 zero generator queries and its early exit, which runs blocks 0..depth-3 only when
-prompts are on (pretrained block depth-2 is never used).
+prompts are on (pretrained block depth-2 is never used). The authors' checkpoints
+(``released.py``) load only into a model that runs their forward
+(``released_forward``: ``released_compat`` or no prompts), unless
+``force_released_weights=True``.
 
 Outputs: train mode with ``named_outputs=True`` (the plugin's engine), a dict with
 'features' (pre-BN, [global, part_1..part_P]),
@@ -57,7 +60,8 @@ class MIPReID(nn.Module):
                  prompt_init_scale=20.0, prompt_dropout=0.1, instance_prompts='generation',
                  num_instance_tokens=16, instance_bank_size=64, fusion_temperature=0.0,
                  instance_queries='learnable', released_compat=False, test_feature='before',
-                 normalize_test_feature=True, prompt_lr_mult=5.0, generator_lr_mult=15.0):
+                 normalize_test_feature=True, prompt_lr_mult=5.0, generator_lr_mult=15.0,
+                 force_released_weights=False):
         super().__init__()
         if instance_prompts not in INSTANCE_PROMPTS:
             raise ValueError('instance_prompts must be one of {}, got {!r}'.format(
@@ -77,6 +81,9 @@ class MIPReID(nn.Module):
         self.generator_lr_mult = generator_lr_mult
 
         prompted = modality_prompts or instance_prompts != 'none'
+        # the released forward differs from ours only when prompts are on
+        self.released_forward = bool(released_compat or not prompted)
+        self.force_released_weights = force_released_weights
         # blocks run by the backbone; JPM's heads stand in for the last one
         self.num_blocks = depth - 1 if jpm else depth
         if released_compat and jpm and prompted:
@@ -116,6 +123,11 @@ class MIPReID(nn.Module):
             last, norm = self.backbone.blocks[-1], self.backbone.norm
             self.global_branch.reset_from(last, norm)
             self.jpm_branch.reset_from(last, norm)
+
+    def iael_head(self):
+        """A fresh copy of the last pretrained block + final norm (the released IAEL's
+        ``b3``), ``forward(tokens) -> (B, D)`` at the first token."""
+        return LastBlockHead(self.backbone.blocks[-1], self.backbone.norm)
 
     def lr_multipliers(self):
         mults = {}

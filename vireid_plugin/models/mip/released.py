@@ -18,12 +18,24 @@ leaves out and why. Conventions that differ:
 - the fusion heads: their 16 ``Linear(D, 64)`` per layer are stacked into one
   ``Linear(D, 16 * 64)``.
 A state dict without ``base.`` keys is returned unchanged (the plugin's own).
+
+Guard: their state dict into a model whose forward is not theirs (a prompted model
+without ``mip.released_compat True``: learnable generator queries, block 10 run) is
+refused with one message; their never-trained ``base.prompt_embed`` would become
+trained queries and a block their run never fine-tuned would be executed, so the
+scores would be quietly wrong. ``mip.force_released_weights True`` loads it anyway.
 """
 import torch
 
-__all__ = ['released_checkpoint_filter', 'SOURCE']
+__all__ = ['released_checkpoint_filter', 'SOURCE', 'GUARD_MESSAGE']
 
 SOURCE = "MIP authors' released checkpoint (wurqjackey/MIP)"
+GUARD_MESSAGE = (
+    "it is an MIP authors' checkpoint (wurqjackey/MIP key names), and this model's forward "
+    "is not theirs (learnable generator queries, block 10 run), so it would score quietly "
+    "wrong: evaluate it with mip.released_compat True, as configs/mip_sysu_released.yaml "
+    "(configs/mip_regdb_released.yaml for RegDB) sets, or set mip.force_released_weights "
+    "True to load it into this model anyway")
 
 _BACKBONE = ('cls_token', 'pos_embed', 'patch_embed.', 'blocks.', 'norm.')
 _LEFT_OUT = (
@@ -56,6 +68,9 @@ def released_checkpoint_filter(state_dict, model):
     """(state dict in the model's names, {left-out key: reason}, source description)."""
     if not any(k.startswith('base.') for k in state_dict):
         return state_dict, {}, ''
+    if not getattr(model, 'released_forward', True) and \
+            not getattr(model, 'force_released_weights', False):
+        raise ValueError(GUARD_MESSAGE)
     out, left_out = {}, {}
     prompts = getattr(model, 'prompts', None)
     instance = getattr(model, 'instance', None)

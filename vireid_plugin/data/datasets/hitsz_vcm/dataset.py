@@ -17,11 +17,11 @@ direction uses one set as query and the other as gallery (MITML test.py).
 import os.path as osp
 import re
 
-from ...registry import VIDEO_DATASETS
-from .base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalVideoDataset
-from .common import (DatasetNotFoundError, ExistingFiles, dataset_error, line_error,
+from ....registry import VIDEO_DATASETS
+from ..base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalVideoDataset
+from ..common import (DatasetNotFoundError, ExistingFiles, dataset_error, line_error,
                      locate_dataset, print_modality_summary)
-from .options import dataset_option
+from ..options import dataset_option
 
 LAYOUT = ('  <root>/HITSZ-VCM/info/{train_name,test_name,track_train_info,track_test_info,'
           'query_IDX}.txt   (or <root> = the HITSZ-VCM folder)\n'
@@ -48,9 +48,11 @@ class HITSZVCM(CrossModalVideoDataset):
     dataset_dir = 'HITSZ-VCM'
     protocol = 'vcm'
     query_modality = INFRARED
+    #: the config keys this dataset reads (``datasets/options.py``); min_seq_len=None takes it
+    config_keys = ('vcm.min_seq_len',)
 
     def __init__(self, root='datasets', min_seq_len=None, **kwargs):
-        self.min_seq_len = dataset_option('vcm_min_seq_len', min_seq_len)
+        self.min_seq_len = dataset_option('vcm.min_seq_len', min_seq_len)
         self.root = osp.abspath(osp.expanduser(root))
         self.dataset_dir = self._locate(self.root)
         info = {f: osp.join(self.dataset_dir, 'info', f) for f in INFO_FILES}
@@ -74,7 +76,7 @@ class HITSZVCM(CrossModalVideoDataset):
             kept[name] = [r for r in rows if len(r[0]) >= self.min_seq_len]
             self.dropped[name] = len(rows) - len(kept[name])
             if not kept[name]:
-                raise DatasetNotFoundError('HITSZ-VCM: vcm_min_seq_len = {} drops all {} {} '
+                raise DatasetNotFoundError('HITSZ-VCM: vcm.min_seq_len = {} drops all {} {} '
                                            'tracklets'.format(self.min_seq_len, len(rows), name))
 
         pids = sorted({r[1] for r in kept['train']})
@@ -208,7 +210,7 @@ class HITSZVCM(CrossModalVideoDataset):
         super().show_summary()
         print_modality_summary(self)
         # The authors' min-length rule is the only thing that removes tracklets.
-        print('  dropped tracklets shorter than {} frames (vcm_min_seq_len): {}'.format(
+        print('  dropped tracklets shorter than {} frames (vcm.min_seq_len): {}'.format(
             self.min_seq_len, ', '.join('{} {}'.format(n, k) for k, n in self.dropped.items())))
         orphans = len({it[1] for it in self.query} - {it[1] for it in self.gallery})
         print('  query {} -> gallery {}; query ids left without a gallery tracklet: {}'.format(

@@ -10,10 +10,10 @@ Layout, under ``<root>/BUPTCampus/`` or ``<root>`` itself::
 Cameras LS3, G25, CQ1, W4, TSG1, TSG2 record both modalities; camid = their index
 in that list (the authors' ``utils.CAMERA``). A training line gives two items,
 its RGB and its IR tracklet, with one label; training ids are relabelled 0..N-1
-in ascending pid order, test ids keep their number. ``bupt_use_auxiliary`` adds
+in ascending pid order, test ids keep their number. ``bupt.use_auxiliary`` adds
 the auxiliary set (each id filmed by one camera) as further ids, dsetid 1.
 
-Two protocols (``bupt_protocol``), named in every result row; both score
+Two protocols (``bupt.protocol``), named in every result row; both score
 visible->infrared (RGB queries, IR gallery) and infrared->visible:
 - 'corrected' (default; M3-ReID's loader and metric): every query, gallery
   items of the query's id and camera removed (protocol 'vcm', with mINP),
@@ -28,17 +28,18 @@ import os.path as osp
 
 import numpy as np
 
-from ...registry import VIDEO_DATASETS
-from ..eval_split import EvalMode
-from .base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalVideoDataset
-from .common import (ExistingFiles, dataset_error, line_error, locate_dataset, numbered_fields,
+from ....registry import VIDEO_DATASETS
+from ...eval_split import EvalMode
+from ..base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalVideoDataset
+from ..common import (ExistingFiles, dataset_error, line_error, locate_dataset, numbered_fields,
                      print_modality_summary)
-from .options import DatasetOptionError, dataset_option
+from ..options import DatasetOptionError, dataset_option
 
 NAME = 'BUPTCampus'
 CAMERAS = ('LS3', 'G25', 'CQ1', 'W4', 'TSG1', 'TSG2')
 MODALITY_OF = {'RGB': VISIBLE, 'IR': INFRARED}
 PAIRED = 'RGB/IR'
+PROTOCOLS = ('corrected', 'reference')   # bupt.protocol
 SPLIT_FILES = ('train.txt', 'train_auxiliary.txt', 'query.txt', 'gallery.txt')
 #: the authors' test batch ("Please don't change it"): RGB lists are cut to a multiple
 REFERENCE_TEST_BATCH = 64
@@ -84,16 +85,18 @@ def read_data_paths(path):
 class BUPTCampus(CrossModalVideoDataset):
     """BUPTCampus tracklets, visible queries searched among infrared ones (the paper's first).
 
-    Explicit keywords override the dataset options (``options.py``): protocol
-    (bupt_protocol), use_auxiliary (bupt_use_auxiliary).
+    Keywords left None take the configured value (``datasets/options.py``): protocol
+    (bupt.protocol), use_auxiliary (bupt.use_auxiliary).
     """
 
     dataset_dir = NAME
     query_modality = VISIBLE
+    #: the config keys this dataset reads (``datasets/options.py``)
+    config_keys = ('bupt.protocol', 'bupt.use_auxiliary')
 
     def __init__(self, root='datasets', protocol=None, use_auxiliary=None, **kwargs):
-        self.protocol_variant = dataset_option('bupt_protocol', protocol)
-        self.use_auxiliary = bool(dataset_option('bupt_use_auxiliary', use_auxiliary))
+        self.protocol_variant = dataset_option('bupt.protocol', protocol)
+        self.use_auxiliary = bool(dataset_option('bupt.use_auxiliary', use_auxiliary))
         self.protocol = 'vcm' if self.protocol_variant == 'corrected' else 'regdb'
         self.frame_rule = 'chunk' if self.protocol_variant == 'corrected' else 'uniform'
         self.root = osp.abspath(osp.expanduser(root))

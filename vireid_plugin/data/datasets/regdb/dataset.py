@@ -15,9 +15,9 @@ import os.path as osp
 
 import numpy as np
 
-from ...registry import IMAGE_DATASETS
-from .base import INFRARED, VISIBLE, CrossModalImageDataset
-from .common import (ExistingFiles, dataset_error, line_error, locate_dataset,
+from ....registry import IMAGE_DATASETS
+from ..base import INFRARED, VISIBLE, CrossModalImageDataset
+from ..common import (ExistingFiles, dataset_error, line_error, locate_dataset,
                      print_modality_summary)
 
 NUM_TRIALS = 10

@@ -20,7 +20,7 @@ image per (id, camera) of the other modality, drawn by ``random.seed(t)`` then
 averaged. The metric (``eval_llcm``) drops gallery items of the query's id and
 camera and takes CMC on the identity-de-duplicated ranking: protocol 'llcm'.
 
-Two protocols (``llcm_protocol``), named in every result row:
+Two protocols (``llcm.protocol``), named in every result row:
 - 'corrected' (default): infrared->visible as above, and visible->infrared the
   way the paper describes it, visible queries against the per-trial infrared
   gallery;
@@ -35,12 +35,12 @@ import re
 
 import numpy as np
 
-from ...registry import IMAGE_DATASETS
-from ..eval_split import EvalMode
-from .base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalImageDataset
-from .common import (ExistingFiles, dataset_error, line_error, locate_dataset, numbered_fields,
+from ....registry import IMAGE_DATASETS
+from ...eval_split import EvalMode
+from ..base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalImageDataset
+from ..common import (ExistingFiles, dataset_error, line_error, locate_dataset, numbered_fields,
                      print_modality_summary)
-from .options import dataset_option
+from ..options import dataset_option
 
 NAME = 'LLCM'
 FOLDER = {VISIBLE: 'vis', INFRARED: 'nir'}
@@ -54,6 +54,7 @@ OBTAIN = ('send the signed release agreement of https://github.com/ZYK100/LLCM t
 # <vis|nir>/<pid>/<pid>_c<camera>_<rest>
 PATH_RE = re.compile(r'^(vis|nir)/(\d+)/(\d+)_c(\d+)_\S+$')
 TAGS = {'corrected': 'corrected', 'reference': 'reference'}
+PROTOCOLS = tuple(TAGS)   # llcm.protocol
 
 
 def _error(problem, path):
@@ -79,19 +80,21 @@ def read_test_ids(path):
 class LLCM(CrossModalImageDataset):
     """LLCM, infrared queries against the drawn visible gallery (test.py's default).
 
-    Explicit keywords override the dataset options (``options.py``): protocol
-    (llcm_protocol), num_trials. ``split_id`` is the trial whose gallery
-    torchreid's ``gallery`` attribute holds.
+    Keywords left None take the configured value (``datasets/options.py``): protocol
+    (llcm.protocol), num_trials (test.num_trials). ``split_id`` is the trial whose
+    gallery torchreid's ``gallery`` attribute holds.
     """
 
     dataset_dir = NAME
     protocol = 'llcm'
     query_modality = INFRARED
+    #: the config keys this dataset reads (``datasets/options.py``)
+    config_keys = ('llcm.protocol', 'test.num_trials')
 
     def __init__(self, root='datasets', split_id=0, protocol=None, num_trials=None, **kwargs):
         self.root = osp.abspath(osp.expanduser(root))
-        self.protocol_variant = dataset_option('llcm_protocol', protocol)
-        self.num_trials = int(dataset_option('num_trials', num_trials))
+        self.protocol_variant = dataset_option('llcm.protocol', protocol)
+        self.num_trials = int(dataset_option('test.num_trials', num_trials))
         self.split_id = int(split_id)
         if self.num_trials < 1 or self.split_id < 0:
             raise ValueError('need num_trials >= 1 and split_id >= 0, got {} and {}'.format(

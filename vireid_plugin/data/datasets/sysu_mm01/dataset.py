@@ -26,11 +26,11 @@ import re
 
 import numpy as np
 
-from ...registry import IMAGE_DATASETS
-from ..eval_split import EvalMode
-from .base import INFRARED, VISIBLE, CrossModalImageDataset
-from .common import dataset_error, list_images, locate_dataset, print_modality_summary
-from .options import dataset_option
+from ....registry import IMAGE_DATASETS
+from ...eval_split import EvalMode
+from ..base import INFRARED, VISIBLE, CrossModalImageDataset
+from ..common import dataset_error, list_images, locate_dataset, print_modality_summary
+from ..options import dataset_option
 
 NAME = 'SYSU-MM01'
 CAMERAS = (1, 2, 3, 4, 5, 6)
@@ -113,7 +113,7 @@ def load_rand_perm(path):
     import scipy.io  # only the 'official' draw needs scipy
 
     if not path:
-        raise _perm_error("sysu_gallery_draw='official' needs sysu_perm_file", '(empty path)')
+        raise _perm_error("sysu.gallery_draw 'official' needs sysu.perm_file", '(empty path)')
     if not osp.isfile(path):
         raise _perm_error('file not found', path)
     try:
@@ -148,30 +148,30 @@ def load_rand_perm(path):
 class SYSUMM01(CrossModalImageDataset):
     """SYSU-MM01, all-search gallery (cams 1, 2, 4, 5).
 
-    Explicit keywords override the dataset options (``options.py``):
-    train_with_val (sysu_train_with_val), shots (sysu_shots), gallery_draw
-    (sysu_gallery_draw), perm_file (sysu_perm_file), num_trials. ``split_id``
-    is the trial whose gallery torchreid's ``gallery`` attribute holds.
+    Keywords left None take the configured value (``datasets/options.py``): train_with_val
+    (sysu.train_with_val), shots (sysu.shots), gallery_draw (sysu.gallery_draw),
+    perm_file (sysu.perm_file), num_trials (test.num_trials). ``split_id`` is the
+    trial whose gallery torchreid's ``gallery`` attribute holds.
     """
 
     dataset_dir = NAME
     protocol = 'sysu'
     search = 'all'
+    #: the config keys this dataset reads (``datasets/options.py``)
+    config_keys = ('sysu.train_with_val', 'sysu.shots', 'sysu.gallery_draw', 'sysu.perm_file',
+                   'test.num_trials')
 
     def __init__(self, root='', split_id=0, train_with_val=None, shots=None,
                  gallery_draw=None, perm_file=None, num_trials=None, **kwargs):
         self.root = osp.abspath(osp.expanduser(root))
-        self.train_with_val = bool(dataset_option('sysu_train_with_val', train_with_val))
-        self.shots = int(dataset_option('sysu_shots', shots))
-        self.gallery_draw = dataset_option('sysu_gallery_draw', gallery_draw)
-        self.perm_file = dataset_option('sysu_perm_file', perm_file)
-        self.num_trials = int(dataset_option('num_trials', num_trials))
+        self.train_with_val = bool(dataset_option('sysu.train_with_val', train_with_val))
+        self.shots = int(dataset_option('sysu.shots', shots))
+        self.gallery_draw = dataset_option('sysu.gallery_draw', gallery_draw)   # one of DRAWS
+        self.perm_file = dataset_option('sysu.perm_file', perm_file)
+        self.num_trials = int(dataset_option('test.num_trials', num_trials))
         self.split_id = int(split_id)
-        if self.gallery_draw not in DRAWS:
-            raise ValueError('sysu_gallery_draw must be one of {}, got {!r}'.format(
-                DRAWS, self.gallery_draw))
         if self.shots < 1 or self.num_trials < 1 or self.split_id < 0:
-            raise ValueError('need sysu_shots >= 1, num_trials >= 1, split_id >= 0; got '
+            raise ValueError('need sysu.shots >= 1, test.num_trials >= 1, split_id >= 0; got '
                              '{}, {}, {}'.format(self.shots, self.num_trials, self.split_id))
 
         self.dataset_dir = locate(self.root)

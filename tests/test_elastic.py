@@ -1,0 +1,120 @@
+"""Elastic restarts (issue 18.2): under ``torchrun --max-restarts``, a rank killed with
+SIGKILL after the first checkpoint makes torchrun restart every worker; the restarted
+workers resume from the newest complete checkpoint by themselves and the job ends with
+the weights of an uninterrupted run (CPU, 2 gloo ranks)."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vireid_plugin.checkpoint_io import load_checkpoint
+from vireid_plugin.data.synthetic import make_sysu_mm01
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+# torchrun's worker: the toy model of test_ddp.py, and (when KILL_MARKER is set) rank 1
+# killing itself with SIGKILL right after the epoch-1 checkpoint, once per job
+WORKER = '''
+import os, runpy, signal, sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+import torch
+torch.set_num_threads(1)
+from test_ddp import register_toy
+from vireid_plugin.engine import CrossModalEngine
+register_toy()
+marker = os.environ.get('KILL_MARKER')
+real = CrossModalEngine.save_training_checkpoint
+
+def save_then_die(self, epoch, iteration=0, best=False, policy=True):
+    path = real(self, epoch, iteration, best=best, policy=policy)
+    if marker and os.environ['RANK'] == '1' and epoch == 1 and not os.path.exists(marker):
+        open(marker, 'w').close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+
+CrossModalEngine.save_training_checkpoint = save_then_die
+signal_step = int(os.environ.get('SIGNAL_RANK1_AT_STEP', '0'))
+real_step = CrossModalEngine.forward_backward
+steps = [0]
+
+def step(self, data):   # SIGTERM to rank 1 only, during its step number signal_step
+    steps[0] += 1
+    if signal_step and os.environ['RANK'] == '1' and steps[0] == signal_step:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real_step(self, data)
+
+CrossModalEngine.forward_backward = step
+sys.argv = [os.path.join({repo!r}, 'scripts', 'main.py')] + sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+
+@pytest.fixture(scope='module')
+def toy_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('elastic_sysu'))
+    make_sysu_mm01(root, num_train=8, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
+    return root
+
+
+def torchrun(tmp_path, root, save_dir, kill_marker=None, signal_step=0, restarts=1):
+    worker = tmp_path / 'worker.py'
+    worker.write_text(WORKER.format(repo=REPO, tests=TESTS))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT',
+                        'TORCHELASTIC_RESTART_COUNT')}
+    env.update(OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join(
+        [REPO] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    if kill_marker:
+        env['KILL_MARKER'] = str(kill_marker)
+    if signal_step:
+        env['SIGNAL_RANK1_AT_STEP'] = str(signal_step)
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc-per-node',
+           '2', '--max-restarts', str(restarts), '--monitor-interval', '0.5', str(worker),
+           '--root', root, 'data.save_dir', save_dir, 'model.name', 'toy_ddp_linear',
+           'model.pretrained', 'False', 'data.synthetic', 'False', 'data.workers', '0',
+           'data.height', '32', 'data.width', '16', 'data.transforms', '[random_flip]',
+           'loss.terms', '[id]', 'loss.weights', '[1.0]', 'train.optim', 'sgd',
+           'train.lr', '0.5', 'train.batch_size', '16', 'sampler.num_instances', '2',
+           'train.max_epoch', '3', 'train.print_freq', '100', 'train.warmup_epochs', '0',
+           'test.num_trials', '1']
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_rank_killed_after_a_checkpoint_is_restarted_and_the_job_ends_as_if_uninterrupted(
+        toy_root, tmp_path):
+    straight = str(tmp_path / 'straight')
+    done = torchrun(tmp_path, toy_root, straight)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    killed = str(tmp_path / 'killed')
+    marker = tmp_path / 'killed-once'
+    done = torchrun(tmp_path, toy_root, killed, kill_marker=marker)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert marker.exists()                       # rank 1 really died once ...
+    assert 'failed (exitcode: -9) local_rank: 1' in done.stderr   # torchrun saw SIGKILL
+    logs = sorted(n for n in os.listdir(killed) if n.startswith('train.log-'))
+    with open(os.path.join(killed, logs[-1])) as f:
+        restarted = f.read()
+    assert 'Restarted by torchrun (restart 1): model.resume auto' in restarted
+    assert 'Resumed from' in restarted and 'model.pth.tar-1' in restarted
+
+    a = load_checkpoint(os.path.join(straight, 'model', 'model.pth.tar-3'))
+    b = load_checkpoint(os.path.join(killed, 'model', 'model.pth.tar-3'))
+    assert set(a['state_dict']) == set(b['state_dict'])
+    for k, v in a['state_dict'].items():
+        assert torch.equal(v, b['state_dict'][k]), k
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(toy_root, tmp_path):
+    save = tmp_path / 'signalled'
+    done = torchrun(tmp_path, toy_root, str(save), signal_step=3, restarts=0)
+    # both ranks stopped with the pre-emption status (torchrun reports each failure)
+    assert done.returncode != 0
+    assert done.stderr.count('exitcode  : 75') == 2, done.stderr[-3000:]
+    # rank 0, which got no signal, wrote the checkpoint of the step rank 1 was signalled in
+    assert sorted(os.listdir(save / 'model')) == ['model.pth.tar-0-it3']
+    ckpt = load_checkpoint(str(save / 'model' / 'model.pth.tar-0-it3'))
+    assert (ckpt['epoch'], ckpt['iteration']) == (0, 3)

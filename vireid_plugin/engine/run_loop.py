@@ -1,0 +1,146 @@
+"""torchreid's ``run`` hook as ``CrossModalEngine`` runs it: epochs, evaluation every
+``eval_freq`` epochs, checkpoints, and model selection (``select_on``): the last epoch,
+the best on SYSU-MM01's validation ids, or the best on the test set (labelled as such).
+"""
+import datetime
+import os
+import time
+
+from torch.utils.tensorboard import SummaryWriter
+
+from .. import distributed
+from .checkpoint import BEST, CheckpointManager, load_checkpoint
+from .evaluation import format_table
+from .preemption import PREEMPTED_FILE, PreemptionGuard
+
+SELECT_ON = ('last', 'val', 'test')
+SELECTION_LABEL = {'last': 'last epoch', 'val': 'best on the validation ids',
+                   'test': 'best on the TEST set (optimistic: selected on the test data)'}
+
+
+class RunLoop:
+    """Train, evaluate, checkpoint and select (mixed into ``CrossModalEngine``)."""
+
+    def run(self, save_dir='log', max_epoch=0, start_epoch=0, print_freq=10, fixbase_epoch=0,
+            open_layers=None, start_eval=0, eval_freq=-1, test_only=False,
+            dist_metric='euclidean', normalize_feature=False, visrank=False, visrank_topk=10,
+            use_metric_cuhk03=False, ranks=(1, 5, 10, 20), rerank=False):
+        main = distributed.is_main()
+        # other ranks take part in evaluation (feature shards) but write nothing
+        test_kwargs = dict(dist_metric=dist_metric, normalize_feature=normalize_feature,
+                           ranks=ranks, save_dir=save_dir if main else '')
+        visrank = visrank and main
+        self._save_dir = save_dir
+        self.checkpoints = CheckpointManager(save_dir, self.keep_checkpoints)
+        if test_only:
+            self.test(visrank=visrank, visrank_topk=visrank_topk, rerank=rerank,
+                      use_metric_cuhk03=use_metric_cuhk03, **test_kwargs)
+            return
+        if self.writer is None and main:
+            self.writer = SummaryWriter(log_dir=save_dir)
+        with PreemptionGuard(self.preempt_signals) as self._preemption:
+            try:
+                self._train_and_evaluate(max_epoch, start_epoch, print_freq, fixbase_epoch,
+                                         open_layers, start_eval, eval_freq, test_kwargs)
+            finally:
+                self._preemption = None
+        if main:
+            self.write_policy.finish()
+            done_file = os.path.join(save_dir, PREEMPTED_FILE)
+            if os.path.isfile(done_file):   # this run got past where a signal stopped it
+                os.remove(done_file)
+        if self.writer is not None:
+            self.writer.close()
+
+    def _train_and_evaluate(self, max_epoch, start_epoch, print_freq, fixbase_epoch,
+                            open_layers, start_eval, eval_freq, test_kwargs):
+        """run()'s body: the untrained evaluation, the epochs, the selected model; a
+        pre-emption signal ends it after a step (``Preempted``)."""
+        start_epoch = max(start_epoch, self.start_epoch)
+        fresh = start_epoch == 0 and not self._start_iteration
+        if self.eval_before_train and fresh and max_epoch > 0:
+            print('=> Evaluating the model before training')
+            with self._scoring('untrained'):
+                self.test(**test_kwargs)
+            self.initial_results = {k: [dict(r) for r in v] for k, v in self.last_results.items()}
+        time_start = time.time()
+        self.start_epoch, self.max_epoch = start_epoch, max_epoch
+        print('=> Start training')
+        for self.epoch in range(start_epoch, max_epoch):
+            self.train(print_freq=print_freq, fixbase_epoch=fixbase_epoch,
+                       open_layers=open_layers)
+            done, last = self.epoch + 1, self.epoch + 1 == max_epoch
+            periodic = eval_freq > 0 and done >= start_eval and done % eval_freq == 0
+            best = False
+            if last:
+                print('=> Final test')
+            if last or periodic:
+                best = self._evaluate_epoch(done, test_kwargs)
+            path, saved = None, last or best or (
+                self.checkpoint_every and done % self.checkpoint_every == 0)
+            if saved:
+                path = self.save_training_checkpoint(done, 0, best=best)
+            if not last and self._stop_requested():
+                self._preempt(done, 0, saved, path)
+        if max_epoch > start_epoch:
+            self._report_selected(test_kwargs)
+            elapsed = str(datetime.timedelta(seconds=round(time.time() - time_start)))
+            print('Elapsed {}'.format(elapsed))
+        if self.initial_results:
+            for name, rows in self.last_results.items():
+                before = self.initial_results[name][0]
+                print('{}: mAP before training {:.2f}% -> after training {:.2f}% '
+                      '(R1 {:.2f}% -> {:.2f}%)'.format(name, before['mAP'], rows[0]['mAP'],
+                                                        before['R1'], rows[0]['R1']))
+
+    def _evaluate_epoch(self, done, test_kwargs):
+        """Evaluate after ``done`` epochs; returns whether it is the best for selection."""
+        if self.select_on == 'val':
+            score = self.evaluate_validation(done, test_kwargs['dist_metric'],
+                                             test_kwargs['normalize_feature'],
+                                             test_kwargs['save_dir'])
+            if done == self.max_epoch:
+                self.test(**test_kwargs)
+        else:
+            self.test(**test_kwargs)
+            score = _selection_score(self.last_results)
+        if self.select_on == 'last' or score is None:
+            return False
+        if self.best['score'] is None or score > self.best['score']:
+            self.best.update(score=score, epoch=done,
+                             results={k: [dict(r) for r in v]
+                                      for k, v in self.last_results.items()})
+            return True
+        return False
+
+    def _report_selected(self, test_kwargs):
+        """With select_on val/test: the selected checkpoint's test results, labelled."""
+        if self.select_on == 'last' or self.best['epoch'] is None:
+            return
+        label = SELECTION_LABEL[self.select_on]
+        print('=> Model selected on {}: epoch {} (score {:.2f})'.format(
+            'the validation ids' if self.select_on == 'val' else 'the TEST set',
+            self.best['epoch'], self.best['score']))
+        best_path = os.path.join(self.checkpoints.folder, BEST)
+        if self.select_on == 'test' and self.best['results']:
+            for name, rows in self.best['results'].items():   # already scored on test
+                print(format_table(name, rows, note=label))
+                self._append_results(test_kwargs['save_dir'], {
+                    'dataset': name, 'epoch': int(self.best['epoch']), 'stage': 'selected',
+                    'selection': self.select_on, 'feature_precision': self.feature_precision,
+                    'rows': rows})
+            return
+        if not os.path.isfile(best_path):
+            return
+        ckpt = load_checkpoint(best_path)
+        self.model.load_state_dict(ckpt['state_dict'])
+        with self._scoring('selected', epoch=int(ckpt['epoch']) - 1):
+            self.test(**test_kwargs)
+
+
+def _selection_score(results):
+    """(R1 + mAP) / 2 of the first row of the first cross-modal target (MIP's rule)."""
+    for rows in results.values():
+        if rows:
+            return (rows[0]['R1'] + rows[0]['mAP']) / 2
+    return None
