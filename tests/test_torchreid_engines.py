@@ -9,7 +9,6 @@ import torch
 
 import vireid_plugin  # noqa: F401  (registers the plugin's datasets and models)
 from vireid_plugin import compat
-from vireid_plugin.data.datasets.options import set_dataset_options
 from vireid_plugin.data.synthetic import make_hitsz_vcm, make_sysu_mm01
 from vireid_plugin.engine.evaluation import extract_pool_features, score_modes
 
@@ -35,7 +34,6 @@ def vcm_root(tmp_path_factory):
 
 
 def image_manager(root):
-    set_dataset_options()   # the plugin's dataset options at their defaults
     return compat.ImageDataManager(root=root, sources='sysu_mm01', batch_size_train=8,
                                    batch_size_test=32, workers=0, use_gpu=False,
                                    train_sampler='RandomIdentitySampler', num_instances=2,
@@ -43,7 +41,6 @@ def image_manager(root):
 
 
 def video_manager(root):
-    set_dataset_options()
     return compat.VideoDataManager(root=root, sources='hitsz_vcm', batch_size_train=4,
                                    batch_size_test=8, workers=0, use_gpu=False, seq_len=2,
                                    train_sampler='RandomIdentitySampler', num_instances=2,
