@@ -24,7 +24,8 @@ def family(name):
 
 
 def test_every_registered_family_has_a_tiny_variant_here():
-    assert {family(n) for n in MODELS.names()} == {family(n) for n in TINY}
+    package = {family(n) for n in MODELS.names() if family(n).startswith('vireid_plugin.')}
+    assert package == {family(n) for n in TINY}
 
 
 @pytest.mark.parametrize('name', sorted(TINY))
