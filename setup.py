@@ -44,6 +44,9 @@ INSTALL_REQUIRES = [
 ]
 
 # scripts/export_onnx.py: torch's exporter (dynamo) needs onnxscript; the check runs onnxruntime
+# the documentation site (mkdocs.yml): `mkdocs build --strict`, also run by tests/test_docs.py
+DOCS_REQUIRES = ['mkdocs>=1.6,<2', 'mkdocstrings[python]>=0.26']
+
 ONNX_REQUIRES = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2']
 
 setup(
@@ -59,6 +62,6 @@ setup(
     python_requires='>=3.10',
     install_requires=INSTALL_REQUIRES,
     # the test extra is what .ci/run installs: pytest, ruff (its lint step) and the ONNX check
-    extras_require={'onnx': ONNX_REQUIRES,
-                    'test': ['pytest>=7', 'ruff>=0.6,<1'] + ONNX_REQUIRES},
+    extras_require={'onnx': ONNX_REQUIRES, 'docs': DOCS_REQUIRES,
+                    'test': ['pytest>=7', 'ruff>=0.6,<1'] + ONNX_REQUIRES + DOCS_REQUIRES},
 )
