@@ -37,7 +37,9 @@ from .errors import USER_ERRORS
 from .losses import build_loss
 from .models import build_model, load_weights
 from .optim import build_lr_scheduler, build_optimizer
-from .visualize import CONFIG_FILE
+
+#: the run's config, written beside its results (scripts/visualize.py rebuilds the model from it)
+CONFIG_FILE = 'config.yaml'
 
 __all__ = ['build_data_manager', 'build_reid_model', 'build_criterion', 'build_solver',
            'build_engine', 'run', 'main', 'build_parser', 'split_resume', 'user_message']

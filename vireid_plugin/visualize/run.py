@@ -31,8 +31,8 @@ from ..engine.evaluation import RESULTS_FILE, tag_safe
 from ..engine.saved_features import FEATURES_FILE, UNTRAINED_FEATURES_FILE, load_features
 from ..errors import USER_ERRORS
 from ..models import load_weights
-from ..runner import build_reid_model
-from . import CONFIG_FILE, FIGURES_DIR
+from ..runner import CONFIG_FILE, build_reid_model
+from . import FIGURES_DIR
 from .attention import attention_figure, attention_maps, has_attention_layout
 from .cmc import cmc_figure
 from .common import pyplot, save_png, thumbnail
