@@ -118,6 +118,8 @@ def run(cfg):
         atomic_write(os.path.join(cfg.data.save_dir, CONFIG_FILE),
                      lambda f: f.write(cfg.dump()), mode='w')
     compat.utils.set_random_seed(cfg.train.seed)   # the same on every rank
+    if cfg.num_threads > 0:   # e.g. 1 on a small shared CPU: threads > free cores spin
+        torch.set_num_threads(cfg.num_threads)
     log_name = 'test.log' if cfg.test.evaluate else 'train.log'
     if main_rank:
         sys.stdout = TeeLogger(os.path.join(

@@ -14,6 +14,7 @@ from .sections import add_registered_sections
 def get_default_config():
     cfg = CN()
     cfg.use_gpu = True  # use a GPU when one is available
+    cfg.num_threads = 0  # plugin: torch's CPU threads (torch.set_num_threads); 0 keeps PyTorch's default (one per core)
 
     cfg.model = CN()
     cfg.model.name = 'vit_base_reid'

@@ -148,6 +148,9 @@ def check_config(cfg):
     if not 0.0 <= cfg.data.max_bad_fraction <= 1.0:
         raise ConfigError('data.max_bad_fraction must be in [0, 1] (a fraction of the training '
                           'items), got {}'.format(cfg.data.max_bad_fraction))
+    if cfg.num_threads < 0:
+        raise ConfigError("num_threads must be >= 0 (0: PyTorch's default, one per core), "
+                          'got {}'.format(cfg.num_threads))
     k = cfg.sampler.num_instances
     if cfg.sampler.train_sampler == 'CrossModalIdentitySampler' and (
             k < 1 or cfg.train.batch_size < 2 * k or cfg.train.batch_size % (2 * k)):

@@ -427,7 +427,7 @@ def _build(folder, stem, files, size, reuse, todo, old_array, workers, skip_bad=
             del old
         loader = torch.utils.data.DataLoader(
             _Resized([files[i] for i in todo], size, skip_bad), batch_size=32,
-            num_workers=workers)
+            num_workers=workers, generator=torch.Generator())   # the global RNG untouched
         at = 0
         for batch, errors in progress(loader, 'caching {} images'.format(len(todo))):
             rows = todo[at:at + len(batch)]
