@@ -4,12 +4,29 @@ from setuptools import find_packages, setup
 # needs scipy, tensorboard, opencv, gdown, Pillow, matplotlib-free utils, so they
 # are declared here. torch and torchvision are pinned as a pair that installs
 # together from PyPI (PyPI's torchvision does not import with a CPU-only torch).
+#
+# Bounds where the plugin calls private helpers (tests/test_dependencies.py lists them
+# and fails naming any that is missing): torch (Tensor._version) and torchreid
+# (Engine._evaluate, Dataset._transform_image, its registries) are pinned above; timm
+# (VisionTransformer._pos_embed, PatchEmbed._init_img_size, Scheduler._get_lr) and
+# open_clip (VisionTransformer._embeds, ._pool) stop before the next minor release.
+# Lower bounds, checked 2026-12 by installing candidate wheels with pip (--no-deps
+# --target) in front of the environment and running the model/optimizer/LSMRL tests:
+# - timm 1.0.12: first release whose "radam"/"rmsprop" build torch's RAdam/RMSprop
+#   (foreach=True); 1.0.11 and earlier build timm's own, which refuse foreach
+#   (tests/test_fast_path.py); _init_img_size first appears in 1.0.8. 1.0.12 and 1.0.31
+#   pass the tests.
+# - open_clip 2.32: VisionTransformer._embeds/_pool first appear there (absent from the
+#   2.31 wheel); 2.32.0 and 3.3.0 pass the LSMRL tests.
+# - huggingface_hub 0.20: has get_session, get_paths_info, try_to_load_from_cache and
+#   hf_hub_download as models/hub.py and download.py call them (read in its wheel).
 INSTALL_REQUIRES = [
     'torch>=2.14,<2.15',
     'torchvision>=0.29,<0.30',
     'torchreid==0.2.5',
-    'timm>=1.0.15',
-    'open_clip_torch>=2.24',
+    'timm>=1.0.12,<1.1',
+    'open_clip_torch>=2.32,<3.4',
+    'huggingface_hub>=0.20',
     'yacs>=0.1.8',
     'PyYAML',
     'gdown',
@@ -27,6 +44,9 @@ INSTALL_REQUIRES = [
 ]
 
 # scripts/export_onnx.py: torch's exporter (dynamo) needs onnxscript; the check runs onnxruntime
+# the documentation site (mkdocs.yml): `mkdocs build --strict`, also run by tests/test_docs.py
+DOCS_REQUIRES = ['mkdocs>=1.6,<2', 'mkdocstrings[python]>=0.26']
+
 ONNX_REQUIRES = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2']
 
 setup(
@@ -41,5 +61,7 @@ setup(
     package_data={'vireid_plugin.models.lsmrl': ['*.json']},
     python_requires='>=3.10',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'onnx': ONNX_REQUIRES, 'test': ['pytest>=7'] + ONNX_REQUIRES},
+    # the test extra is what .ci/run installs: pytest, ruff (its lint step) and the ONNX check
+    extras_require={'onnx': ONNX_REQUIRES, 'docs': DOCS_REQUIRES,
+                    'test': ['pytest>=7', 'ruff>=0.6,<1'] + ONNX_REQUIRES + DOCS_REQUIRES},
 )

@@ -9,13 +9,37 @@ gdown), checks their SHA-256 and prints the config line to use for each. Offline
 stops at once (exit status 1) saying what to download by hand and where to put it.
 """
 import argparse
+import importlib
+import importlib.util
 import os
 import sys
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vireid_plugin.models.download import (SOURCES, DownloadError,  # noqa: E402
-                                           default_cache_dir, download_all)
+
+def _download_module():
+    """``vireid_plugin.models.download`` without running the package's ``__init__`` files:
+    they register the plugin into torchreid (importing torchreid, torch, timm and open_clip,
+    seconds this command does not need; offline it answers at once). In a process that
+    imported the package already, the real module."""
+    if 'vireid_plugin' not in sys.modules:
+        spec = importlib.util.find_spec('vireid_plugin')
+        if spec is None or not spec.submodule_search_locations:
+            raise SystemExit('error: vireid_plugin is not importable (pip install -e . in '
+                             'the repository)')
+        root = list(spec.submodule_search_locations)[0]
+        for name, path in (('vireid_plugin', root),
+                           ('vireid_plugin.models', os.path.join(root, 'models'))):
+            package = types.ModuleType(name)
+            package.__path__ = [path]   # a bare package: its submodules import, its __init__ not
+            sys.modules[name] = package
+    return importlib.import_module('vireid_plugin.models.download')
+
+
+download = _download_module()
+SOURCES, DownloadError = download.SOURCES, download.DownloadError
+default_cache_dir, download_all = download.default_cache_dir, download.download_all
 
 
 def build_parser():

@@ -18,7 +18,8 @@ from vireid_plugin.registry import SYNTHETIC_WRITERS  # noqa: E402
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--root', default='datasets', help='folder that receives the dataset folders')
+    parser.add_argument('--root', default='datasets',
+                        help='folder that receives the dataset folders')
     parser.add_argument('--dataset', default='all',
                         help='all, or one registered dataset writer (built in: {})'.format(
                             ', '.join(SYNTHETIC_WRITERS.names())))

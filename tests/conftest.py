@@ -1,21 +1,14 @@
 """Fixtures shared by the test files."""
-import importlib.util
-import os
-
 import pytest
 import torch
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='session')
 def cli():
-    """scripts/main.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location('vireid_cli_main',
-                                                  os.path.join(REPO, 'scripts', 'main.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The command line of scripts/main.py, in-process: ``vireid_plugin.runner`` (``main(argv)``
+    and the names it builds a run with, for tests that wrap them)."""
+    from vireid_plugin import runner
+    return runner
 
 
 @pytest.fixture(scope='module')

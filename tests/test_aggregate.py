@@ -38,12 +38,7 @@ def test_mismatched_runs_and_untrained_only_files_are_errors(tmp_path):
 
 
 def test_cli_prints_the_table(tmp_path, capsys):
-    import importlib.util
-    import os
-    spec = importlib.util.spec_from_file_location('aggregate', os.path.join(
-        os.path.dirname(__file__), '..', 'scripts', 'aggregate_results.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from vireid_plugin import aggregate as module   # scripts/aggregate_results.py's command
     paths = [run_file(tmp_path, 't1', 80.0, 70.0), run_file(tmp_path, 't2', 90.0, 74.0)]
     out_json = tmp_path / 'avg.json'
     assert module.main(paths + ['--json', str(out_json)]) == 0

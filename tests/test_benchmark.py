@@ -54,7 +54,8 @@ def test_quick_json_has_every_section(quick_run):
     assert 0.75 <= train[0]['train_gflop_per_step'] <= 0.85
 
     (loader,) = result['loader']
-    assert loader['datasets'] == ['sysu_mm01'] and loader['workers'] == 2
+    # demo.yaml's loader: data.workers 0 (one core to the model on a 2-core CPU)
+    assert loader['datasets'] == ['sysu_mm01'] and loader['workers'] == 0
     assert loader['batch'][0] == 8 and loader['items_per_s'] > 0
 
 
@@ -97,3 +98,45 @@ def test_recipe_specs_come_from_the_configs():
     quick = dict(recipe_specs(os.path.join(ROOT, 'configs'), quick=True))
     assert os.path.basename(quick['vit_tiny_reid']) == 'demo.yaml'
     assert all('tiny' in name for name in quick)
+
+
+def test_train_section_times_the_engines_own_step(monkeypatch):
+    """Every step bench_train runs is CrossModalEngine.forward_backward, on an engine the
+    runner built from the recipe: 1 counted for the FLOPs, then per variant the first step,
+    warmup - 1 more and the timed ones."""
+    import torch
+    from vireid_plugin.benchmark import bench_train
+    from vireid_plugin.engine import CrossModalEngine
+    calls = []
+    real = CrossModalEngine.forward_backward
+
+    def counting(self, data):
+        calls.append((self.model.training, tuple(data['img'].shape)))
+        return real(self, data)
+
+    monkeypatch.setattr(CrossModalEngine, 'forward_backward', counting)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = bench_train(os.path.join(ROOT, 'configs', 'demo.yaml'), torch.device('cpu'),
+                           ['fp32-eager'], steps=2, warmup=2, batch_size=8)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(calls) == 1 + 1 + 1 + 2
+    assert all(training and shape == (8, 3, 128, 64) for training, shape in calls)
+    (row,) = rows
+    assert row['input'] == [8, 3, 128, 64] and row['sec_per_step'] > 0
+
+
+def test_loader_throughput_counts_what_it_times():
+    """A list stands in for a DataLoader: two clip batches (B=3, T=2) per epoch."""
+    import torch
+    from vireid_plugin.benchmark import loader_throughput
+    epoch = [{'img': torch.zeros(3, 2, 3, 4, 2)}, {'img': torch.zeros(3, 2, 3, 4, 2)}]
+    cycled = loader_throughput(epoch, batches=5, warmup=1)
+    assert (cycled['batches'], cycled['items'], cycled['images']) == (5, 15, 30)
+    assert cycled['images_per_s'] == pytest.approx(30 / cycled['seconds'])
+    assert cycled['batch_shape'] == [3, 2, 3, 4, 2]
+    # one epoch: the warm-up batch, then the one left
+    once = loader_throughput(epoch, batches=5, warmup=1, cycle=False)
+    assert (once['batches'], once['items'], once['images']) == (1, 3, 6)

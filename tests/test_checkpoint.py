@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from vireid_plugin.engine import CheckpointError, load_checkpoint, load_weights, resume, save_checkpoint
+from vireid_plugin.engine import (CheckpointError, load_checkpoint, load_weights, resume,
+                                  save_checkpoint)
 from vireid_plugin.optim import WarmupCosineLR
 
 

@@ -50,13 +50,12 @@ def assert_one_line_error(err):
 
 
 def fast_args(tmp_path, root, *extra):
-    """Demo config made cheap: small images, no worker processes, a tmp save_dir, the plain
-    loader path (no image cache: its progress line would precede the one error line)."""
+    """Demo config made cheap: small images, no worker processes, a tmp save_dir, PIL
+    loading (no image cache, whose progress line would precede the error under test)."""
     return ['--config-file', DEMO, '--root', root, 'data.save_dir', tmp_path / 'log',
-            'data.synthetic', 'False', 'data.workers', '0', 'data_cache.enabled', 'False',
-            'data.height', '64',
+            'data.synthetic', 'False', 'data.workers', '0', 'data.height', '64',
             'data.width', '32', 'train.batch_size', '8', 'test.eval_before_train', 'False',
-            'test.num_trials', '1'] + list(extra)
+            'test.num_trials', '1', 'data_cache.enabled', 'False'] + list(extra)
 
 
 # ---------------------------------------------------------------- config errors

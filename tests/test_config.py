@@ -138,3 +138,10 @@ def test_mip_recipe_builds_the_papers_model_with_the_authors_recipe():
     released = load_config(os.path.join(CONFIGS, 'mip_sysu_released.yaml'),
                            ['model.pretrained', 'False'])
     assert released.mip.released_compat and list(released.loss.terms) == ['id', 'triplet', 'msel']
+
+
+def test_num_threads_is_checked():
+    from vireid_plugin.config import ConfigError, load_config
+    assert load_config('', ['num_threads', '1']).num_threads == 1
+    with pytest.raises(ConfigError, match='num_threads'):
+        load_config('', ['num_threads', '-1'])

@@ -240,7 +240,7 @@ def test_tiny_training_run_with_the_cache_and_batch_augment(cli, sysu_root, tmp_
 
 
 def test_loader_comparison_counts_what_it_times(sysu_root, tmp_path):
-    from vireid_plugin.data.loader_benchmark import compare_train_loaders
+    from vireid_plugin.benchmark.loader import compare_train_loaders
     rows = compare_train_loaders(sysu_root, height=32, width=16, batch_size=8,
                                  num_instances=2, workers=0, batches=3, warmup=1,
                                  cache_dir=str(tmp_path))

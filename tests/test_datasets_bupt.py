@@ -220,6 +220,10 @@ def test_missing_frame_and_bad_json(tree):
     (tree / 'BUPTCampus' / 'data_paths.json').write_text('{"1": {\n"RGB": }')
     with pytest.raises(DatasetNotFoundError, match=r'data_paths\.json, line 2: not valid JSON'):
         build(tree)
+    (tree / 'BUPTCampus' / 'data_paths.json').write_text('[1, 2]')   # JSON, not an object
+    with pytest.raises(DatasetNotFoundError, match=r'data_paths\.json, line 1: expected an '
+                                                   r'object \{pid: .*\]\}\}\}\}, got list'):
+        build(tree)
 
 
 def test_auxiliary_ids_must_be_new(tree):

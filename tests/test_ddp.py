@@ -1,7 +1,6 @@
 """Several processes (DistributedDataParallel, gloo on the CPU): the rank-aware sampler, and
 a 2-process run of scripts/main.py against a 1-process run with the same global batch."""
 import glob
-import importlib.util
 import json
 import os
 import socket
@@ -16,8 +15,8 @@ from vireid_plugin.data.sampler import CrossModalIdentitySampler
 from vireid_plugin.data.synthetic import make_sysu_mm01
 from vireid_plugin.models import register_model
 from vireid_plugin.registry import MODELS
+from vireid_plugin.runner import main as run_main
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = 'toy_ddp_linear'
 
 
@@ -88,22 +87,17 @@ class ToyReID(nn.Module):
         self.embed = nn.Linear(3 * 4 * 2, 16)
         self.head = nn.Linear(16, num_classes)
 
-    def forward(self, x, modality=None, camid=None):
+    def forward(self, x, modality=None, camid=None, named_outputs=False):
         f = self.embed(nn.functional.adaptive_avg_pool2d(x, (4, 2)).flatten(1))
-        return {'features': f, 'logits': self.head(f)} if self.training else f
+        if not self.training:
+            return f
+        # torchreid's contract unless asked: the dict proves DDP passed the keyword through
+        return {'features': f, 'logits': self.head(f)} if named_outputs else self.head(f)
 
 
 def register_toy():
     if TOY not in MODELS:
         register_model(TOY)(lambda num_classes, **_: ToyReID(num_classes))
-
-
-def load_cli():
-    spec = importlib.util.spec_from_file_location('vireid_cli_main_ddp',
-                                                  os.path.join(REPO, 'scripts', 'main.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def argv(root, save_dir):
@@ -122,7 +116,7 @@ def _worker(rank, world, port, args, errors):
     torch.set_num_threads(1)
     register_toy()
     try:
-        rc = load_cli().main(args)
+        rc = run_main(args)
     except BaseException as exc:   # reported by the parent
         errors.put('rank {}: {!r}'.format(rank, exc))
         raise
@@ -162,7 +156,7 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve(toy_root, tmp_p
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            assert load_cli().main(argv(toy_root, single)) == 0
+            assert run_main(argv(toy_root, single)) == 0
         finally:
             torch.set_num_threads(threads)
         double = str(tmp_path / 'double')

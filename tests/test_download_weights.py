@@ -1,9 +1,17 @@
-"""scripts/download_weights.py offline, and pretrained=True offline: one message, at once."""
+"""scripts/download_weights.py offline, and pretrained=True offline: one message, at once.
+
+The hub check goes through huggingface_hub's own HTTP client, so these tests make the
+network unreachable the way a user's machine is: a closed local port as the hub
+(``HF_ENDPOINT``) and as the proxy (``HTTPS_PROXY`` / ``HTTP_PROXY``)."""
 import hashlib
+import http.server
 import importlib.util
 import json
 import os
 import socket
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -12,6 +20,20 @@ from vireid_plugin.models import download, hub
 from vireid_plugin.models.weights import PretrainedWeightsError, download_timm_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROXY_VARS = ('HTTPS_PROXY', 'HTTP_PROXY', 'ALL_PROXY', 'NO_PROXY')
+# a fresh interpreter runs the script and reports which heavy modules it imported
+RUN_SCRIPT = """
+import json, runpy, sys
+sys.argv = ['download_weights.py', '--cache-dir', {cache!r}]
+try:
+    runpy.run_path({script!r}, run_name='__main__')
+    rc = 0
+except SystemExit as exc:
+    rc = exc.code
+heavy = [m for m in ('torchreid', 'torch', 'timm', 'open_clip', 'cv2', 'scipy')
+         if m in sys.modules]
+print(json.dumps({{'rc': rc, 'heavy': heavy}}))
+"""
 
 
 def _script():
@@ -20,6 +42,24 @@ def _script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def close_hub_session():
+    """huggingface_hub's shared client reads the proxy settings when it is created."""
+    from huggingface_hub import utils
+    (getattr(utils, 'close_session', None) or utils.reset_sessions)()
+
+
+@pytest.fixture
+def network_env(monkeypatch):
+    """Set proxy/hub variables for one test (both spellings cleared first), with a fresh
+    huggingface_hub client before and after."""
+    for var in PROXY_VARS + ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_ENDPOINT'):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.lower(), raising=False)
+    close_hub_session()
+    yield monkeypatch.setenv
+    close_hub_session()
 
 
 @pytest.fixture
@@ -32,37 +72,111 @@ def closed_port():
     return port
 
 
+def offline_env(closed_port):
+    closed = 'http://127.0.0.1:{}'.format(closed_port)
+    return {'HF_ENDPOINT': closed, 'HTTPS_PROXY': closed, 'HTTP_PROXY': closed}
+
+
 @pytest.fixture
-def offline(monkeypatch, closed_port):
-    """Every source's host is the closed local port; the Hugging Face cache is empty."""
-    monkeypatch.setattr(hub, 'host_port', lambda url: ('127.0.0.1', closed_port))
+def offline(network_env, monkeypatch, closed_port):
+    """The hub and every other host only through a proxy that refuses; the Hugging Face
+    cache is empty."""
+    for var, value in offline_env(closed_port).items():
+        network_env(var, value)
     monkeypatch.setattr(hub, 'cached_hub_file', lambda repo, files: None)
-    monkeypatch.delenv('HF_HUB_OFFLINE', raising=False)
+    return closed_port
 
 
-def test_offline_download_says_what_to_fetch_by_hand_within_5s(offline, tmp_path, capsys):
-    start = time.time()
+def test_offline_download_says_what_to_fetch_by_hand(offline, tmp_path, capsys):
     rc = _script().main(['--cache-dir', str(tmp_path)])
-    elapsed = time.time() - start
     err = capsys.readouterr().err
-    assert rc == 1 and elapsed < 5
-    assert err.startswith('error: offline: cannot reach 127.0.0.1:')
+    assert rc == 1
+    assert err.startswith('error: offline: cannot reach ')
+    # each host, named with the proxy it was asked through
+    proxy = 'through the proxy http://127.0.0.1:{} set in the environment'.format(offline)
+    for host in ('http://127.0.0.1:{}'.format(offline),   # HF_ENDPOINT
+                 'https://openaipublic.azureedge.net', 'https://drive.google.com'):
+        assert 'cannot reach {} ({})'.format(host, proxy) in err
     for source in download.SOURCES:   # every file: where from, where to
         assert source.url in err and os.path.join(str(tmp_path), source.target) in err
     assert 'drive.google.com/drive/folders/' + download.MIP_DRIVE_FOLDER in err
 
 
+def test_download_script_offline_imports_neither_torchreid_nor_torch(closed_port, tmp_path):
+    """What the script imports, read from sys.modules of a fresh interpreter that ran it."""
+    code = RUN_SCRIPT.format(cache=str(tmp_path),
+                             script=os.path.join(REPO, 'scripts', 'download_weights.py'))
+    env = {k: v for k, v in os.environ.items()
+           if k.upper() not in PROXY_VARS + ('HF_HUB_OFFLINE', 'HF_ENDPOINT')}
+    env.update(offline_env(closed_port), PYTHONPATH=REPO)
+    out = subprocess.run([sys.executable, '-c', code], cwd=str(tmp_path), env=env,
+                         capture_output=True, text=True, timeout=120)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {'rc': 1, 'heavy': []}, out.stderr
+    assert out.stderr.startswith('error: offline: cannot reach ')
+
+
 def test_pretrained_true_offline_fails_at_once_naming_the_download_script(offline):
-    start = time.time()
     with pytest.raises(PretrainedWeightsError, match='download_weights.py') as info:
         download_timm_weights('vit_small_patch16_224')
-    assert time.time() - start < 5
-    assert 'model.pretrained_path' in str(info.value)
+    message = str(info.value)
+    assert 'model.pretrained_path' in message
+    assert 'cannot reach http://127.0.0.1:{}'.format(offline) in message
 
 
 def test_hf_hub_offline_variable_needs_no_network(monkeypatch):
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     assert hub.hub_offline_reason() == 'HF_HUB_OFFLINE is set'
+
+
+class _Proxy(http.server.BaseHTTPRequestHandler):
+    """An HTTP proxy that answers every request itself, with ``status``."""
+    status = 200
+    seen = []
+
+    def do_HEAD(self):
+        self.seen.append(self.path)
+        self.send_response(self.status)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def proxy():
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Proxy.seen, _Proxy.status = [], 200
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_hub_reached_only_through_a_proxy_is_reachable(network_env, proxy):
+    """The hub's host does not resolve from here (.invalid); the proxy reaches it. A
+    direct TCP connection would call it unreachable; huggingface_hub's client asks the
+    proxy, as its downloads do."""
+    network_env('HF_ENDPOINT', 'http://hub.invalid')
+    network_env('HTTP_PROXY', 'http://127.0.0.1:{}'.format(proxy.server_port))
+    assert hub.hub_offline_reason() is None
+    assert _Proxy.seen == ['http://hub.invalid/']   # the proxy was asked for the hub
+    _Proxy.status = 407
+    close_hub_session()
+    reason = hub.hub_offline_reason()
+    assert reason.startswith('cannot reach http://hub.invalid (through the proxy ')
+    assert reason.endswith('it answered HTTP 407 (proxy authentication required)')
+
+
+def test_a_hung_lookup_is_given_up_after_the_timeout(monkeypatch):
+    """The request runs in a daemon thread; the caller waits timeout + 1 s at most."""
+    monkeypatch.setattr(hub, '_head', lambda url, timeout: time.sleep(60))
+    start = time.monotonic()
+    reason = hub.unreachable('https://huggingface.co/x/y', timeout=0.2)
+    assert time.monotonic() - start < 30   # far below the 60 s the lookup hangs
+    assert reason == 'cannot reach https://huggingface.co: no answer within 0.2 s'
 
 
 def test_present_files_are_verified_and_unknown_hashes_recorded(tmp_path, monkeypatch, capsys):
@@ -95,7 +209,7 @@ def test_present_files_are_verified_and_unknown_hashes_recorded(tmp_path, monkey
         download.download_all(str(tmp_path), keys=['a'], log=print)
 
 
-def test_a_file_in_the_hub_cache_loads_without_the_network(monkeypatch, closed_port, tmp_path):
+def test_a_file_in_the_hub_cache_loads_without_the_network(offline, monkeypatch, tmp_path):
     import timm
     import torch
     from safetensors.torch import save_file
@@ -105,7 +219,6 @@ def test_a_file_in_the_hub_cache_loads_without_the_network(monkeypatch, closed_p
     save_file(reference.state_dict(), path)
     asked = []
     monkeypatch.setattr(hub, 'cached_hub_file', lambda repo, files: asked.append(repo) or path)
-    monkeypatch.setattr(hub, 'host_port', lambda url: ('127.0.0.1', closed_port))
     state = download_timm_weights('vit_tiny_patch16_224')
     assert asked == ['timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k']
     assert torch.equal(state['cls_token'], reference.cls_token.detach())

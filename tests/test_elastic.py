@@ -18,7 +18,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 # torchrun's worker: the toy model of test_ddp.py, and (when KILL_MARKER is set) rank 1
 # killing itself with SIGKILL right after the epoch-1 checkpoint, once per job
 WORKER = '''
-import os, runpy, signal, sys
+import os, signal, sys
 sys.path[:0] = [{repo!r}, {tests!r}]
 import torch
 torch.set_num_threads(1)
@@ -47,8 +47,8 @@ def step(self, data):   # SIGTERM to rank 1 only, during its step number signal_
     return real_step(self, data)
 
 CrossModalEngine.forward_backward = step
-sys.argv = [os.path.join({repo!r}, 'scripts', 'main.py')] + sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name='__main__')
+from vireid_plugin.runner import main   # scripts/main.py's command
+sys.exit(main(sys.argv[1:]))
 '''
 
 

@@ -18,11 +18,13 @@ class ToyModel(torch.nn.Module):
         self.cls = torch.nn.Linear(8, num_classes)
         self.seen = []
 
-    def forward(self, x, modality=None, camid=None):
+    def forward(self, x, modality=None, camid=None, named_outputs=False):
         self.seen.append((x.shape, modality.tolist(), camid.tolist()))
         f = self.fc(x.flatten(1))
         if not self.training:
             return f
+        if not named_outputs:   # torchreid's contract: the engine must ask for the dict
+            return self.cls(f)
         return {'features': f, 'bn_features': f, 'logits': self.cls(f)}
 
 

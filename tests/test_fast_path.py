@@ -72,7 +72,8 @@ def test_every_attention_call_is_one_fused_sdpa_and_no_softmax_is_hand_written(n
     for m in modules:
         m.register_forward_pre_hook(before)
         m.register_forward_hook(after)
-    kwargs = dict(modality=torch.tensor([0, 1, 0, 1]), camid=torch.zeros(4, dtype=torch.long))
+    kwargs = dict(modality=torch.tensor([0, 1, 0, 1]), camid=torch.zeros(4, dtype=torch.long),
+                  named_outputs=True)
     if name.startswith('lsmrl'):
         kwargs['pid'] = torch.tensor([0, 0, 1, 1])
     with ops:
@@ -124,9 +125,11 @@ class Toy(nn.Module):
         self.fc = nn.Linear(3, 8)
         self.cls = nn.Linear(8, num_classes)
 
-    def forward(self, x, modality=None, camid=None):
+    def forward(self, x, modality=None, camid=None, named_outputs=False):
         f = self.fc(x.flatten(1))
-        return {'features': f, 'logits': self.cls(f)} if self.training else f
+        if not self.training:
+            return f
+        return {'features': f, 'logits': self.cls(f)} if named_outputs else self.cls(f)
 
 
 class Items(torch.utils.data.Dataset):

@@ -56,8 +56,8 @@ def test_transform_clip_draws_once_and_moves_the_generators_on():
 
 def test_short_test_tracklet_is_padded_with_its_last_frame_and_scored(tmp_path):
     write_vcm_tree(tmp_path, TRAIN, TEST, QUERY_IDX)
-    query = build(tmp_path, mode='query', seq_len=6, min_seq_len=1, transform=compat.transforms.build_transforms(
-        128, 64, transforms=[])[1])
+    query = build(tmp_path, mode='query', seq_len=6, min_seq_len=1,
+                  transform=compat.transforms.build_transforms(128, 64, transforms=[])[1])
     short = next(i for i, it in enumerate(query.data) if len(it[0]) == 3)
     item = query[short]
     # 3 frames, T = 6: c = 1, indices 0, 1, 2 then the last frame three more times

@@ -34,7 +34,7 @@ def test_image_encoder_without_stfl_sd_cmi_is_open_clip_encode_image():
     reference.visual.load_state_dict(model.image_encoder.visual.state_dict())
     x = torch.randn(3, 4, 3, 128, 64)
     expected = reference.encode_image(x.flatten(0, 1)).view(3, 4, -1).mean(1)
-    out = model(x)
+    out = model(x, named_outputs=True)
     torch.testing.assert_close(out['features'][1], expected, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out['image_proj'], expected, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(model.encode_for_prompts(x), expected, atol=1e-5, rtol=1e-4)
@@ -121,6 +121,10 @@ def test_pair_partners_pairs_kth_visible_with_kth_infrared_of_the_same_id():
     mod = torch.tensor([0, 0, 1, 1, 0, 0, 1, 0, 0])
     # id 7 has no infrared: itself; id 9: one infrared shared by its two visibles
     assert pair_partners(pid, mod).tolist() == [2, 3, 0, 1, 4, 5, 7, 6, 6]
+    # interleaved: visibles 0, 2, 3 (k = 0, 1, 2), infrareds 1, 4 (k = 0, 1); a visible
+    # takes infrared k mod 2 (1, 4, 1), an infrared visible k mod 3 (0, 2)
+    mixed = pair_partners(torch.tensor([1, 1, 1, 1, 1]), torch.tensor([0, 1, 0, 0, 1]))
+    assert mixed.tolist() == [1, 0, 4, 1, 2]
 
 
 @pytest.mark.parametrize('attention', ['cross', 'joint'])
@@ -185,14 +189,14 @@ def test_label_injection_sd_uses_only_the_generic_prompt_at_test():
             after = model(x)
         assert torch.allclose(before, after) != depends_on_bank, mode
     model.train()
-    out = model(x, modality=torch.tensor([0, 1]), pid=torch.tensor([0, 1]))
+    out = model(x, modality=torch.tensor([0, 1]), pid=torch.tensor([0, 1]), named_outputs=True)
     assert out['text_features'].shape == (4, 64)
 
 
 def test_train_outputs_and_eval_feature():
     model = tiny(cmi_test=True)
     out = model(torch.randn(4, 2, 3, 128, 64), modality=torch.tensor([0, 1, 0, 1]),
-                pid=torch.tensor([0, 0, 1, 1]))
+                pid=torch.tensor([0, 0, 1, 1]), named_outputs=True)
     assert [f.shape[1] for f in out['features']] == [96, 64]
     assert out['cmi_features'].shape == (4, 96) and out['cmi_logits'].shape == (4, 4)
     model.eval()

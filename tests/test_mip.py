@@ -144,7 +144,7 @@ def test_jpm_parts_are_the_head_on_cls_plus_each_group():
 
 def test_train_outputs_and_eval_feature():
     model = tiny()
-    out = model.train()(images(), modality=MOD, camid=CAM)
+    out = model.train()(images(), modality=MOD, camid=CAM, named_outputs=True)
     assert len(out['features']) == len(out['logits']) == 5
     assert out['logits'][0].shape == (4, 5) and out['features'][3].shape == (4, 32)
     assert out['head_weights'] == (0.5, 0.125, 0.125, 0.125, 0.125)
@@ -173,7 +173,8 @@ def test_gradients_reach_prompts_generator_iael_head_and_backbone():
                            {'msel': {'start_epoch': 0}}, num_classes=5, model=model)
     pid = torch.tensor([0, 0, 1, 1])
     batch = {'pid': pid, 'camid': CAM, 'modality': MOD}
-    total, parts = criterion(model(images(), modality=MOD, camid=CAM), batch)
+    total, parts = criterion(model(images(), modality=MOD, camid=CAM, named_outputs=True),
+                             batch)
     total.backward()
     for name, param in [('prompts.table', model.prompts.table),
                         ('instance.queries', model.instance.queries),

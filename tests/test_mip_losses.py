@@ -227,7 +227,8 @@ def test_released_iael_on_mip_with_the_released_forward_and_its_config_key():
                                model.backbone.blocks[-1].mlp.fc1.weight)
     x = torch.randn(4, 3, 64, 32)
     mod = torch.tensor([1, 1, 0, 0])
-    total, parts = criterion(model.train()(x, modality=mod, camid=torch.zeros(4).long()),
+    total, parts = criterion(model.train()(x, modality=mod, camid=torch.zeros(4).long(),
+                                           named_outputs=True),
                              batch([0, 1, 0, 1], mod.tolist()))
     assert torch.isfinite(total) and total.item() == pytest.approx(0.5 * parts['iael'].item())
     with pytest.raises(ValueError, match="loss.iael.form must be one of"):

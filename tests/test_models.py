@@ -8,7 +8,6 @@ from timm.models.vision_transformer import VisionTransformer
 
 from vireid_plugin import compat
 from vireid_plugin.models import PretrainedWeightsError, build_model, load_pretrained
-from vireid_plugin.models.vit_reid import vit_tiny_reid
 
 NUM_CLASSES = 7
 DIM = 96  # vit_tiny_reid embed_dim
@@ -36,7 +35,7 @@ def test_image_contract(with_side_info):
     x = images()
     side = dict(modality=torch.tensor([0, 1, 0, 1]), camid=torch.tensor([0, 1, 2, 0])) \
         if with_side_info else {}
-    check_train_dict(model.train()(x, **side), 4)
+    check_train_dict(model.train()(x, named_outputs=True, **side), 4)
     model.eval()
     with torch.no_grad():
         bn_out = model(x, **side)
@@ -60,8 +59,9 @@ def test_video_contract_and_temporal_average():
     model = tiny('vit_tiny_video_avg', num_cameras=3, test_feature='pre_bn')
     clips = torch.randn(2, 3, 3, 128, 64)  # (B, T, C, H, W)
     camid = torch.tensor([2, 1])
-    check_train_dict(model.train()(clips, modality=torch.tensor([0, 1]), camid=camid), 2)
-    check_train_dict(model(clips), 2)
+    check_train_dict(model.train()(clips, modality=torch.tensor([0, 1]), camid=camid,
+                                   named_outputs=True), 2)
+    check_train_dict(model(clips, named_outputs=True), 2)
     model.eval()
     with torch.no_grad():
         out = model(clips, camid=camid)
@@ -85,7 +85,15 @@ def test_wrong_input_rank_is_rejected():
     with pytest.raises(ValueError, match='video'):
         tiny()(torch.randn(2, 3, 3, 128, 64))
     with pytest.raises(ValueError, match='clips'):
-        tiny('vit_tiny_video_avg')(images())
+        tiny('vit_tiny_video_avg')(torch.randn(2, 1, 1, 3, 128, 64))
+
+
+def test_video_model_takes_frames_as_one_frame_clips():
+    """torchreid's video engines feed a clip's frames as (B*T, C, H, W) and pool themselves."""
+    model = tiny('vit_tiny_video_avg').eval()
+    frames = images(3)
+    with torch.no_grad():
+        assert torch.equal(model(frames), model(frames[:, None]))
 
 
 # Grid sizes worked out by hand from ((H - P) // S + 1, (W - P) // S + 1), P = 16.
@@ -123,7 +131,7 @@ def test_camera_embedding_only_when_camid_given():
 
 def test_gradient_reaches_camera_embedding():
     model = tiny(num_cameras=3).train()
-    out = model(images(4), camid=torch.tensor([0, 0, 2, 2]))
+    out = model(images(4), camid=torch.tensor([0, 0, 2, 2]), named_outputs=True)
     (F.cross_entropy(out['logits'], torch.arange(4)) + out['features'].pow(2).mean()).backward()
     grad = model.backbone.sie_embed.grad
     assert grad is not None
@@ -149,8 +157,8 @@ def test_pretrained_round_trip(tmp_path, fmt):
     else:
         save_file(src, str(path))
     with pytest.warns(UserWarning, match='sie_embed'):  # reported as missing
-        model = build_model('vit_tiny_reid', NUM_CLASSES, pretrained=True, pretrained_path=str(path),
-                            stride_size=12, num_cameras=2)
+        model = build_model('vit_tiny_reid', NUM_CLASSES, pretrained=True,
+                            pretrained_path=str(path), stride_size=12, num_cameras=2)
     own = model.backbone.state_dict()
     for key in ('blocks.0.attn.qkv.weight', 'blocks.3.mlp.fc2.bias', 'norm.weight',
                 'patch_embed.proj.weight', 'cls_token'):
@@ -177,7 +185,8 @@ def save_jax_npz(vit, path, heads=4):
         for n, wt, bs in zip(('query', 'key', 'value'), qkv_w, qkv_b):
             w[att + n + '/kernel'] = wt.T.reshape(dim, heads, -1)  # (in, heads, head_dim)
             w[att + n + '/bias'] = bs.reshape(heads, -1)
-        w[att + 'out/kernel'] = sd[b + 'attn.proj.weight'].reshape(dim, heads, -1).transpose(1, 2, 0)
+        w[att + 'out/kernel'] = sd[b + 'attn.proj.weight'].reshape(dim, heads, -1).transpose(
+            1, 2, 0)
         w[att + 'out/bias'] = sd[b + 'attn.proj.bias']
         for ln, norm in (('LayerNorm_0/', 'norm1.'), ('LayerNorm_2/', 'norm2.')):
             w[j + ln + 'scale'], w[j + ln + 'bias'] = sd[b + norm + 'weight'], sd[b + norm + 'bias']
@@ -259,12 +268,45 @@ def test_tiny_pretrained_without_path_warns():
 
 # ---------------------------------------------------------------- factories
 
-def test_torchreid_build_model():
-    compat.register_model('vit_tiny_reid', vit_tiny_reid)
-    model = compat.models.build_model('vit_tiny_reid', NUM_CLASSES, loss='softmax',
-                                      pretrained=False, use_gpu=False)
-    check_train_dict(model.train()(images(2)), 2)   # torchreid's engine calls model(imgs)
-    assert model.eval()(images(2)).shape == (2, DIM)
+@pytest.mark.parametrize('name', ['vit_tiny_reid', 'vit_tiny_video_avg'])
+def test_torchreid_build_model_follows_torchreid_contract(name):
+    """torchreid's engines call model(imgs): logits for loss='softmax', (logits, features)
+    for 'triplet' in training, the feature tensor in eval; the plugin's engine asks for the
+    named outputs with named_outputs=True."""
+    x = images(2)
+    outs = {}
+    for loss in ('softmax', 'triplet'):
+        torch.manual_seed(0)
+        model = compat.models.build_model(name, NUM_CLASSES, loss=loss, pretrained=False,
+                                          use_gpu=False)
+        assert model.loss == loss
+        model.train()
+        torch.manual_seed(5)   # drop path draws the same masks in every call below
+        outs[loss] = model(x)
+        torch.manual_seed(5)
+        named = model(x, named_outputs=True)
+        check_train_dict(named, 2)
+        ref = (named['logits'], named['features'])
+        if loss == 'softmax':
+            assert torch.is_tensor(outs[loss])
+            torch.testing.assert_close(outs[loss], ref[0])
+        else:
+            assert isinstance(outs[loss], tuple) and len(outs[loss]) == 2
+            torch.testing.assert_close(outs[loss][0], ref[0])
+            torch.testing.assert_close(outs[loss][1], ref[1])
+        model.eval()
+        with torch.no_grad():
+            feat = model(x)
+            assert feat.shape == (2, DIM)
+            torch.testing.assert_close(model(x, named_outputs=True), feat)
+    # the plugin's own build_model defaults to torchreid's 'softmax'
+    assert tiny(name).loss == 'softmax'
+
+
+def test_unknown_torchreid_loss_is_refused_at_build():
+    with pytest.raises(ValueError, match="loss must be one of softmax, triplet .*, got 'arcface'"):
+        compat.models.build_model('vit_tiny_reid', NUM_CLASSES, loss='arcface',
+                                  pretrained=False)
 
 
 def test_unknown_name_suggests_close_matches():

@@ -11,8 +11,8 @@ def test_plain_lines_when_not_a_tty():
     assert '\r' not in text
     lines = text.splitlines()
     # 100 items, at most 4 intermediate lines: every 20 items (20, 40, 60, 80), then the end
-    assert [l.split(':')[1].split()[0] for l in lines[:-1]] == ['20/100', '40/100', '60/100',
-                                                                  '80/100']
+    assert [ln.split(':')[1].split()[0] for ln in lines[:-1]] == ['20/100', '40/100', '60/100',
+                                                                    '80/100']
     assert lines[-1].startswith('extracting: 100/100 done in')
 
 

@@ -22,7 +22,8 @@ def root(tmp_path_factory):
 
 
 def idx_lines(root, part, modality, trial):
-    with open(os.path.join(root, 'RegDB', 'idx', '{}_{}_{}.txt'.format(part, modality, trial))) as f:
+    name = '{}_{}_{}.txt'.format(part, modality, trial)
+    with open(os.path.join(root, 'RegDB', 'idx', name)) as f:
         return [line.split() for line in f if line.strip()]
 
 
@@ -36,7 +37,8 @@ def test_regdb_every_trial(root, name, query_mod, split_id):
     assert len(ds.train) == len(files['train', 'visible']) + len(files['train', 'thermal'])
     assert {os.path.relpath(it[0], os.path.join(root, 'RegDB')) for it in ds.query} == \
         {path for path, _ in files['test', ('visible', 'thermal')[query_mod]]}
-    assert {it[4] for it in ds.query} == {query_mod} and {it[4] for it in ds.gallery} == {1 - query_mod}
+    assert {it[4] for it in ds.query} == {query_mod}
+    assert {it[4] for it in ds.gallery} == {1 - query_mod}
     train_paths = {it[0] for it in ds.train}
     assert not train_paths & {it[0] for it in ds.test_pool}   # train and test images disjoint
     (mode,) = ds.eval_modes()
@@ -69,7 +71,8 @@ def test_sysu_every_trial(root, name, cams):
 def test_vcm_both_names(root, name, query_mod):
     from torchvision import transforms as T
     ds = VIDEO_DATASETS.get(name)(root=root, transform=T.ToTensor(), seq_len=4, verbose=False)
-    assert {it[4] for it in ds.query} == {query_mod} and {it[4] for it in ds.gallery} == {1 - query_mod}
+    assert {it[4] for it in ds.query} == {query_mod}
+    assert {it[4] for it in ds.gallery} == {1 - query_mod}
     assert all(len(it[0]) >= 12 for it in ds.train + ds.query + ds.gallery)
     modes = ds.eval_modes(matrix=True)
     assert [m.name for m in modes] == ['infrared->visible', 'visible->infrared']
@@ -79,7 +82,8 @@ def camera_folders(root, modality, test_ids):
     """(pid, camid) of every test_<modality>/cam<K>/<pid4>/ copy folder on disk."""
     base = os.path.join(root, 'LLCM', 'test_' + modality)
     return sorted((pid, int(cam[3:]) - 1) for cam in os.listdir(base)
-                  for pid in test_ids if os.path.isdir(os.path.join(base, cam, '{:04d}'.format(pid))))
+                  for pid in test_ids
+                  if os.path.isdir(os.path.join(base, cam, '{:04d}'.format(pid))))
 
 
 @pytest.mark.parametrize('name,query_mod', [('llcm', 1), ('llcm_v2i', 0)])

@@ -27,6 +27,15 @@ import torchreid
 import vireid_plugin
 importlib.reload(vireid_plugin)          # a reload must not raise
 import vireid_plugin                     # nor a second import
+# nor reloading modules that register a model family (+ its config section), a loss
+# term and a dataset: the same definitions again replace their entries
+import vireid_plugin.models.vit_reid, vireid_plugin.losses.triplet
+import vireid_plugin.data.datasets.sysu_mm01
+for module in (vireid_plugin.models.vit_reid, vireid_plugin.losses.triplet,
+               vireid_plugin.data.datasets.sysu_mm01):
+    importlib.reload(module)
+vireid_plugin.register_all()
+assert vireid_plugin.MODELS.get('vit_tiny_reid').__module__ == 'vireid_plugin.models.vit_reid'
 from torchreid.reid.data import datasets as D
 from torchreid.reid import models as M
 img = vars(D)['__image_datasets']; vid = vars(D)['__video_datasets']
@@ -58,6 +67,79 @@ batch = next(iter(dm.train_loader))
 print('modality' in batch, dm.num_train_pids > 0)
 '''.format(str(root)))
     assert 'True True' in out
+
+
+def test_registry_refuses_another_definition_under_a_taken_name():
+    from vireid_plugin.registry import Registry
+
+    def first(num_classes):
+        return num_classes
+
+    def second(num_classes):
+        return -num_classes
+
+    table = Registry('toy model')
+    table.register('toy', first)
+    table.register('toy', first)          # the same object again: fine
+    with pytest.raises(ValueError) as info:
+        table.register('toy', second)
+    message = str(info.value)
+    assert "toy model name 'toy' is already taken by" in message
+    assert message.count('test_registration.test_registry_refuses_another_definition_under_a_'
+                         'taken_name.<locals>.') == 2   # both definitions named
+    assert '<locals>.first;' in message and '<locals>.second cannot' in message
+    assert table.get('toy') is first      # nothing replaced
+
+
+def test_registry_takes_the_same_definition_again():
+    """What a reload produces: a new object of the same module and qualified name (a
+    function, a class) or an equal instance (a config section)."""
+    from vireid_plugin.config.sections import ConfigSection
+    from vireid_plugin.registry import Registry, same_definition
+
+    def builder():
+        return 1
+
+    def builder_again():
+        return 2
+    builder_again.__qualname__ = builder.__qualname__   # same module, same name
+    assert same_definition(builder, builder_again)
+    table = Registry('model')
+    table.register('m', builder)
+    table.register('m', builder_again)
+    assert table.get('m') is builder_again
+    sections = Registry('config section')
+    sections.register('s', ConfigSection('s', {'a': 1}))
+    sections.register('s', ConfigSection('s', {'a': 1}))
+    with pytest.raises(ValueError, match="config section name 's' is already taken"):
+        sections.register('s', ConfigSection('s', {'a': 2}))
+
+
+@pytest.mark.parametrize('registry,name,table_of', [
+    ('MODELS', 'resnet50', lambda: vars(compat.models)['__model_factory']),
+    ('IMAGE_DATASETS', 'market1501', lambda: vars(compat.datasets)['__image_datasets']),
+])
+def test_register_all_never_replaces_a_torchreid_name(registry, name, table_of):
+    import vireid_plugin
+    from vireid_plugin import registry as registries
+
+    def impostor(num_classes=1, **kwargs):
+        return num_classes
+
+    table = getattr(registries, registry)
+    original = table_of()[name]
+    table.register(name, impostor)
+    try:
+        with pytest.raises(ValueError) as info:
+            vireid_plugin.register_all()
+    finally:
+        table._table.pop(name)
+    vireid_plugin.register_all()
+    message = str(info.value)
+    assert "name {!r} is already registered in torchreid by {}".format(
+        name, original.__module__) in message
+    assert 'impostor' in message and 'another name' in message
+    assert table_of()[name] is original
 
 
 def test_foreign_name_is_not_overwritten():

@@ -164,7 +164,8 @@ def test_determinism(tmp_path):
     files = []
     for sub, seed in (('a', 0), ('b', 0), ('c', 1)):
         path = syn.make_regdb(str(tmp_path / sub), seed=seed, **kw)
-        rel = os.path.join('Thermal', '2', sorted(os.listdir(os.path.join(path, 'Thermal', '2')))[0])
+        first = sorted(os.listdir(os.path.join(path, 'Thermal', '2')))[0]
+        rel = os.path.join('Thermal', '2', first)
         with open(os.path.join(path, rel), 'rb') as f:
             files.append((rel, f.read()))
     assert files[0] == files[1]

@@ -248,8 +248,9 @@ def test_select_on_val_scores_the_held_out_ids_and_labels_the_result(cli, root, 
     folder = os.path.join(root, 'SYSU-MM01')
     with open(os.path.join(folder, 'exp', 'val_id.txt')) as f:
         val_ids = [int(t) for t in f.read().strip().split(',')]
-    ir = sum(len(os.listdir(d)) for d in (os.path.join(folder, 'cam{}'.format(c), '{:04d}'.format(p))
-                                           for p in val_ids for c in (3, 6)) if os.path.isdir(d))
+    folders = (os.path.join(folder, 'cam{}'.format(c), '{:04d}'.format(p))
+               for p in val_ids for c in (3, 6))
+    ir = sum(len(os.listdir(d)) for d in folders if os.path.isdir(d))
     assert len(val_ids) == 6 and val[0]['rows'][0]['queries'] == ir > 0
     selected = [r for r in records if r['stage'] == 'selected']
     assert len(selected) == 1 and selected[0]['selection'] == 'val'

@@ -3,7 +3,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from vireid_plugin.engine.visualize import BORDER, GAP, MATCH, save_ranked_lists
+from vireid_plugin.visualize.ranked import BORDER, GAP, MATCH, save_ranked_lists
 
 
 def test_ranked_lists_follow_the_sysu_room_rule_and_never_overwrite(tmp_path):

@@ -136,3 +136,26 @@ def test_video_items_are_read_as_the_test_reads_them(tmp_path):
     # the chunk rule's test frames of 6 frames in 3 chunks: the first of each, 0, 2, 4
     grey = [int(round(float(f.mean()))) for f in drawn[0]]
     assert grey == pytest.approx([0, 80, 160], abs=3)
+
+
+def test_models_declare_their_attention_layout():
+    from vireid_plugin.visualize.attention import attention_layout
+    from vireid_plugin.visualize.prompts import has_instance_prompts
+    kwargs = dict(pretrained=False, img_size=(64, 32), stride_size=16, num_tokens=2)
+    mip = build_model('mip_vit_tiny', 4, num_instance_tokens=3, **kwargs)
+    layout = attention_layout(mip)
+    # tokens [CLS; 2 modality prompts; 3 instance prompts; 4x2 patches], the last block run
+    assert layout.groups == {'CLS': 1, 'modality prompts': 2, 'instance prompts': 3}
+    assert layout.grid == (4, 2) and layout.num_prefix == 6 and not layout.video
+    assert layout.module is mip.backbone.blocks[mip.num_blocks - 1].attn
+    assert has_instance_prompts(mip)
+    plain = build_model('mip_vit_tiny', 4, instance_prompts='none', **kwargs)
+    assert 'instance prompts' not in attention_layout(plain).groups
+    assert not has_instance_prompts(plain)
+    video = build_model('vit_tiny_video_avg', 4, pretrained=False, img_size=(64, 32),
+                        stride_size=16)
+    assert attention_layout(video).video and not has_instance_prompts(video)
+    # a model that declares nothing: one message naming it, and no prompt figure
+    with pytest.raises(TypeError, match='Linear declares no attention_spec'):
+        attention_layout(torch.nn.Linear(2, 2))
+    assert not has_instance_prompts(torch.nn.Linear(2, 2))

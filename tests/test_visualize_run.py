@@ -1,7 +1,6 @@
 """scripts/visualize.py on tiny trained runs: PNG files, TensorBoard images and scalars,
 and the evaluation's one extraction per shared pool (counted)."""
 import glob
-import importlib.util
 import os
 
 import pytest
@@ -13,18 +12,11 @@ from vireid_plugin.engine.saved_features import load_features
 from vireid_plugin.visualize.cmc import CMC_SIZE
 from vireid_plugin.visualize.common import DPI
 from vireid_plugin.visualize.ranked import ranked_figure_size
+from vireid_plugin.visualize.run import main as visualize_main
 from vireid_plugin.visualize.tsne import PANEL
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.usefixtures('one_thread')
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location('vireid_' + name,
-                                                  os.path.join(REPO, 'scripts', name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -91,7 +83,7 @@ def _event_tags(save_dir):
 
 def test_visualize_draws_every_figure_of_a_vit_run(vit_run, capsys):
     save_dir, _ = vit_run
-    assert _script('visualize').main([save_dir, '--queries', '3', '--ids', '4']) == 0
+    assert visualize_main([save_dir, '--queries', '3', '--ids', '4']) == 0
     out = capsys.readouterr().out
     figures = os.path.join(save_dir, 'figures')
     size = {os.path.basename(p): Image.open(p).size
@@ -120,7 +112,7 @@ def test_visualize_draws_mip_instance_prompts(cli, root, tmp_path):
     _train(cli, root, save_dir, 'demo_mip.yaml', 'mip.stride_size', '16',
            'mip.num_tokens', '2', 'mip.num_instance_tokens', '2', 'test.eval_before_train',
            'False')
-    written = _script('visualize').main([save_dir, '--queries', '2', '--ids', '3',
+    written = visualize_main([save_dir, '--queries', '2', '--ids', '3',
                                          '--no-tensorboard'])
     assert written == 0
     png = os.path.join(save_dir, 'figures', 'tsne_instance_prompts_sysu_mm01.png')
@@ -132,7 +124,7 @@ def test_visualize_draws_mip_instance_prompts(cli, root, tmp_path):
 
 
 def test_visualize_names_a_missing_run(tmp_path, capsys):
-    assert _script('visualize').main([str(tmp_path / 'nothing')]) == 1
+    assert visualize_main([str(tmp_path / 'nothing')]) == 1
     assert 'run directory not found' in capsys.readouterr().err
 
 
@@ -147,7 +139,7 @@ def test_visualize_a_video_run_draws_per_frame_attention(cli, tmp_path):
             'train.max_epoch', '1', 'test.eval_before_train', 'False', 'video.seq_len', '3',
             'train.print_freq', '100']
     assert cli.main(argv) == 0
-    assert _script('visualize').main([save_dir, '--queries', '2', '--ids', '3',
+    assert visualize_main([save_dir, '--queries', '2', '--ids', '3',
                                       '--no-tensorboard']) == 0
     figures = os.path.join(save_dir, 'figures')
     # 3 visible + 3 infrared clips, one row each, one overlay per frame (3 frames)

@@ -8,6 +8,8 @@ import functools
 import importlib
 import warnings
 
+from .registry import origin, same_definition
+
 __all__ = [
     'layout', 'data', 'datasets', 'datamanager', 'models', 'engine', 'utils',
     'optim', 'metrics', 'transforms', 'ImageDataset', 'VideoDataset',
@@ -60,7 +62,8 @@ Engine = engine.Engine
 
 # torchreid keeps its registries in module-level dicts with dunder names and
 # raises on duplicate registration; we write into them directly so that a
-# re-import or importlib.reload of the plugin replaces its own entries.
+# re-import or importlib.reload of the plugin replaces its own entries. A name
+# torchreid (or anything else) already holds is never replaced.
 def _registry(module, key):
     table = vars(module).get(key)
     if not isinstance(table, dict):
@@ -71,10 +74,10 @@ def _registry(module, key):
 
 def _put(table, kind, name, obj):
     old = table.get(name)
-    if old is not None and old is not obj and not _ours(old):
-        raise ValueError('{} name {!r} is already registered in torchreid by {}; '
-                         'vireid_plugin will not overwrite it'.format(
-                             kind, name, getattr(old, '__module__', old)))
+    if old is not None and not _ours(old) and not same_definition(old, obj):
+        raise ValueError('{} name {!r} is already registered in torchreid by {}; vireid_plugin '
+                         'will not replace it with {}: register the plugin\'s entry under '
+                         'another name'.format(kind, name, origin(old), origin(obj)))
     table[name] = obj
 
 

@@ -3,9 +3,43 @@
 Models, losses, datasets, optimizers, LR schedulers, train samplers and config
 sections register here with a decorator; ``register_all`` copies datasets and models into
 torchreid's own registries so torchreid's data managers and ``build_model``
-accept them. An unknown name is one ``KeyError`` line listing close matches.
+accept them. An unknown name is one ``KeyError`` line listing close matches; a
+name already taken by another definition is a ``ValueError`` naming both (the same
+definition again, from a re-import or ``importlib.reload``, replaces its entry).
 """
 import difflib
+
+__all__ = ['Registry', 'same_definition', 'origin', 'IMAGE_DATASETS', 'VIDEO_DATASETS',
+           'MODELS', 'LOSSES', 'OPTIMIZERS', 'SCHEDULERS', 'SAMPLERS', 'CONFIG_SECTIONS',
+           'SYNTHETIC_WRITERS', 'TRANSFORMS']
+
+
+def _qualified(obj):
+    module, qualname = getattr(obj, '__module__', None), getattr(obj, '__qualname__', None)
+    return (module, qualname) if module and qualname else None
+
+
+def origin(obj):
+    """Where ``obj`` is defined, for messages: ``module.qualname`` (or its repr)."""
+    name = _qualified(obj)
+    return '{}.{}'.format(*name) if name else repr(obj)
+
+
+def same_definition(old, new):
+    """Whether ``new`` is ``old`` defined again (its module re-imported or reloaded): the
+    same object, a class or function of the same module and qualified name, or an
+    instance of the same class with equal attributes (a config section declared again)."""
+    if old is new:
+        return True
+    name = _qualified(new)
+    if name is not None:
+        return _qualified(old) == name
+    if _qualified(type(old)) != _qualified(type(new)):
+        return False
+    try:
+        return vars(old) == vars(new)
+    except TypeError:   # no __dict__
+        return old == new
 
 
 class Registry:
@@ -24,7 +58,12 @@ class Registry:
         return deco
 
     def _add(self, name, obj):
-        # Re-registering (module reload) replaces the entry instead of raising.
+        old = self._table.get(name)
+        if old is not None and not same_definition(old, obj):
+            raise ValueError('{} name {!r} is already taken by {}; {} cannot be registered '
+                             'under it too (give it another name)'.format(
+                                 self.kind, name, origin(old), origin(obj)))
+        # the same definition again (a re-import, importlib.reload) replaces the entry
         self._table[name] = obj
         return obj
 

@@ -19,7 +19,6 @@ the features, then scored by ``evaluate_rank_reference`` (numpy, CPU) and by
 ``evaluate_rank`` (on the device); the benchmark reports both times, their ratio
 and the largest difference of any CMC value, mAP or mINP.
 """
-import time
 from dataclasses import dataclass, field
 from typing import List
 
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from ..metrics import compute_distance, evaluate_rank, evaluate_rank_reference
+from .timing import timed
 
 __all__ = ['EvalCase', 'sysu_cases', 'regdb_cases', 'vcm_cases', 'eval_cases', 'run_eval_case',
            'compare_metrics']
@@ -135,11 +135,6 @@ def _modality(case):
     return case.cams.astype(int)
 
 
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 def run_eval_case(case, device, rng, max_rank=20, reference=True):
     """Score every trial of ``case`` with both metrics; returns a result dict."""
     feats = _features(rng, case.pids, _modality(case)).to(device)
@@ -149,20 +144,17 @@ def run_eval_case(case, device, rng, max_rank=20, reference=True):
     q = case.query
     for gallery in case.galleries:
         dist = compute_distance(feats[q], feats[gallery])
-        _sync(device)
         args = (case.pids[q], case.pids[gallery], case.cams[q], case.cams[gallery],
                 case.metric)
-        start = time.perf_counter()
-        fast = evaluate_rank(dist, *args, max_rank=max_rank)
-        _sync(device)
-        fast_s += time.perf_counter() - start
+        fast, seconds = timed(lambda: evaluate_rank(dist, *args, max_rank=max_rank), device)
+        fast_s += seconds
         cmc_sum += fast[0]
         map_sum += fast[1]
         if reference:
             dist_np = dist.cpu().numpy()
-            start = time.perf_counter()
-            ref = evaluate_rank_reference(dist_np, *args, max_rank=max_rank)
-            ref_s += time.perf_counter() - start
+            ref, seconds = timed(lambda: evaluate_rank_reference(dist_np, *args,
+                                                                max_rank=max_rank), 'cpu')
+            ref_s += seconds
             max_diff = max(max_diff, float(np.abs(fast[0] - ref[0]).max()),
                            abs(fast[1] - ref[1]), abs(fast[2] - ref[2]))
     n = len(case.galleries)

@@ -1,14 +1,14 @@
 """The device's dense matmul peak, measured (the denominator of MFU)."""
-import time
-
 import torch
+
+from .timing import timed
 
 __all__ = ['matmul_peak']
 
 
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
+def _matmuls(a, b, reps):
+    for _ in range(reps):
+        torch.mm(a, b)
 
 
 def matmul_peak(device, dtype=torch.bfloat16, size=None, min_seconds=0.5):
@@ -20,15 +20,10 @@ def matmul_peak(device, dtype=torch.bfloat16, size=None, min_seconds=0.5):
     n = size or (8192 if device.type == 'cuda' else 1024)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    torch.mm(a, b)   # warm-up (kernel selection)
-    _sync(device)
+    torch.mm(a, b)   # warm-up (kernel selection), waited for by the first timing
     best, spent, reps = 0.0, 0.0, 1
     while spent < min_seconds:
-        start = time.perf_counter()
-        for _ in range(reps):
-            torch.mm(a, b)
-        _sync(device)
-        sec = time.perf_counter() - start
+        _, sec = timed(lambda: _matmuls(a, b, reps), device)
         spent += sec
         best = max(best, 2 * n ** 3 * reps / sec)
         reps *= 2

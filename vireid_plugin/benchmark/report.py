@@ -24,8 +24,8 @@ def format_report(result):
             for m in result['matmul']) + '\n')
     out.append(_table('training step', result.get('train', []),
                       ['model', 'variant', 'input', 'items_per_s', 'unit', 'sec_per_step',
-                       'first_step_s', 'train_gflop_per_step', 'achieved_tflops', 'mfu', 'mfu_fp32_peak',
-                       'peak_memory_gib']))
+                       'first_step_s', 'train_gflop_per_step', 'achieved_tflops', 'mfu',
+                       'mfu_fp32_peak', 'peak_memory_gib']))
     out.append(_table('training data loader', result.get('loader', []),
                       ['config', 'datasets', 'workers', 'batch', 'items_per_s', 'unit',
                        'frames_per_s', 'first_batch_s']))

@@ -1,4 +1,7 @@
-"""One benchmark run: the sections the caller asks for, as one result dict."""
+"""One benchmark run: the sections the caller asks for, as one result dict; ``main(argv)``
+is its command line (``scripts/benchmark.py``: tables, then the result as one JSON line)."""
+import argparse
+import json
 import os
 import platform
 import sys
@@ -7,13 +10,15 @@ import time
 
 import torch
 
+from ..checkpoint_io import atomic_write
 from ..data.synthetic import make_sysu_mm01
 from .eval_matrix import compare_metrics
 from .loader import bench_loader
 from .matmul_peak import matmul_peak
+from .report import format_report
 from .train_step import bench_train, recipe_specs
 
-__all__ = ['SECTIONS', 'VARIANTS', 'run_benchmark', 'device_name']
+__all__ = ['SECTIONS', 'VARIANTS', 'run_benchmark', 'device_name', 'build_parser', 'main']
 
 SECTIONS = ('matmul', 'train', 'loader', 'eval')
 VARIANTS = ('fp32-eager', 'bf16-eager', 'fp32-compiled', 'bf16-compiled')
@@ -76,3 +81,63 @@ def run_benchmark(device, sections=SECTIONS, quick=False, config_dir='configs', 
         result['eval'] = compare_metrics(device, quick=quick, reference=reference,
                                          progress=_say)
     return result
+
+
+# ---- the command line (scripts/benchmark.py) ---------------------------------------------
+#: the recipes: configs/ of the source tree this package sits in
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), 'configs')
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        description="Benchmark the plugin on whatever device it runs on; prints tables, then "
+                    "one JSON object.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--quick', action='store_true',
+                   help='tiny demo model, small sizes, 2 trials: a few seconds on CPU')
+    p.add_argument('--sections', nargs='+', choices=SECTIONS, default=list(SECTIONS))
+    p.add_argument('--models', nargs='+', default=None,
+                   help='restrict the train/loader sections to these registered models')
+    p.add_argument('--variants', nargs='+', choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument('--steps', type=int, default=5, help='timed training steps per variant')
+    p.add_argument('--warmup', type=int, default=2, help='untimed steps first (compilation)')
+    p.add_argument('--batch-size', type=int, default=None,
+                   help="override the recipe's batch size (default: the recipe's)")
+    p.add_argument('--compile-backend', default='inductor')
+    p.add_argument('--data-root', default=None,
+                   help='datasets for the loader section (missing ones are generated '
+                        'synthetic; default: a temporary folder)')
+    p.add_argument('--loader-batches', type=int, default=20)
+    p.add_argument('--no-reference', action='store_true',
+                   help='eval: time evaluate_rank only (no per-query loop, no identity check)')
+    p.add_argument('--config-dir', default=CONFIG_DIR)
+    p.add_argument('--threads', type=int, default=0,
+                   help='torch CPU threads (default: torch\'s own choice)')
+    p.add_argument('--json', default='', help='also write the JSON result to this file')
+    return p
+
+
+def main(argv=None):
+    """``scripts/benchmark.py``: exit status 1 when the evaluation comparison differs."""
+    args = build_parser().parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    command = 'python scripts/benchmark.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+    result = run_benchmark(
+        args.device, sections=args.sections, quick=args.quick, config_dir=args.config_dir,
+        models=args.models, variants=args.variants, steps=args.steps, warmup=args.warmup,
+        batch_size=args.batch_size, data_root=args.data_root,
+        loader_batches=args.loader_batches, compile_backend=args.compile_backend,
+        reference=not args.no_reference, command=command.strip())
+    print(format_report(result))
+    text = json.dumps(result)
+    print(text)
+    if args.json:
+        atomic_write(args.json, lambda f: f.write(text.encode()))
+    ok = result.get('eval', {}).get('identical') is not False
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

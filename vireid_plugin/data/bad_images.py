@@ -30,6 +30,7 @@ import torch
 
 from .. import distributed
 from .io import ImageReadError
+from .wrapped import WrappedDataset
 
 __all__ = ['ON_BAD_IMAGE', 'TooManyBadImages', 'ReplaceBadItems', 'BadImageLog',
            'SkippingLoader', 'skip_bad_images', 'check_bad_fraction']
@@ -61,7 +62,7 @@ def check_bad_fraction(bad, total, max_fraction, first=''):
                                            ' (first: {})'.format(first) if first else ''))
 
 
-class ReplaceBadItems(torch.utils.data.Dataset):
+class ReplaceBadItems(WrappedDataset):
     """The training dataset with unreadable items replaced (see the module doc).
 
     Keys are whatever the wrapped dataset takes: ``(index, seed)`` pairs (``SeededItems``,
@@ -70,19 +71,11 @@ class ReplaceBadItems(torch.utils.data.Dataset):
     """
 
     def __init__(self, dataset):
-        self.dataset = dataset
+        super().__init__(dataset)
         groups = {}
         for index, item in enumerate(dataset.data):
             groups.setdefault((item[1], _modality(item)), []).append(index)
         self._group = groups
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getattr__(self, name):
-        if name == 'dataset':   # not set yet (unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
     def candidates(self, index, seed=None):
         """The other items of ``index``'s identity and modality, in the order tried."""

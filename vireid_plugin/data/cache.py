@@ -49,6 +49,7 @@ from .bad_images import check_bad_fraction
 from .batch_augment import BatchAugment
 from .clip_transform import transform_clip
 from .frames import sample_frame_indices
+from .wrapped import WrappedDataset
 from .io import ImageReadError, read_image
 
 __all__ = ['DATA_CACHE_SECTION', 'ImageCache', 'open_image_cache', 'cache_folder',
@@ -456,7 +457,7 @@ def _check_space(folder, nbytes, final):
                                             nbytes / 1e9, free / 1e9)))
 
 
-class CachedTrainItems(torch.utils.data.Dataset):
+class CachedTrainItems(WrappedDataset):
     """A torchreid training dataset read from an ``ImageCache`` (no decoding, no resize).
 
     Item dicts have the dataset's keys (img, pid, camid, impath, dsetid, modality).
@@ -476,17 +477,9 @@ class CachedTrainItems(torch.utils.data.Dataset):
     def __init__(self, dataset, cache, augment='batch'):
         if augment not in ('batch', 'pil'):
             raise ValueError("augment must be 'batch' or 'pil', got {!r}".format(augment))
-        self.dataset = dataset
+        super().__init__(dataset)
         self.cache = cache
         self.augment = augment
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getattr__(self, name):
-        if name == 'dataset':   # not set yet (unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
     def _rows(self, paths):
         rows = []

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from .wrapped import WrappedDataset
+
 __all__ = ['SeededItems', 'seeded_rng', 'rng_state', 'set_rng_state', 'preserved_rng']
 
 
@@ -70,22 +72,11 @@ def _tuples(value):
     return value
 
 
-class SeededItems(torch.utils.data.Dataset):
+class SeededItems(WrappedDataset):
     """A dataset read with ``(index, seed)`` keys (see the module doc); other attributes
     (``train``, ``transform``, ...) are the wrapped dataset's."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
 
     def __getitem__(self, key):
         index, seed = key
         with seeded_rng(seed):
             return self.dataset[index]
-
-    def __getattr__(self, name):
-        if name == 'dataset':   # not set yet (unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)

@@ -203,7 +203,8 @@ def _label_map(ident, pose, size):
     # later parts paint over earlier ones: legs, shoes, torso+arms, head, bag
     legs = (au >= 0.03 + 0.1 * s) & (au <= 0.4 + 0.12 * s)
     lab[legs & (v >= wa) & (v < feet)] = PARTS['lower']
-    lab[(au >= 0.03 + 0.1 * s) & (au <= 0.44 + 0.12 * s) & (v >= feet) & (v <= 1.0)] = PARTS['shoes']
+    shoes = (au >= 0.03 + 0.1 * s) & (au <= 0.44 + 0.12 * s) & (v >= feet) & (v <= 1.0)
+    lab[shoes] = PARTS['shoes']
     torso = (v >= 0.95 * hf) & (v < wa + 0.02) & (au <= 0.5 - 0.08 * (v - hf) / (wa - hf))
     arm_swing = 0.03 * pose['stride'] * np.sign(u)
     arms = (au > 0.48) & (au <= 0.66) & (v >= hf + 0.01) & (v < wa + 0.04 + arm_swing)
@@ -214,7 +215,8 @@ def _label_map(ident, pose, size):
         lab[head & (v > 0.4 * hf) & (au < 0.2)] = PARTS['face']
     if ident.materials[4] is not None:
         side = ident.bag_side * (-1 if pose['flip'] else 1)
-        lab[(u * side >= 0.5) & (u * side <= 0.82) & (v >= wa - 0.14) & (v < wa + 0.1)] = PARTS['bag']
+        bag = (u * side >= 0.5) & (u * side <= 0.82) & (v >= wa - 0.14) & (v < wa + 0.1)
+        lab[bag] = PARTS['bag']
     period = ph / 12.0    # texture scales with the person
     return lab, u, (xx - cx) / period, (yy - top) / period
 

@@ -60,8 +60,9 @@ __all__ = ['CrossModalEngine', 'SELECT_ON', 'ON_NONFINITE', 'SELECTION_LABEL']
 class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine):
     """Args:
         datamanager: a (CrossModal)ImageDataManager or VideoDataManager.
-        model: ``model(x, modality=None, camid=None)``; dict of outputs in train mode,
-            features in eval mode.
+        model: ``model(x, modality=None, camid=None, named_outputs=True)``: a dict of
+            named outputs in train mode, features in eval mode (without
+            ``named_outputs``, a model follows torchreid's contract instead).
         optimizer, scheduler: scheduler may be None or step per iteration
             (``per_iteration = True``), per epoch (torchreid's) or at epoch start
             (``begin_epoch``).

@@ -18,7 +18,7 @@ from .evaluation import append_results, format_table, pool_key, scalar_tags, sco
     trial_distance
 from .run_loop import SELECTION_LABEL
 from .saved_features import features_path, save_features
-from .visualize import save_ranked_lists
+from ..visualize.ranked import save_ranked_lists
 
 
 class Testing:

@@ -124,7 +124,7 @@ class TrainLoop:
         self.optimizer.zero_grad(set_to_none=True)
         with self.precision.autocast():
             outputs = self.train_model(imgs, modality=batch['modality'], camid=batch['camid'],
-                                       **extra)
+                                       named_outputs=True, **extra)
         loss, parts = self.criterion(outputs, batch)  # loss terms compute in fp32
         self.precision.backward(loss)
         distributed.all_reduce_grads(self._criterion_params())

@@ -71,7 +71,8 @@ def export_onnx(model, path, example, kind='image', opset=None):
         # the three inputs share the batch Dim on purpose
         warnings.filterwarnings('ignore', message='# The axis name')
         program = torch.onnx.export(
-            EvalForward(model).eval(), tuple(example), dynamo=True, input_names=list(INPUT_NAMES[kind]),
+            EvalForward(model).eval(), tuple(example), dynamo=True,
+            input_names=list(INPUT_NAMES[kind]),
             output_names=[OUTPUT_NAME], dynamic_shapes=dynamic, opset_version=opset,
             external_data=size > _SINGLE_FILE_BYTES, verbose=False)
     folder = os.path.dirname(os.path.abspath(path))

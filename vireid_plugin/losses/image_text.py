@@ -1,6 +1,5 @@
 """Image-to-text cross-entropy: each sequence must pick its identity's text feature
 among the text features of all training identities (CLIP-ReID stage 2 / VLD)."""
-import torch
 import torch.nn.functional as F
 
 from ..registry import LOSSES

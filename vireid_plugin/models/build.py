@@ -11,12 +11,14 @@ A model family registers its builders here with the config section they read::
 The registered callable fills ``options`` with the section's defaults (the
 paper's settings), so ``build_model(name, num_classes, num_cameras=6,
 pretrained=False)`` needs no config; it rejects option names the section does not
-declare, and drops torchreid's ``loss``/``use_gpu`` arguments (they do not change
-a plugin model; device placement is the engine's job).
+declare. torchreid's ``loss`` argument ('softmax', the default, or 'triplet') is kept
+as ``model.loss``: it decides what the model returns when torchreid's engines call it
+(``contract.py``); ``use_gpu`` is dropped (device placement is the engine's job).
 """
 import functools
 
 from ..registry import CONFIG_SECTIONS, MODELS
+from .contract import check_loss
 
 __all__ = ['register_model', 'register_arch', 'build_model', 'model_names', 'COMMON_ARGS']
 
@@ -38,7 +40,10 @@ def register_model(name, config_section=None):
                     ' and the {} section keys: {}'.format(config_section, ', '.join(
                         sorted(defaults))) if defaults else ''))
             options = {k: v for k, v in defaults.items() if k not in kwargs}
-            return fn(num_classes, **options, **kwargs)
+            loss_name = check_loss(name, loss)
+            model = fn(num_classes, **options, **kwargs)
+            model.loss = loss_name
+            return model
 
         builder.config_section = config_section
         MODELS.register(name, builder)
@@ -53,13 +58,15 @@ def register_arch(name, build_fn, config_section):
     def builder(num_classes, pretrained=True, **kwargs):
         return build_fn(name, num_classes, pretrained, **kwargs)
     builder.__name__ = builder.__qualname__ = name
+    builder.__module__ = build_fn.__module__   # the family's module defines the name
     return register_model(name, config_section)(builder)
 
 
 def build_model(name, num_classes, **kwargs):
     """Build a registered model; unknown names raise KeyError listing close matches.
 
-    kwargs: ``pretrained``, ``num_cameras``, ``img_size``, ``pretrained_path`` and the
+    kwargs: ``pretrained``, ``num_cameras``, ``img_size``, ``pretrained_path``, torchreid's
+    ``loss`` ('softmax' or 'triplet': the training outputs torchreid's engines get) and the
     options of the model's config section (defaults: the paper's settings).
     """
     return MODELS.get(name)(num_classes, **kwargs)

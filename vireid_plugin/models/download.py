@@ -14,8 +14,10 @@ SHA-256 in its path (what OpenAI's ``clip`` package verifies). The MIP checkpoin
 have no published hash: their SHA-256 is recorded in ``<cache>/manifest.json`` after
 the download and checked on every later run (and the output says so).
 
-Offline, every host is tried once with a short timeout (in parallel) and the command
-stops at once with what to fetch by hand and where to put it.
+Offline, every host is asked once with a short timeout (in parallel, through
+huggingface_hub's HTTP client: proxy settings apply, ``hub.py``) and the command stops
+at once with what to fetch by hand and where to put it. Importing this module imports
+neither torch nor torchreid (``scripts/download_weights.py`` loads it on its own).
 """
 import hashlib
 import json
@@ -24,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
-from ..checkpoint_io import atomic_write
 from . import hub
 
 __all__ = ['WeightSource', 'SOURCES', 'DownloadError', 'default_cache_dir', 'sha256_of',
@@ -210,6 +211,8 @@ def download_all(cache_dir, keys=None, timeout=2.0, log=print):
             manifest[rel] = digest
             if path.endswith(('.pth', '.pt', '.safetensors', '.bin', '.tar')):
                 lines[s.key].append(s.config.format(path=path))
+    # imported here: checkpoint_io imports torch, which answering offline does not need
+    from ..checkpoint_io import atomic_write
     atomic_write(os.path.join(cache_dir, MANIFEST),
                  lambda f: json.dump(manifest, f, indent=2, sort_keys=True), mode='w')
     return lines

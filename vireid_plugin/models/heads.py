@@ -1,8 +1,9 @@
-"""BNNeck head shared by every plugin model; it also produces the output contract.
+"""BNNeck head shared by every plugin model; it also produces the named outputs.
 
-Contract (see ``vireid_plugin.models``): in train mode a dict with 'features'
-(pre-BN, for the triplet loss), 'bn_features' and 'logits'; in eval mode one
-(B, D) tensor, the BN feature by default or the pre-BN one.
+In train mode a dict with 'features' (pre-BN, for the triplet loss), 'bn_features'
+and 'logits' (what the plugin's engine reads; ``contract.py`` turns it into torchreid's
+form for torchreid's engines); in eval mode one (B, D) tensor, the BN feature by
+default or the pre-BN one.
 """
 import torch.nn as nn
 

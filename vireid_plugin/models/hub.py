@@ -3,38 +3,90 @@
 ``timm.create_model(pretrained=True)`` and ``open_clip.create_model(pretrained=tag)``
 go through ``huggingface_hub``, which retries a host it cannot reach for about 50 s
 before it fails. The plugin asks first: a file already in the Hugging Face cache is
-loaded from there without the network; otherwise one TCP connection to the hub
-(``HF_ENDPOINT``, default https://huggingface.co) with a 2 s timeout, or
-``HF_HUB_OFFLINE=1``, decides, and an unreachable hub is one immediate message.
+loaded from there without the network; otherwise ``HF_HUB_OFFLINE=1`` or one HTTP
+request to the hub (``HF_ENDPOINT``, default https://huggingface.co) decides, and an
+unreachable hub is one immediate message.
+
+The request goes through huggingface_hub's own HTTP client (``get_session()``), the
+one its downloads use, so what applies to a download applies to the check:
+``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``, certificates, a client factory set with
+``huggingface_hub.set_client_factory``. A hub reached only through a proxy is reachable.
+Nothing here imports torch: ``scripts/download_weights.py`` answers offline at once.
 """
 import os
-import socket
+import threading
 from urllib.parse import urlparse
 
-__all__ = ['hub_endpoint', 'unreachable', 'hub_offline_reason', 'cached_hub_file',
+__all__ = ['hub_endpoint', 'origin_of', 'unreachable', 'hub_offline_reason', 'cached_hub_file',
            'DOWNLOAD_HINT']
 
 DOWNLOAD_HINT = ('run `python scripts/download_weights.py` on a machine with network access '
                  '(it prints the config line to use), or copy the file here by hand')
 _TRUE = ('1', 'true', 'yes', 'on')
+#: extra seconds past the request timeout before the check gives up on a hung lookup
+_GRACE = 1.0
 
 
 def hub_endpoint():
     return os.environ.get('HF_ENDPOINT', 'https://huggingface.co').rstrip('/')
 
 
-def host_port(url):
+def origin_of(url):
+    """``scheme://host[:port]`` of ``url`` (a bare host means https)."""
     parsed = urlparse(url if '://' in url else 'https://' + url)
-    return parsed.hostname, parsed.port or (443 if parsed.scheme == 'https' else 80)
+    return '{}://{}'.format(parsed.scheme, parsed.netloc)
+
+
+def _head(url, timeout):
+    """One HEAD request through huggingface_hub's client, redirects not followed: the
+    status code, or the reason there is none."""
+    try:
+        from huggingface_hub.utils import get_session
+    except ImportError as exc:
+        return 'huggingface_hub cannot be imported ({})'.format(exc)
+    session = get_session()
+    try:
+        try:   # httpx-based huggingface_hub (1.x and later)
+            response = session.head(url, timeout=timeout, follow_redirects=False)
+        except TypeError:   # requests-based (0.x)
+            response = session.head(url, timeout=timeout, allow_redirects=False)
+    except Exception as exc:   # connection refused, proxy errors, timeouts, offline mode
+        text = str(exc).strip().splitlines()
+        return '{} ({})'.format(type(exc).__name__, text[0] if text else 'no detail')
+    return response.status_code
+
+
+def _proxy_note(origin):
+    """' (through proxy P)' when the environment sends ``origin`` through a proxy."""
+    import urllib.request
+    parsed = urlparse(origin)
+    proxy = urllib.request.getproxies().get(parsed.scheme)
+    if not proxy or urllib.request.proxy_bypass(parsed.hostname or ''):
+        return ''
+    return ' (through the proxy {} set in the environment)'.format(proxy)
 
 
 def unreachable(url, timeout=2.0):
-    """None when a TCP connection to ``url``'s host opens within ``timeout`` s, else why not."""
-    host, port = host_port(url)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        return 'cannot reach {}:{} ({})'.format(host, port, exc.strerror or exc)
+    """None when ``url``'s host answers an HTTP request within ``timeout`` s, else why not.
+
+    Any answer counts except 407 (proxy authentication) and 5xx (a proxy or the server
+    cannot serve it). The request runs in a daemon thread and the caller waits at most
+    ``timeout`` + 1 s, so a hung name lookup cannot hold it either."""
+    origin = origin_of(url)
+    answer = []
+    thread = threading.Thread(target=lambda: answer.append(_head(origin, timeout)),
+                              name='vireid-hub-check', daemon=True)
+    thread.start()
+    thread.join(timeout + _GRACE)
+    where = origin + _proxy_note(origin)
+    if not answer:
+        return 'cannot reach {}: no answer within {:g} s'.format(where, timeout)
+    status = answer[0]
+    if isinstance(status, str):
+        return 'cannot reach {}: {}'.format(where, status)
+    if status == 407 or status >= 500:
+        return 'cannot reach {}: it answered HTTP {}{}'.format(
+            where, status, ' (proxy authentication required)' if status == 407 else '')
     return None
 
 

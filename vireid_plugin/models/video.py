@@ -2,6 +2,7 @@
 import torch.nn as nn
 
 from .build import register_arch
+from .contract import outputs_for
 from .vit_reid import build_vit_reid
 
 __all__ = ['TemporalAvgReID', 'vit_base_video_avg', 'vit_tiny_video_avg']
@@ -15,7 +16,14 @@ class TemporalAvgReID(nn.Module):
     checkpoint's keys load unchanged, and torchreid's ``open_layers``/``fixbase``
     see ``backbone`` and ``head`` as they do for the image model. The head sees one
     feature per clip, so the output contract is the image one.
+
+    Frames (B, C, H, W) are clips of one frame: torchreid's video engines feed a clip's
+    frames one by one (each with the clip's identity) and pool over time themselves.
     """
+
+    def attention_spec(self):
+        """The attention figure's layout: the image backbone's, run per frame."""
+        return dict(self.backbone.attention_spec(), video=True)
 
     def __init__(self, image_model):
         super().__init__()
@@ -23,15 +31,17 @@ class TemporalAvgReID(nn.Module):
         self.head = image_model.head
         self.feature_dim = image_model.feature_dim
 
-    def forward(self, x, modality=None, camid=None):
+    def forward(self, x, modality=None, camid=None, named_outputs=False):
+        if x.dim() == 4:   # frames: clips of one frame each
+            x = x[:, None]
         if x.dim() != 5:
-            raise ValueError('{} expects clips (B, T, C, H, W), got shape {}'.format(
-                type(self).__name__, tuple(x.shape)))
+            raise ValueError('{} expects clips (B, T, C, H, W) or frames (B, C, H, W), got '
+                             'shape {}'.format(type(self).__name__, tuple(x.shape)))
         b, t = x.shape[:2]
         # The clip's camera applies to each of its frames.
         frame_camid = None if camid is None else camid.repeat_interleave(t)
         feat = self.backbone(x.flatten(0, 1), frame_camid)
-        return self.head(feat.view(b, t, -1).mean(1))
+        return outputs_for(self, self.head(feat.view(b, t, -1).mean(1)), named_outputs)
 
 
 def build_video_avg(name, num_classes, pretrained=True, **kwargs):

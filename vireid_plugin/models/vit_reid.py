@@ -4,7 +4,7 @@
 overlapping patches (conv stride < kernel) and the side-information
 embedding (SIE) for cameras. ``ViTReID`` = backbone (final-norm CLS token)
 + BNNeck head, following the plugin's model contract
-``model(x, modality=None, camid=None)``.
+``model(x, modality=None, camid=None, named_outputs=False)`` (``contract.py``).
 """
 from functools import partial
 
@@ -15,11 +15,12 @@ from timm.models.vision_transformer import VisionTransformer
 
 from ..config.sections import register_config_section
 from .build import register_arch
+from .contract import outputs_for
 from .heads import BNNeck
 from .weights import load_pretrained
 
-__all__ = ['OverlapPatchEmbed', 'ViTBackbone', 'ViTReID', 'VIT_ARCHS', 'VIT_SECTION', 'build_vit_reid',
-           'vit_base_reid', 'vit_small_reid', 'vit_tiny_reid']
+__all__ = ['OverlapPatchEmbed', 'ViTBackbone', 'ViTReID', 'VIT_ARCHS', 'VIT_SECTION',
+           'build_vit_reid', 'vit_base_reid', 'vit_small_reid', 'vit_tiny_reid']
 
 
 class OverlapPatchEmbed(PatchEmbed):
@@ -70,6 +71,13 @@ class ViTBackbone(VisionTransformer):
         else:
             self.sie_embed = None
 
+    def attention_spec(self, block=-1):
+        """What the attention figure reads (``vireid_plugin.visualize.attention``): the
+        attention module of ``block``, the patch grid (h, w), the token groups before the
+        patches ({name: count}, in order) and whether inputs are clips."""
+        return {'module': self.blocks[block].attn, 'grid': tuple(self.patch_embed.grid_size),
+                'groups': {'CLS': self.num_prefix_tokens}, 'video': False}
+
     def forward_features(self, x, camid=None):
         x = self.patch_embed(x)
         x = self._pos_embed(x)
@@ -87,9 +95,10 @@ class ViTBackbone(VisionTransformer):
 
 
 class ViTReID(nn.Module):
-    """ViT backbone + BNNeck; ``forward(x, modality=None, camid=None)``.
+    """ViT backbone + BNNeck; ``forward(x, modality=None, camid=None, named_outputs=False)``.
 
-    Train mode: dict 'features' (pre-BN CLS), 'bn_features', 'logits'.
+    Train mode: with ``named_outputs`` a dict 'features' (pre-BN CLS), 'bn_features',
+    'logits'; without, torchreid's contract (``self.loss``: logits or (logits, features)).
     Eval mode: (B, D) tensor, BN feature (``test_feature='bn'``) or pre-BN.
     ``modality`` is accepted for the shared interface; this baseline is
     modality-agnostic (one shared backbone for visible and infrared).
@@ -106,6 +115,10 @@ class ViTReID(nn.Module):
         self.feature_dim = embed_dim
         self.head = BNNeck(embed_dim, num_classes, test_feature)
 
+    def attention_spec(self):
+        """The attention figure's layout: the backbone's last block, [CLS; patches]."""
+        return self.backbone.attention_spec()
+
     def forward_global(self, x, modality=None, camid=None):
         """Pre-BN global feature (B, D) of images."""
         if x.dim() != 4:
@@ -113,8 +126,9 @@ class ViTReID(nn.Module):
                              'model for clips'.format(type(self).__name__, tuple(x.shape)))
         return self.backbone(x, camid)
 
-    def forward(self, x, modality=None, camid=None):
-        return self.head(self.forward_global(x, modality, camid))
+    def forward(self, x, modality=None, camid=None, named_outputs=False):
+        return outputs_for(self, self.head(self.forward_global(x, modality, camid)),
+                           named_outputs)
 
 
 # timm_name: the ImageNet model whose weights pretrained=True downloads.

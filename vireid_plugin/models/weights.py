@@ -62,7 +62,9 @@ def download_timm_weights(timm_name):
                 'model.pretrained False)'.format(timm_name, reason, hub.DOWNLOAD_HINT,
                                                  PATH_KEY))
     try:
-        overlay = {'file': cached} if cached else None
+        # a hub file is a native timm state dict: not the custom (.npz) loader some
+        # pretrained configs name for their original URL (older timm releases use it)
+        overlay = {'file': cached, 'custom_load': False} if cached else None
         return timm.create_model(timm_name, pretrained=True, num_classes=0,
                                  pretrained_cfg_overlay=overlay).state_dict()
     except Exception as exc:  # proxy, hub errors: all mean the same to the user
@@ -103,8 +105,8 @@ def load_checkpoint(backbone, path):
     path = os.fspath(path)
     if path.lower().endswith('.npz'):
         if not os.path.isfile(path):
-            raise PretrainedFileNotFoundError('pretrained checkpoint not found: {} (check {})'.format(
-                path, PATH_KEY))
+            raise PretrainedFileNotFoundError(
+                'pretrained checkpoint not found: {} (check {})'.format(path, PATH_KEY))
         try:
             # timm's JAX loader maps the npz names and resamples the pos embed itself.
             backbone.load_pretrained(path)

@@ -40,7 +40,8 @@ class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
             return self.warmup_factor + (1.0 - self.warmup_factor) * alpha
         span = max(1, self.total_iters - self.warmup_iters)
         progress = min(1.0, (it - self.warmup_iters) / span)
-        return self.min_lr_factor + (1 - self.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return self.min_lr_factor + (1 - self.min_lr_factor) * cosine
 
 
 class EpochScheduler:

@@ -5,10 +5,9 @@ kind (``ranked``, ``cmc``, ``tsne``, ``attention``, ``prompts``), ``run`` puts t
 together. Importing this package is light (matplotlib and scikit-learn load with the
 modules that draw).
 """
-CONFIG_FILE = 'config.yaml'   # scripts/main.py writes the run's config here
 FIGURES_DIR = 'figures'       # PNGs go to <run_dir>/figures/
 
-__all__ = ['CONFIG_FILE', 'FIGURES_DIR', 'visualize_run']
+__all__ = ['FIGURES_DIR', 'visualize_run']
 
 
 def visualize_run(*args, **kwargs):

@@ -7,7 +7,9 @@ projections (timm ``Attention``: ``qkv``, ``q_norm``, ``k_norm``, ``scale``;
 ``nn.MultiheadAttention`` of open_clip: ``in_proj_weight``/``in_proj_bias``), averaged
 over heads. The forward itself is unchanged.
 
-Which block and how its tokens are laid out, per model family:
+Which block and how its tokens are laid out, each model declares with
+``model.attention_spec()`` -> {'module', 'grid', 'groups', 'video'} (the fields of
+:class:`AttentionLayout`):
 
 - ViT baseline (``ViTReID``, ``TemporalAvgReID``): the backbone's last block,
   tokens ``[CLS; patches]``;
@@ -19,7 +21,7 @@ Which block and how its tokens are laid out, per model family:
   positions); a grouped block (frames concatenated) is split back per frame.
 """
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
@@ -27,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ['AttentionProbe', 'attention_probabilities', 'AttentionLayout', 'attention_layout',
-           'attention_maps']
+           'has_attention_layout', 'attention_maps']
 
 
 def attention_probabilities(module, x):
@@ -90,26 +92,18 @@ class AttentionLayout:
         return sum(self.groups.values())
 
 
+def has_attention_layout(model):
+    return callable(getattr(model, 'attention_spec', None))
+
+
 def attention_layout(model):
-    """Where ``model``'s last attention is and how its tokens are ordered."""
-    name = type(model).__name__
-    if name == 'MIPReID':
-        groups = {'CLS': 1}
-        if model.prompts is not None:
-            groups['modality prompts'] = model.prompts.num_tokens
-        if model.instance is not None:
-            groups['instance prompts'] = model.instance.num_tokens
-        block = model.backbone.blocks[model.num_blocks - 1]
-        return AttentionLayout(block.attn, tuple(model.backbone.patch_embed.grid_size), groups)
-    if name == 'LSMRL':
-        enc = model.image_encoder
-        return AttentionLayout(enc.blocks[-1].attn, tuple(enc.grid_size), video=True)
-    backbone = getattr(model, 'backbone', None)
-    if backbone is not None and hasattr(backbone, 'blocks') and hasattr(backbone, 'patch_embed'):
-        return AttentionLayout(backbone.blocks[-1].attn, tuple(backbone.patch_embed.grid_size),
-                               {'CLS': backbone.num_prefix_tokens}, video=name == 'TemporalAvgReID')
-    raise TypeError('attention maps: no known attention layout for {} (ViTReID, '
-                    'TemporalAvgReID, MIPReID, LSMRL)'.format(name))
+    """Where ``model``'s last attention is and how its tokens are ordered, as the model
+    declares it (``attention_spec()``)."""
+    if not has_attention_layout(model):
+        raise TypeError('attention maps: {} declares no attention_spec() (the attention '
+                        'module, patch grid and token groups: see vireid_plugin.visualize.'
+                        'attention)'.format(type(model).__name__))
+    return AttentionLayout(**model.attention_spec())
 
 
 @torch.no_grad()

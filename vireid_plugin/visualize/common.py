@@ -1,26 +1,34 @@
-"""What every figure shares: matplotlib without a display, a fixed DPI, image thumbnails."""
+"""What every figure shares: matplotlib without a display, a fixed DPI, image thumbnails.
+
+matplotlib is imported by the first figure drawn, not by importing this module: the
+engine imports the ranked-list writer, and a training process should not load (or
+switch) a plotting backend it never uses.
+"""
 import os
 
-import matplotlib
+import numpy as np
 
-matplotlib.use('Agg')   # files and TensorBoard only: no display needed
+from ..data.io import ImageReadError, read_image
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..data.io import read_image  # noqa: E402
-
-__all__ = ['DPI', 'new_figure', 'save_png', 'thumbnail', 'first_frame']
+__all__ = ['DPI', 'pyplot', 'new_figure', 'save_png', 'thumbnail', 'first_frame']
 
 #: every figure is drawn at this DPI and saved without tight cropping, so a figure of
 #: (w, h) inches is a PNG of exactly (w * DPI, h * DPI) pixels
 DPI = 100
 
 
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (files and TensorBoard only: no display)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def new_figure(width, height, rows=1, cols=1, **kwargs):
     """A figure of ``width`` x ``height`` inches with a grid of axes (always 2-D)."""
-    fig, axes = plt.subplots(rows, cols, figsize=(width, height), dpi=DPI, squeeze=False,
-                             **kwargs)
+    fig, axes = pyplot().subplots(rows, cols, figsize=(width, height), dpi=DPI,
+                                  squeeze=False, **kwargs)
     return fig, axes
 
 
@@ -40,7 +48,8 @@ def thumbnail(path, size):
     """(H, W, 3) uint8 of the image at ``path`` resized to ``size`` = (height, width)."""
     path = first_frame(path)
     if not os.path.isfile(path):
-        raise ValueError('image {} of the saved pool is missing: figures read the test '
-                         'images where the run found them (data.root)'.format(path))
+        raise ImageReadError('image {} of the saved pool is missing: figures read the test '
+                             'images where the run found them (data.root)'.format(path),
+                             path=path)
     img = read_image(path).resize((size[1], size[0]))
     return np.asarray(img)

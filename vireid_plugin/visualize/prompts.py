@@ -2,15 +2,21 @@
 
 The generation-based IPG gives each prompted layer ``T`` prompt tokens per image;
 the vector drawn is the mean over the tokens of the last prompted layer, from the
-evaluation forward (``MIPReID.forward_features``).
+evaluation forward (``forward_features(x, modality, camid) -> (features, prompts)``).
+A model has them when its attention layout (``attention_spec()``) declares an
+'instance prompts' token group.
 """
 import torch
 
-__all__ = ['has_instance_prompts', 'instance_prompt_vectors']
+from .attention import attention_layout, has_attention_layout
+
+__all__ = ['INSTANCE_PROMPTS', 'has_instance_prompts', 'instance_prompt_vectors']
+
+INSTANCE_PROMPTS = 'instance prompts'   # the token group's name in ``attention_spec()``
 
 
 def has_instance_prompts(model):
-    return type(model).__name__ == 'MIPReID' and getattr(model, 'instance', None) is not None
+    return has_attention_layout(model) and INSTANCE_PROMPTS in attention_layout(model).groups
 
 
 @torch.no_grad()

@@ -13,9 +13,11 @@ Each figure becomes ``<run_dir>/figures/<name>.png`` and an image in the run's
 TensorBoard log (tag ``Figures/...``). Figures whose inputs are missing are skipped
 with a line saying what is missing.
 """
+import argparse
 import contextlib
 import io
 import os
+import sys
 
 import numpy as np
 import torch
@@ -27,16 +29,19 @@ from ..data.io import read_image
 from ..engine.checkpoint import CheckpointManager
 from ..engine.evaluation import RESULTS_FILE, tag_safe
 from ..engine.saved_features import FEATURES_FILE, UNTRAINED_FEATURES_FILE, load_features
-from . import CONFIG_FILE, FIGURES_DIR
-from .attention import attention_figure, attention_maps
+from ..errors import USER_ERRORS
+from ..models import load_weights
+from ..runner import CONFIG_FILE, build_reid_model
+from . import FIGURES_DIR
+from .attention import attention_figure, attention_maps, has_attention_layout
 from .cmc import cmc_figure
-from .common import save_png, thumbnail
+from .common import pyplot, save_png, thumbnail
 from .prompts import has_instance_prompts, instance_prompt_vectors
 from .ranked import ranked_list_figure
 from .tsne import select_identities, tsne_figure
 
-__all__ = ['CONFIG_FILE', 'FIGURES_DIR', 'visualize_run', 'load_run_model', 'read_run_config']
-
+__all__ = ['CONFIG_FILE', 'FIGURES_DIR', 'visualize_run', 'load_run_model', 'read_run_config',
+           'main']
 
 
 def read_run_config(run_dir, config_file=''):
@@ -61,17 +66,14 @@ def run_checkpoint(run_dir, cfg):
 def load_run_model(cfg, checkpoint, device='cpu'):
     """Build ``cfg.model.name`` with the class and camera counts of ``checkpoint`` and
     load it strictly (no ImageNet download: the checkpoint holds every weight)."""
-    from ..config import model_kwargs
-    from ..models import build_model, load_weights
     state = state_dict_of(load_checkpoint(checkpoint), checkpoint)
     classes = [v.shape[0] for k, v in state.items() if k.endswith('classifier.weight')]
     if not classes:
         raise ValueError('{} holds no classifier weights: not a checkpoint of this '
                          'plugin\'s models'.format(checkpoint))
     sie = state.get('backbone.sie_embed')
-    kwargs = model_kwargs(cfg, int(sie.shape[0]) if sie is not None else 0)
-    kwargs.update(pretrained=False, pretrained_path='')
-    model = build_model(cfg.model.name, max(classes), **kwargs)
+    model = build_reid_model(cfg, max(classes), int(sie.shape[0]) if sie is not None else 0,
+                             pretrained=False, pretrained_path='')
     load_weights(model, checkpoint)
     return model.to(device).eval()
 
@@ -202,11 +204,17 @@ def visualize_run(run_dir, compare=(), config_file='', checkpoint='', out_dir=''
 
     # ---- attention maps and MIP's instance prompts: the model ------------------------
     ckpt = checkpoint or run_checkpoint(run_dir, cfg)
+    model = None
     if cfg is None or not ckpt or features is None:
         log('=> Attention maps skipped: they need {}, a checkpoint and {} in {}'.format(
             CONFIG_FILE, FEATURES_FILE, run_dir))
     else:
         model = load_run_model(cfg, ckpt, device)
+        if not has_attention_layout(model):
+            log('=> Attention maps skipped: {} declares no attention_spec()'.format(
+                cfg.model.name))
+            model = None
+    if model is not None:
         for name, pool in _distinct_pools(features):
             idx = _attention_samples(pool, attention_per_modality, seed)
             inputs, frames = load_inputs(pool, idx, cfg)
@@ -244,7 +252,49 @@ def visualize_run(run_dir, compare=(), config_file='', checkpoint='', out_dir=''
             writer.add_figure(tag, fig, global_step=step, close=True)
         writer.close()
     else:
-        import matplotlib.pyplot as plt
         for _, fig, _ in figures:
-            plt.close(fig)
+            pyplot().close(fig)
     return written
+
+
+# ---- the command line (scripts/visualize.py) ---------------------------------------------
+def build_parser():
+    p = argparse.ArgumentParser(
+        description='Draw every figure of a finished run (PNG files and TensorBoard images).',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('run_dir', help="a run's data.save_dir")
+    p.add_argument('--compare', nargs='+', default=[], metavar='RUN',
+                   help='other run directories (or results.json files) for the CMC plot')
+    p.add_argument('--config-file', default='', help='config of the run (default '
+                                                     'RUN_DIR/config.yaml)')
+    p.add_argument('--checkpoint', default='', help='weights for the attention maps '
+                                                    '(default: the newest in RUN_DIR/model)')
+    p.add_argument('--out', default='', help='folder of the PNGs (default RUN_DIR/figures)')
+    p.add_argument('--queries', type=int, default=6, help='queries per ranked-list figure')
+    p.add_argument('--topk', type=int, default=10, help='gallery items per query')
+    p.add_argument('--ids', type=int, default=10, help='identities in the t-SNE plots')
+    p.add_argument('--seed', type=int, default=0, help='sampling of queries and identities')
+    p.add_argument('--device', default='cpu', help='device of the attention forward')
+    p.add_argument('--no-tensorboard', action='store_true', help='PNG files only')
+    return p
+
+
+def main(argv=None):
+    """``scripts/visualize.py``: prints each PNG written; exit status 1 on missing run files."""
+    args = build_parser().parse_args(argv)
+    try:
+        written = visualize_run(args.run_dir, compare=args.compare,
+                                config_file=args.config_file, checkpoint=args.checkpoint,
+                                out_dir=args.out, num_queries=args.queries, topk=args.topk,
+                                num_ids=args.ids, seed=args.seed, device=args.device,
+                                tensorboard=not args.no_tensorboard)
+    except USER_ERRORS + (ValueError,) as exc:   # missing run files: one message
+        print('error: {}'.format(exc), file=sys.stderr)
+        return 1
+    for tag, path in written.items():
+        print('{}  ({})'.format(path, tag))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

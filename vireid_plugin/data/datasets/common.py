@@ -63,7 +63,8 @@ def print_modality_summary(dataset):
 
 
 def numbered_fields(path):
-    """(1-based line number, whitespace-split fields, line) of each non-blank line of a text file."""
+    """(1-based line number, whitespace-split fields, line) of each non-blank line of a text
+    file."""
     with open(path) as f:
         for lineno, line in enumerate(f, 1):
             fields = line.split()

@@ -20,18 +20,23 @@ CMI_ATTENTION = ('cross', 'joint')
 
 def pair_partners(pid, modality):
     """(B,) index of each item's partner: the k-th item of (pid, modality m) in batch
-    order pairs with the (k mod n)-th of the n items of (pid, 1 - m); itself if n = 0."""
-    pid, modality = pid.tolist(), modality.tolist()
-    groups = {}
-    for i, key in enumerate(zip(pid, modality)):
-        groups.setdefault(key, []).append(i)
-    partner = list(range(len(pid)))
-    for (p, m), items in groups.items():
-        others = groups.get((p, 1 - m))
-        if others:
-            for k, i in enumerate(items):
-                partner[i] = others[k % len(others)]
-    return torch.tensor(partner, dtype=torch.long)
+    order pairs with the (k mod n)-th of the n items of (pid, 1 - m); itself if n = 0.
+
+    Tensor operations on (B, B) masks only (no ``.tolist()``), so a compiled model
+    traces through it without a graph break."""
+    pid, modality = pid.reshape(-1), modality.reshape(-1)
+    b = pid.numel()
+    index = torch.arange(b, device=pid.device)
+    same_id = pid[:, None] == pid[None, :]
+    own = same_id & (modality[:, None] == modality[None, :])       # same (pid, m)
+    other = same_id & (modality[None, :] == 1 - modality[:, None])  # (pid, 1 - m)
+    earlier = index[None, :] < index[:, None]
+    rank = (own & earlier).sum(1)                # k: earlier items of the same (pid, m)
+    count = other.sum(1)                         # n
+    wanted = rank % count.clamp(min=1)
+    # each row has exactly one partner of rank k mod n among the other modality's items
+    hit = other & (rank[None, :] == wanted[:, None])
+    return torch.where(count > 0, hit.long().argmax(1), index)
 
 
 class CrossModalInteraction(nn.Module):

@@ -47,7 +47,7 @@ def lsmrl_cost(arch='lsmrl_clip_vit_b16', num_classes=500, seq_len=6, img_size=N
     model.train()
     pair = torch.randn(2, seq_len, 3, h, w)
     train_flops = count_flops(lambda: model(pair, modality=torch.tensor([0, 1]),
-                                            pid=torch.tensor([0, 0])))
+                                            pid=torch.tensor([0, 0]), named_outputs=True))
     image_side = (_params(model.image_encoder) + _params(model.sd) + _params(model.cmi) +
                   _params(model.head) + _params(model.head_proj) + _params(model.cmi_head))
     return {

@@ -6,7 +6,9 @@ CLS features are averaged over time (sequence feature), and in training CMI lets
 each visible sequence and its infrared partner (same identity, same batch)
 attend to each other. See docs/lsmrl.md for every choice and its alternative.
 
-Train-mode outputs (consumed by loss terms by key):
+Train-mode outputs, with ``named_outputs=True`` (the plugin's engine; consumed by loss
+terms by key; called with images only, as torchreid's engines do, training raises: the
+interaction needs each clip's modality and identity, and the loss terms its text side):
 
 - ``features`` [seq (B, width), seq_proj (B, dim)] pre-BN; ``bn_features``, ``logits``
   the two BNNeck heads on them;
@@ -20,6 +22,7 @@ when ``cmi_test`` (CMI of each sequence with itself).
 import torch
 import torch.nn as nn
 
+from ..contract import engine_required
 from ..heads import BNNeck
 from .clip_towers import ImageTower, TextTower
 from .cmi import CrossModalInteraction, pair_partners
@@ -97,6 +100,13 @@ class LSMRL(nn.Module):
     def prompt_parameters(self):
         return [p for p in self.prompt_learner.parameters()]
 
+    def attention_spec(self):
+        """The attention figure's layout: the image tower's last block, per frame, tokens
+        [CLS; patches] (``vireid_plugin.visualize.attention``)."""
+        enc = self.image_encoder
+        return {'module': enc.blocks[-1].attn, 'grid': tuple(enc.grid_size),
+                'groups': {'CLS': 1}, 'video': True}
+
     def prompt_text_features(self, labels):
         return self.prompt_learner(self.text_encoder, labels)
 
@@ -139,7 +149,12 @@ class LSMRL(nn.Module):
         return generic[None]
 
     # ---- forward ------------------------------------------------------------
-    def forward(self, x, modality=None, camid=None, pid=None):
+    def forward(self, x, modality=None, camid=None, pid=None, named_outputs=False):
+        if self.training and not named_outputs:
+            raise engine_required('LSMRL', 'in training it pairs each visible clip with an '
+                                  'infrared clip of the same identity (modality= and pid=) and '
+                                  'learns from named outputs (its identity text features) that '
+                                  "torchreid's losses do not read")
         if x.dim() == 4:  # one image = a clip of one frame
             x = x[:, None]
         if x.dim() != 5:

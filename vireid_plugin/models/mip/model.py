@@ -19,7 +19,8 @@ prompts are on (pretrained block depth-2 is never used). The authors' checkpoint
 (``released_forward``: ``released_compat`` or no prompts), unless
 ``force_released_weights=True``.
 
-Outputs: train mode, a dict with 'features' (pre-BN, [global, part_1..part_P]),
+Outputs: train mode with ``named_outputs=True`` (the plugin's engine), a dict with
+'features' (pre-BN, [global, part_1..part_P]),
 'bn_features', 'logits', 'head_weights' (TransReID's 0.5 global + 0.5 mean of the
 parts, used by every multi-head loss term) and 'instance_prompts' (one (B, T, D)
 tensor per prompted layer, for IAEL); eval mode, ``concat[g, l_1/P, .., l_P/P]``
@@ -31,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..contract import engine_required, outputs_for
 from ..heads import BNNeck
 from ..jpm import JigsawPatchHead, LastBlockHead
 from ..vit_reid import ViTBackbone
@@ -45,7 +47,8 @@ TEST_FEATURES = ('before', 'after')
 
 
 class MIPReID(nn.Module):
-    """``model(x, modality=None, camid=None)``; modality is required when prompts are on."""
+    """``model(x, modality=None, camid=None, named_outputs=False)``; modality is required
+    when prompts are on (``contract.py``: called with images only, it names the engine)."""
 
     #: maps the authors' released checkpoints (``vireid_plugin.models.load_weights``)
     checkpoint_filter = staticmethod(released_checkpoint_filter)
@@ -140,6 +143,17 @@ class MIPReID(nn.Module):
         return {'backbone.pos_embed', 'backbone.cls_token', 'backbone.sie_embed',
                 'prompts.table', 'instance.queries', 'instance.bank'}
 
+    def attention_spec(self):
+        """The attention figure's layout: the last block the backbone runs, tokens [CLS;
+        modality prompts; instance prompts; patches] (the paper's Figure 4). A model with
+        an 'instance prompts' group also gets their t-SNE (``forward_features``)."""
+        groups = {'CLS': 1}
+        if self.prompts is not None:
+            groups['modality prompts'] = self.prompts.num_tokens
+        if self.instance is not None:
+            groups['instance prompts'] = self.instance.num_tokens
+        return dict(self.backbone.attention_spec(self.num_blocks - 1), groups=groups)
+
     # ---- forward -----------------------------------------------------------
     def embed(self, x, camid=None):
         """Patch + position (+ SIE camera) embedding: (B, 1 + N, D)."""
@@ -155,8 +169,9 @@ class MIPReID(nn.Module):
             raise ValueError('{} expects images (B, C, H, W), got shape {}'.format(
                 type(self).__name__, tuple(x.shape)))
         if self.prompts is not None and modality is None:
-            raise ValueError('MIP selects its prompts by modality: call model(x, modality=...) '
-                             'with 0 = visible, 1 = infrared for every image')
+            raise engine_required('MIP', 'it selects its prompts by modality, so it needs '
+                                  'model(x, modality=...) with 0 = visible, 1 = infrared for '
+                                  'every image')
         tokens = self.embed(x, camid)
         cls, patches = tokens[:, :1], tokens[:, 1:]
         instance_prompts = []
@@ -182,7 +197,7 @@ class MIPReID(nn.Module):
             feats = [self.backbone.norm(tokens)[:, 0]]
         return feats, instance_prompts
 
-    def forward(self, x, modality=None, camid=None):
+    def forward(self, x, modality=None, camid=None, named_outputs=False):
         feats, instance_prompts = self.forward_features(x, modality, camid)
         bn_feats = [neck.bn(f) for neck, f in zip(self.necks, feats)]
         if self.training:
@@ -194,7 +209,7 @@ class MIPReID(nn.Module):
                 out = {k: v[0] for k, v in out.items()}
             if instance_prompts:
                 out['instance_prompts'] = instance_prompts
-            return out
+            return outputs_for(self, out, named_outputs)
         chosen = feats if self.test_feature == 'before' else bn_feats
         feat = torch.cat([chosen[0]] + [f / self.num_parts for f in chosen[1:]], dim=1)
         return F.normalize(feat, dim=1) if self.normalize_test_feature else feat

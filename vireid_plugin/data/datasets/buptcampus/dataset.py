@@ -46,7 +46,8 @@ REFERENCE_TEST_BATCH = 64
 LAYOUT = ('  <root>/BUPTCampus/data_paths.json   (or <root> = the BUPTCampus folder)\n'
           '  <root>/BUPTCampus/{train,train_auxiliary,query,gallery}.txt   lines '
           '"<pid> <RGB/IR|RGB|IR> <camera> <tracklet id>"\n'
-          '  <root>/BUPTCampus/DATA/<pid>/<RGB|IR>/<camera>/<pid>_<RGB|IR>_<camera>_<tid>_<frame>.jpg')
+          '  <root>/BUPTCampus/DATA/<pid>/<RGB|IR>/<camera>/'
+          '<pid>_<RGB|IR>_<camera>_<tid>_<frame>.jpg')
 OBTAIN = ('download BUPTCampus from the Baidu disk linked at '
           'https://github.com/dyhBUPT/BUPTCampus and unpack it into one folder. '
           'A BUPTCampus-shaped synthetic demo: '
@@ -75,8 +76,8 @@ def read_data_paths(path):
     except json.JSONDecodeError as exc:
         raise line_error(path, exc.lineno, 'not valid JSON ({})'.format(exc.msg)) from None
     if not isinstance(data, dict):
-        raise line_error(path, 1, 'expected an object {pid: {modality: {camera: {tracklet: '
-                         '[frames]}}}}, got {}'.format(type(data).__name__))
+        raise line_error(path, 1, 'expected an object {{pid: {{modality: {{camera: {{tracklet: '
+                         '[frames]}}}}}}}}, got {}'.format(type(data).__name__))
     return data
 
 

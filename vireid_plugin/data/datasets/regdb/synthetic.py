@@ -34,7 +34,8 @@ def make_regdb(root, seed=0, num_ids=64, images_per_id=10, num_trials=10, size=D
             for k in range(images_per_id):
                 number = (pid - 1) * images_per_id + k    # unique over the dataset
                 pose = random_pose(r)
-                for mod, letter, folder in (('visible', 'v', 'Visible'), ('thermal', 't', 'Thermal')):
+                for mod, letter, folder in (('visible', 'v', 'Visible'),
+                                            ('thermal', 't', 'Thermal')):
                     img = render_person(people[pid], mod == 'thermal', r, pose=pose,
                                         scene=scene, size=size)
                     rel = '{}/{}/{}_{}_{}_{:05d}_{}.bmp'.format(

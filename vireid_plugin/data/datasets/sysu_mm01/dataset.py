@@ -118,7 +118,8 @@ def load_rand_perm(path):
         raise _perm_error('file not found', path)
     try:
         mat = scipy.io.loadmat(path)
-    except Exception as exc:  # scipy raises many types (ValueError, MatReadError, NotImplementedError for v7.3, ...)
+    # scipy raises many types (ValueError, MatReadError, NotImplementedError for v7.3, ...)
+    except Exception as exc:
         raise _perm_error('cannot read ({}: {})'.format(type(exc).__name__, exc), path) from exc
     if 'rand_perm_cam' not in mat:
         raise _perm_error('no variable rand_perm_cam (found {})'.format(
@@ -242,8 +243,8 @@ class SYSUMM01(CrossModalImageDataset):
                 p = cell[pid - 1] if pid <= len(cell) else np.zeros((0, 0), np.int64)
                 folder = osp.join(self.dataset_dir, 'cam{}'.format(cam), '{:04d}'.format(pid))
                 if p.shape[1] != n_disk:
-                    raise _perm_error('rand_perm_cam{{{}}}{{{}}} permutes {} images but {} holds {} '
-                                      '(a different copy of the dataset?)'.format(
+                    raise _perm_error('rand_perm_cam{{{}}}{{{}}} permutes {} images but {} holds '
+                                      '{} (a different copy of the dataset?)'.format(
                                           cam, pid, p.shape[1], folder, n_disk), self.perm_file)
                 if n_disk and (p.shape[0] < trials or p.min() < 1 or p.max() > n_disk):
                     raise _perm_error('rand_perm_cam{{{}}}{{{}}} has {} trials with indices in '

@@ -48,7 +48,7 @@ def make_sysu_mm01(root, seed=0, num_train=128, num_val=16, num_test=32, images_
     Ids are non-contiguous and split at random; some (id, camera) folders are
     dropped. Defaults suit the CPU demo: with 30 training ids the tiny ViT
     memorises them; 144 (train + val) with ``random_grayscale`` take it from
-    about 8% to 36% mAP in the demo (README). ``num_no_indoor`` test ids
+    about 8% to 36% mAP in the demo (docs/benchmarks.md). ``num_no_indoor`` test ids
     (default ``max(1, num_test // 8)``) get no cam1/cam2 folder, so some
     indoor-search queries have no match.
     """
