@@ -29,3 +29,22 @@ def test_docs_site_builds_strict(tmp_path):
     with open(tmp_path / 'site' / 'api' / 'engine' / 'index.html') as f:
         page = f.read()
     assert 'CrossModalEngine' in page and 'forward_backward' in page
+
+
+def test_checkpoints_named_in_the_docs_exist_after_their_config():
+    """A command that loads ``model.pth.tar-N`` after training ``--config-file C`` names a
+    file that C's run writes: N = C's train.max_epoch (a demo inheriting another config's
+    epoch count must keep it when the parent's changes)."""
+    import glob
+
+    from vireid_plugin.config import load_config
+    pattern = re.compile(r'--config-file\s+(configs/\S+\.yaml)[\s\\]+--weights\s+'
+                         r'\S*model\.pth\.tar-(\d+)\b')
+    found = []
+    for path in [os.path.join(REPO, 'README.md')] + glob.glob(os.path.join(REPO, 'docs', '*.md')):
+        with open(path) as f:
+            for config, epoch in pattern.findall(f.read()):
+                cfg = load_config(os.path.join(REPO, config))
+                found.append((os.path.basename(path), config, int(epoch), cfg.train.max_epoch))
+    assert found, 'the ONNX page exports a trained demo checkpoint'
+    assert all(epoch == max_epoch for _, _, epoch, max_epoch in found), found
