@@ -7,7 +7,7 @@
 Same command line as torchreid's scripts/main.py; trailing KEY VALUE pairs
 override config keys (e.g. ``train.max_epoch 10 test.protocol_matrix True``).
 Several GPUs (or CPU processes): ``torchrun --nproc_per_node N scripts/main.py ...``
-(README, "Multi-GPU"); rank 0 prints, logs and writes checkpoints.
+(docs/distributed.md); rank 0 prints, logs and writes checkpoints.
 
 The run itself is ``vireid_plugin.runner`` (``run(cfg)`` and its ``build_*`` pieces).
 """
