@@ -4,7 +4,8 @@ Each tree is hashed over (relative path, bytes) of every file and folder it hold
 compared with a digest recorded by running the same calls on the code before the datasets
 were restructured into families (issue 15): a refactor of the writers or of the renderer
 must not change one byte. The digests depend on numpy's generators and on Pillow's JPEG/BMP
-encoders, so they hold for the environment they were taken in (numpy 2.4.6, Pillow 13.0.0); an upgrade
+encoders: they hold for the environment they were taken in (numpy 2.4.6, Pillow 13.0.0);
+an upgrade
 that changes the encoded files is a real change of the demo data and needs new digests.
 
 The writers are called the way the demos call them: ``data.synthetic: True`` of
