@@ -23,15 +23,17 @@ import tempfile
 import numpy as np
 import torch
 
+from .errors import UserError
+
 __all__ = ['CheckpointError', 'WriteError', 'atomic_write', 'save_checkpoint', 'load_checkpoint',
            'state_dict_of']
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file is missing, unreadable or does not fit the model."""
 
 
-class WriteError(OSError):
+class WriteError(UserError, OSError):
     """A file could not be written (disk full, I/O error, no permission); the previous
     file of that name, if any, is unchanged. ``filename``: the file; ``errno`` and
     ``strerror``: the cause."""

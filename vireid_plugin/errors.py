@@ -1,17 +1,24 @@
 """Errors a user can cause; the CLI prints their message alone, without a traceback.
 
-The config and dataset errors are defined here, in a module that imports nothing of the
-package, so every layer (config, data, engine) can raise them without importing another
-layer. ``USER_ERRORS`` (every user error class of the package) is assembled on first use:
-its other members live with the code that raises them.
+Every user error of the package subclasses :class:`UserError`, defined here in a module
+that imports nothing of the package, so any layer (config, data, models, engine, export)
+can raise one without importing another layer, and a library user can write one
+``except vireid_plugin.errors.UserError``. The errors that belong to one layer are
+defined in that layer (``CheckpointError`` in ``checkpoint_io``, ``ImageReadError`` in
+``data.io``, ...) as subclasses of :class:`UserError` and of the builtin they refine
+(``ValueError``, ``OSError``, ``RuntimeError``), so ``except ValueError`` keeps working.
 """
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """The base of every error a user can cause: its message is meant for the user as is."""
+
+
+class ConfigError(UserError, ValueError):
     """A config file or override the user wrote is wrong."""
 
 
-class DatasetNotFoundError(RuntimeError):
+class DatasetNotFoundError(UserError, RuntimeError):
     """A dataset's files are missing or malformed.
 
     The message is meant for the user as is (the CLI prints it without a
@@ -19,21 +26,9 @@ class DatasetNotFoundError(RuntimeError):
     """
 
 
-class DatasetOptionError(ValueError):
+class DatasetOptionError(UserError, ValueError):
     """A dataset option has a value the dataset does not know (a user error)."""
 
 
-def _user_errors():
-    from .checkpoint_io import CheckpointError, WriteError
-    from .data.io import ImageReadError
-    from .engine.checkpoint import NonFiniteError
-    from .export import ExportError
-    from .models.weights import PretrainedWeightsError
-    return (ConfigError, DatasetNotFoundError, DatasetOptionError, ImageReadError,
-            CheckpointError, PretrainedWeightsError, NonFiniteError, ExportError, WriteError)
-
-
-def __getattr__(name):
-    if name == 'USER_ERRORS':
-        return _user_errors()
-    raise AttributeError('module {!r} has no attribute {!r}'.format(__name__, name))
+# Kept for code written against the earlier tuple of classes: ``except USER_ERRORS``.
+USER_ERRORS = (UserError,)

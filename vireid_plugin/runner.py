@@ -33,7 +33,7 @@ from .data import CrossModalImageDataManager, CrossModalVideoDataManager, num_ca
 from .data.prepare import prepare_datasets
 from .engine import (PREEMPTED_EXIT_STATUS, CrossModalEngine, Precision, Preempted,
                      resume_target, run_prompt_stage)
-from .errors import USER_ERRORS
+from .errors import UserError
 from .losses import build_loss
 from .models import build_model, load_weights
 from .optim import build_lr_scheduler, build_optimizer
@@ -224,7 +224,7 @@ def main(argv=None):
     except Preempted as exc:   # a resumable checkpoint is written: the scheduler requeues
         print('=> {}'.format(exc), file=sys.stderr)
         return PREEMPTED_EXIT_STATUS
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print('error: {}'.format(user_message(exc)), file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     finally:

@@ -3,8 +3,10 @@ import os
 
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import UserError
 
-class ImageReadError(OSError):
+
+class ImageReadError(UserError, OSError):
     """An image file is missing or cannot be decoded; ``path``: the file (when known)."""
 
     def __init__(self, message, path=None):

@@ -22,6 +22,7 @@ import re
 
 import torch
 
+from ..errors import UserError
 from ..checkpoint_io import CheckpointError, load_checkpoint, save_checkpoint, state_dict_of
 from ..models.load import load_weights
 
@@ -34,7 +35,7 @@ IMPLEMENTATION_KEYS = ('fused', 'foreach')
 _NAME = re.compile(r'^model\.pth\.tar-(\d+)(?:-it(\d+))?$')
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(UserError, RuntimeError):
     """Training produced a non-finite loss or non-finite weights it cannot recover from."""
 
 

@@ -18,13 +18,15 @@ import torch
 import torch.nn as nn
 from torch.utils.data import default_collate
 
+from ..errors import UserError
+
 INPUT_NAMES = {'image': ('images', 'modality', 'camid'), 'video': ('clips', 'modality', 'camid')}
 OUTPUT_NAME = 'features'
 # one ONNX file holds at most 2 GB; larger weights go to a side file
 _SINGLE_FILE_BYTES = 1800 * 2 ** 20
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """Export or its check failed for a reason the user can act on."""
 
 

@@ -13,7 +13,7 @@ import time
 from ..config import ConfigError, load_config
 from ..data import num_cameras
 from ..data.prepare import prepare_datasets
-from ..errors import USER_ERRORS
+from ..errors import UserError
 from ..models import load_weights
 from ..runner import build_data_manager, build_reid_model
 from .onnx import ExportError, dataset_inputs, export_onnx, max_abs_difference
@@ -94,7 +94,7 @@ def main(argv=None):
         ok = export_checked(args.config_file, args.weights, args.out, atol=args.atol,
                             num_inputs=args.num_inputs, synthetic=args.synthetic,
                             root=args.root, opset=args.opset, opts=args.opts or ())
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print('error: {}'.format(exc), file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     return 0 if ok else 1

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import hub
+from ..errors import UserError
 
 __all__ = ['WeightSource', 'SOURCES', 'DownloadError', 'default_cache_dir', 'sha256_of',
            'offline_hosts', 'manual_instructions', 'download_all']
@@ -35,7 +36,7 @@ MANIFEST = 'manifest.json'
 MIP_DRIVE_FOLDER = '1MUawaVku45vviDrxh9rJtshDEL2oCi6C'   # wurqjackey/MIP README, "GoogleDrive"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """Offline, a failed download or a checksum that does not match."""
 
 

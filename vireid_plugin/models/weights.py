@@ -16,6 +16,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import checkpoint_filter_fn
 
 from . import hub
+from ..errors import UserError
 from ..checkpoint_io import CheckpointError, state_dict_of
 from ..checkpoint_io import load_checkpoint as load_checkpoint_file
 
@@ -25,7 +26,7 @@ __all__ = ['PretrainedWeightsError', 'load_pretrained', 'load_checkpoint', 'read
 PATH_KEY = 'model.pretrained_path'
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(UserError, RuntimeError):
     """A checkpoint could not be downloaded, read, or does not fit the model."""
 
 

@@ -29,7 +29,7 @@ from ..data.io import read_image
 from ..engine.checkpoint import CheckpointManager
 from ..engine.evaluation import RESULTS_FILE, tag_safe
 from ..engine.saved_features import FEATURES_FILE, UNTRAINED_FEATURES_FILE, load_features
-from ..errors import USER_ERRORS
+from ..errors import UserError
 from ..models import load_weights
 from ..runner import CONFIG_FILE, build_reid_model
 from . import FIGURES_DIR
@@ -288,7 +288,7 @@ def main(argv=None):
                                 out_dir=args.out, num_queries=args.queries, topk=args.topk,
                                 num_ids=args.ids, seed=args.seed, device=args.device,
                                 tensorboard=not args.no_tensorboard)
-    except USER_ERRORS + (ValueError,) as exc:   # missing run files: one message
+    except (UserError, ValueError) as exc:   # missing run files: one message
         print('error: {}'.format(exc), file=sys.stderr)
         return 1
     for tag, path in written.items():
