@@ -289,4 +289,4 @@ def test_unknown_dataset_protocol(tmp_path, run_cli, key, value, target):
                                                                 key, value))
     assert rc == 2   # the dataset's config section declares the choices: a config error
     line = assert_one_line_error(err)
-    assert repr(key) in line and repr(value) in line and "'corrected', 'reference'" in line
+    assert repr(key) in line and repr(value) in line and "'auxnet', 'm3reid'" in line

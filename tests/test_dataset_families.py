@@ -19,7 +19,7 @@ DATASET_SECTIONS = {
     'sysu': {'train_with_val': True, 'shots': 1, 'gallery_draw': 'seeded', 'perm_file': ''},
     'vcm': {'min_seq_len': 12},
     'llcm': {'protocol': 'corrected'},
-    'bupt': {'protocol': 'corrected', 'use_auxiliary': False},
+    'bupt': {'protocol': 'auxnet', 'use_auxiliary': False},   # was 'corrected' (issue 29)
 }
 
 
@@ -42,8 +42,8 @@ def test_config_load_checks_the_sections_rules():
     with pytest.raises(ConfigError, match='set sysu.train_with_val False'):
         load_config('', ['test.select_on', 'val'])
     cfg = load_config('', ['test.select_on', 'val', 'sysu.train_with_val', 'False',
-                           'bupt.protocol', 'reference'])
-    assert cfg.bupt.protocol == 'reference'
+                           'bupt.protocol', 'm3reid'])
+    assert cfg.bupt.protocol == 'm3reid'
 
 
 # ---------------------------------------------------------------- options reach a dataset

@@ -59,6 +59,9 @@ def batch3(monkeypatch):
 
 
 def build(root, name='buptcampus', **kw):
+    """The dataset under M3-ReID's protocol unless ``protocol`` is given (None: the
+    configured one); the tiny tree is shorter than the default protocol's test batch."""
+    kw.setdefault('protocol', 'm3reid')
     kwargs = dict(TORCHREID_KWARGS, mode='train')
     kwargs.update(kw, root=str(root))
     return VIDEO_DATASETS.get(name)(**kwargs)
@@ -105,38 +108,38 @@ def test_query_gallery_and_pool_of_both_directions(tree):
     assert desc(i2v.query) == [(21, 0, 1, 12)]
     assert [d[0] for d in desc(i2v.gallery)] == [20, 22, 23, 21]
     matrix = v2i.eval_modes(matrix=True)
-    assert [m.name for m in matrix] == ['visible->infrared [corrected]',
-                                        'infrared->visible [corrected]']
+    assert [m.name for m in matrix] == ['visible->infrared [m3reid]',
+                                        'infrared->visible [m3reid]']
     assert [m.metric for m in matrix] == ['vcm', 'vcm'] and matrix[0].num_trials == 1
     assert [v2i.test_pool[i] for i in matrix[0].query] == v2i.query
     assert [v2i.test_pool[i] for i in matrix[1].galleries[0]] == i2v.gallery
 
 
-def test_reference_protocol_truncates_visible_lists_and_removes_nothing(tree, batch3, capsys):
-    with scoped_options({'bupt.protocol': 'reference'}):
-        v2i = build(tree, verbose=True)
+def test_auxnet_protocol_truncates_visible_lists_and_removes_nothing(tree, batch3, capsys):
+    with scoped_options({'bupt.protocol': 'auxnet'}):
+        v2i = build(tree, verbose=True, protocol=None)
         out = capsys.readouterr().out
-        i2v = build(tree, 'buptcampus_i2v', verbose=True)
+        i2v = build(tree, 'buptcampus_i2v', verbose=True, protocol=None)
         out_i2v = capsys.readouterr().out
     assert v2i.protocol == 'regdb' and v2i.frame_rule == 'uniform'
     assert v2i.dropped == {'visible queries': 0, 'visible gallery': 1}
     assert len(v2i.query) == 3 and len(v2i.gallery) == 5          # infrared gallery untouched
     assert [it[1] for it in i2v.gallery] == [20, 22, 23]          # 21 RGB TSG2 dropped
     names = [m.name for m in i2v.eval_modes(matrix=True)]
-    assert names == ['visible->infrared [reference]', 'infrared->visible [reference]']
+    assert names == ['visible->infrared [auxnet]', 'infrared->visible [auxnet]']
     assert 'drops the last 0 visible queries and the last 1 visible gallery' in out
     assert 'skipped by the metric): 0 of 3' in out
     assert 'skipped by the metric): 1 of 1' in out_i2v
 
 
-def test_corrected_protocol_reports_queries_the_same_camera_removal_leaves_unmatched(
+def test_m3reid_protocol_reports_queries_the_same_camera_removal_leaves_unmatched(
         tree, capsys):
     build(tree, verbose=True)
-    assert 'visible->infrared [corrected]: queries left without a match (skipped by the ' \
+    assert 'visible->infrared [m3reid]: queries left without a match (skipped by the ' \
            'metric): 1 of 3' in capsys.readouterr().out
 
 
-def test_reference_batch_is_the_authors_64(tmp_path):
+def test_auxnet_batch_is_the_authors_64(tmp_path):
     # 65 ids, each a visible query and a visible + infrared gallery pair: the
     # authors' sampler keeps the first 64 visible queries and visible gallery items
     ids = range(100, 165)
@@ -147,14 +150,14 @@ def test_reference_batch_is_the_authors_64(tmp_path):
     splits = {'train.txt': [(1, 'RGB/IR', 'LS3', 1)], 'query.txt': query,
               'gallery.txt': gallery}
     write_bupt_tree(tmp_path, lengths, splits)
-    assert [it[1] for it in build(tmp_path, protocol='reference').query] == list(range(100, 164))
-    i2v = build(tmp_path, 'buptcampus_i2v', protocol='reference')
+    assert [it[1] for it in build(tmp_path, protocol='auxnet').query] == list(range(100, 164))
+    i2v = build(tmp_path, 'buptcampus_i2v', protocol='auxnet')
     assert [it[1] for it in i2v.gallery] == list(range(100, 164)) and len(i2v.query) == 1
     # 63 visible queries: 63 % 64 = 63 would leave none -> a clear error
     write_bupt_tree(tmp_path, lengths, dict(splits, **{'query.txt': query[:63] + query[-1:]}))
     with pytest.raises(DatasetOptionError, match='keeps none of the 63 visible tracklets of '
                                                  'query.txt'):
-        build(tmp_path, protocol='reference')
+        build(tmp_path, protocol='auxnet')
     assert buptcampus.reference_truncation(540) == 512
     assert buptcampus.reference_truncation(2422) == 2368
     assert buptcampus.reference_truncation(128) == 128   # the authors' code would drop all
@@ -165,8 +168,8 @@ def red_levels(img):
 
 
 @pytest.mark.parametrize('protocol,expected', [
-    ('corrected', [0, 3, 6, 9, 11]),   # chunks of ceil(12/5) = 3, first of each
-    ('reference', [0, 2, 4, 7, 9]),    # linspace(0, 12, 5): 0, 2.4, 4.8, 7.2, 9.6
+    ('m3reid', [0, 3, 6, 9, 11]),   # chunks of ceil(12/5) = 3, first of each
+    ('auxnet', [0, 2, 4, 7, 9]),    # linspace(0, 12, 5): 0, 2.4, 4.8, 7.2, 9.6
 ])
 def test_test_clips_follow_the_protocols_frame_rule(tree, batch3, protocol, expected):
     ds = build(tree, mode='query', seq_len=5, protocol=protocol)
@@ -231,3 +234,14 @@ def test_auxiliary_ids_must_be_new(tree):
     with pytest.raises(DatasetNotFoundError, match=r'train_auxiliary\.txt, line 3: id 10 is '
                                                    r'also in .*train\.txt'):
         build(tree, use_auxiliary=True)
+
+
+def test_default_protocol_is_the_dataset_authors_and_old_names_still_read(tree, batch3):
+    # the default (the configured bupt.protocol) is the authors' test.py: their truncation
+    # and no removal; 'reference' and 'corrected' (earlier names) still select the two
+    default = build(tree, protocol=None)
+    assert default.protocol_variant == 'auxnet' and default.protocol == 'regdb'
+    assert [m.name for m in default.eval_modes()] == ['visible->infrared [auxnet]']
+    assert build(tree, protocol='reference').protocol_variant == 'auxnet'
+    corrected = build(tree, protocol='corrected')
+    assert corrected.protocol_variant == 'm3reid' and corrected.protocol == 'vcm'

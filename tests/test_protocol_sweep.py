@@ -114,7 +114,7 @@ def split_lines(root, name):
 
 
 @pytest.mark.parametrize('name,query_mod', [('buptcampus', 0), ('buptcampus_i2v', 1)])
-@pytest.mark.parametrize('protocol', ['corrected', 'reference'])
+@pytest.mark.parametrize('protocol', ['m3reid', 'auxnet'])
 def test_bupt_both_names_and_protocols(root, name, query_mod, protocol, monkeypatch):
     from torchvision import transforms as T
     monkeypatch.setattr(buptcampus, 'REFERENCE_TEST_BATCH', 3)   # the synthetic set is small
@@ -123,11 +123,11 @@ def test_bupt_both_names_and_protocols(root, name, query_mod, protocol, monkeypa
     mods = ('RGB', 'IR')
     want_q = [int(r[0]) for r in split_lines(root, 'query.txt') if r[1] == mods[query_mod]]
     want_g = [int(r[0]) for r in split_lines(root, 'gallery.txt') if r[1] == mods[1 - query_mod]]
-    if protocol == 'reference':   # the visible side is cut to a multiple of the test batch
+    if protocol == 'auxnet':   # the visible side is cut to a multiple of the test batch
         cut = (want_q, want_g)[query_mod]
         del cut[len(cut) - len(cut) % 3:]
     assert [it[1] for it in ds.query] == want_q and [it[1] for it in ds.gallery] == want_g
     assert len(ds.train) == 2 * len(split_lines(root, 'train.txt'))
     (mode,) = ds.eval_modes()
-    assert mode.metric == {'corrected': 'vcm', 'reference': 'regdb'}[protocol]
+    assert mode.metric == {'m3reid': 'vcm', 'auxnet': 'regdb'}[protocol]
     assert mode.name.endswith('[{}]'.format(protocol))

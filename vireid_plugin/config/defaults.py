@@ -126,7 +126,7 @@ def get_default_config():
 
     cfg.test = CN()
     cfg.test.batch_size = 128
-    cfg.test.dist_metric = 'euclidean'
+    cfg.test.dist_metric = 'auto'   # plugin: 'auto' ranks as the model's (else the protocol's) reference code; or euclidean, cosine, dot
     cfg.test.normalize_feature = False
     cfg.test.ranks = [1, 5, 10, 20]
     cfg.test.evaluate = False
@@ -140,5 +140,7 @@ def get_default_config():
     cfg.test.eval_before_train = False  # plugin: also score the untrained model (demo)
     cfg.test.autocast = False       # plugin: extract test features under train.amp's autocast (False: fp32, as the MIP authors)
     cfg.test.select_on = 'last'     # plugin: reported model: last epoch, best on SYSU's val ids, or best on test (labelled)
+    cfg.test.select_metric = 'r1_map'  # plugin: selection score: (R1 + mAP) / 2 (MIP's rule), mAP (MITML's) or R1 (VLD's)
+    cfg.test.select_mode = ''       # plugin: the row (mode name) scored for selection; '' = the first target's first row
 
     return add_registered_sections(cfg)

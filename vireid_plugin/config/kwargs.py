@@ -117,6 +117,7 @@ def engine_kwargs(cfg):
                 checkpoint_every=cfg.train.checkpoint_every,
                 checkpoint_every_iters=cfg.train.checkpoint_every_iters,
                 keep_checkpoints=cfg.train.keep_checkpoints, select_on=cfg.test.select_on,
+                select_metric=cfg.test.select_metric, select_mode=cfg.test.select_mode,
                 on_nonfinite=cfg.train.on_nonfinite,
                 max_nonfinite_steps=cfg.train.max_nonfinite_steps, compile=cfg.train.compile,
                 find_unused_parameters=cfg.train.ddp_find_unused_parameters,

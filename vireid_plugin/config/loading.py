@@ -13,6 +13,8 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from ..errors import ConfigError
+from ..metrics.distance import DIST_METRICS
+from ..metrics.selection import SELECT_METRICS
 from ..registry import CONFIG_SECTIONS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TRANSFORMS
 from ..signals import signal_numbers
 from .defaults import get_default_config
@@ -128,7 +130,8 @@ def check_config(cfg):
                'train.on_write_error': ('stop', 'retry'),
                'data.on_bad_image': ('stop', 'skip'),
                'data.type': ('image', 'video'),
-               'test.dist_metric': ('euclidean', 'cosine'),
+               'test.dist_metric': DIST_METRICS,
+               'test.select_metric': SELECT_METRICS,
                'data.resize_interpolation': ('bilinear', 'bicubic'),
                'data.erase_fill': ('mean', 'random'),
                'sampler.modality_padding': ('auto', 'sysu', 'regdb')}
@@ -158,6 +161,10 @@ def check_config(cfg):
                           'sampler.num_instances = {} (P ids x {} visible + {} infrared per '
                           'batch)'.format(cfg.train.batch_size, 2 * k, k, k))
     _check_mip_pipeline(cfg)
+    if cfg.test.rerank and cfg.test.dist_metric == 'dot':
+        raise ConfigError("test.rerank needs a distance (test.dist_metric euclidean or cosine): "
+                          "torchreid's re_ranking squares the distances, which a negated dot "
+                          'product (dot) does not survive')
     if cfg.test.visrank and not cfg.test.evaluate:
         raise ConfigError('test.visrank draws ranked lists of an evaluation run: set '
                           'test.evaluate True with it (and model.load_weights)')

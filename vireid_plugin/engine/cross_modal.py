@@ -45,6 +45,7 @@ import torch
 
 from .. import compat, distributed
 from ..config.loading import ConfigError
+from ..metrics.selection import SELECT_METRICS, find_row
 from .checkpointing import Checkpointing
 from .evaluation import extract_pool_features
 from .precision import Precision
@@ -80,6 +81,9 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         keep_checkpoints: how many regular checkpoints to keep (the best one is extra).
         select_on: 'last', 'val' (SYSU-MM01's validation ids, held out of training) or
             'test' (the test set: labelled as optimistic everywhere).
+        select_metric, select_mode: the selection score (``metrics/selection.py``):
+            'r1_map' ((R1 + mAP) / 2, MIP's rule), 'mAP' or 'R1', of the row named
+            ``select_mode`` ('' : the first row).
         on_nonfinite: 'skip', 'rollback' or 'stop' on a NaN/inf loss;
             ``max_nonfinite_steps`` consecutive ones stop the run in any case.
         schedule: the settings that define the LR schedule ({config key: value}); a
@@ -102,7 +106,8 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
                  checkpoint_every=1, checkpoint_every_iters=0, keep_checkpoints=3,
                  select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None,
                  compile=False, find_unused_parameters=True, sync_bn=False,
-                 batch_transform=None, preempt_signals=DEFAULT_SIGNALS, on_write_error='stop'):
+                 batch_transform=None, preempt_signals=DEFAULT_SIGNALS, on_write_error='stop',
+                 select_metric='r1_map', select_mode=''):
         super().__init__(datamanager, use_gpu)
         # uint8 image cache: augmentation + normalisation per batch on the device
         self.batch_transform = batch_transform if batch_transform is not None else \
@@ -140,10 +145,15 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         self.checkpoint_every_iters = int(checkpoint_every_iters)
         self.keep_checkpoints = int(keep_checkpoints)
         self.select_on = select_on
+        if select_metric not in SELECT_METRICS:
+            raise ValueError('select_metric must be one of {}, got {!r}'.format(
+                SELECT_METRICS, select_metric))
+        self.select_metric, self.select_mode = select_metric, select_mode
         self.on_nonfinite = on_nonfinite
         self.max_nonfinite_steps = int(max_nonfinite_steps)
         self.schedule = dict(schedule or {})
         self.last_results = {}
+        self.last_scoring = {}   # {target: its distance, distance_source, feature}
         self.initial_results = None
         self._stage = 'evaluation'  # recorded with each result; set by self._scoring(...)
         self.start_epoch = 0
@@ -160,6 +170,22 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
                 "test.select_on val needs a source with an official validation split "
                 "(sysu_mm01 with sysu.train_with_val False keeps its validation ids out of "
                 "training); this run's sources have none: use 'last' or 'test'")
+        self._check_select_mode()
+
+    def _check_select_mode(self):
+        """``select_mode`` names a row the selection will score (checked before training)."""
+        if not self.select_mode or self.select_on == 'last':
+            return
+        if self.select_on == 'val':
+            rows = {'val': [{'mode': m.name} for m in self._val_source().val_modes()]}
+        else:
+            rows = {name: [{'mode': m.name} for m in loaders['query'].dataset.eval_modes(
+                matrix=self.protocol_matrix)] for name, loaders in self.test_loader.items()
+                if hasattr(loaders['query'].dataset, 'eval_modes')}
+        try:
+            find_row(rows, self.select_mode)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     # ---- where the model runs -------------------------------------------
     def set_model_mode(self, mode='train', names=None):

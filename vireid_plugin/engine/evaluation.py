@@ -123,7 +123,9 @@ def evaluate_for_torchreid_engine(engine, name, dataset, query_loader, dist_metr
     print('(features of {} pool items extracted once; {} trial(s) scored in {:.1f}s)'.format(
         len(dataset.test_pool), sum(m.num_trials for m in modes), time.time() - start))
     append_results(save_dir, {'dataset': name, 'epoch': int(getattr(engine, 'epoch', 0)),
-                              'stage': 'torchreid engine', 'rows': rows})
+                              'stage': 'torchreid engine', 'distance': dist_metric,
+                              'distance_source': "torchreid engine's dist_metric",
+                              'rows': rows})
     return rows[0]['R1'] / 100, rows[0]['mAP'] / 100
 
 
@@ -151,6 +153,22 @@ def append_results(save_dir, record):
             os.replace(path, path + '.corrupt-{}'.format(int(time.time())))
     records.append(record)
     return atomic_write(path, lambda f: json.dump(records, f, indent=2), mode='w')
+
+
+def recorded_distance(save_dir, dataset):
+    """The distance the last evaluation of ``dataset`` recorded in ``save_dir``'s
+    results.json ranked by, or None (no file, no record, or a record written before
+    records named their distance)."""
+    try:
+        with open(os.path.join(save_dir, RESULTS_FILE)) as f:
+            records = json.load(f)
+    except (OSError, ValueError):
+        return None
+    found = None
+    for rec in records if isinstance(records, list) else []:
+        if isinstance(rec, dict) and rec.get('dataset') == dataset and rec.get('distance'):
+            found = rec['distance']
+    return found
 
 
 def final_rows(path):

@@ -11,6 +11,7 @@ from torch.utils.tensorboard import SummaryWriter
 from .. import distributed
 from .checkpoint import BEST, CheckpointManager, load_checkpoint
 from .evaluation import format_table
+from ..metrics.selection import SELECT_METRIC_LABEL, selection_score
 from .preemption import PREEMPTED_FILE, PreemptionGuard
 
 SELECT_ON = ('last', 'val', 'test')
@@ -23,7 +24,7 @@ class RunLoop:
 
     def run(self, save_dir='log', max_epoch=0, start_epoch=0, print_freq=10, fixbase_epoch=0,
             open_layers=None, start_eval=0, eval_freq=-1, test_only=False,
-            dist_metric='euclidean', normalize_feature=False, visrank=False, visrank_topk=10,
+            dist_metric='auto', normalize_feature=False, visrank=False, visrank_topk=10,
             use_metric_cuhk03=False, ranks=(1, 5, 10, 20), rerank=False):
         main = distributed.is_main()
         # other ranks take part in evaluation (feature shards) but write nothing
@@ -96,14 +97,15 @@ class RunLoop:
     def _evaluate_epoch(self, done, test_kwargs):
         """Evaluate after ``done`` epochs; returns whether it is the best for selection."""
         if self.select_on == 'val':
-            score = self.evaluate_validation(done, test_kwargs['dist_metric'],
-                                             test_kwargs['normalize_feature'],
-                                             test_kwargs['save_dir'])
+            results = self.evaluate_validation(done, test_kwargs['dist_metric'],
+                                               test_kwargs['normalize_feature'],
+                                               test_kwargs['save_dir'])
+            score = selection_score(results, self.select_metric, self.select_mode)
             if done == self.max_epoch:
                 self.test(**test_kwargs)
         else:
             self.test(**test_kwargs)
-            score = _selection_score(self.last_results)
+            score = selection_score(self.last_results, self.select_metric, self.select_mode)
         if self.select_on == 'last' or score is None:
             return False
         if self.best['score'] is None or score > self.best['score']:
@@ -118,17 +120,20 @@ class RunLoop:
         if self.select_on == 'last' or self.best['epoch'] is None:
             return
         label = SELECTION_LABEL[self.select_on]
-        print('=> Model selected on {}: epoch {} (score {:.2f})'.format(
+        print('=> Model selected on {}: epoch {} ({} {:.2f}{})'.format(
             'the validation ids' if self.select_on == 'val' else 'the TEST set',
-            self.best['epoch'], self.best['score']))
+            self.best['epoch'], SELECT_METRIC_LABEL[self.select_metric], self.best['score'],
+            ' of {!r}'.format(self.select_mode) if self.select_mode else ''))
         best_path = os.path.join(self.checkpoints.folder, BEST)
         if self.select_on == 'test' and self.best['results']:
             for name, rows in self.best['results'].items():   # already scored on test
                 print(format_table(name, rows, note=label))
-                self._append_results(test_kwargs['save_dir'], {
+                self._append_results(test_kwargs['save_dir'], dict({
                     'dataset': name, 'epoch': int(self.best['epoch']), 'stage': 'selected',
-                    'selection': self.select_on, 'feature_precision': self.feature_precision,
-                    'rows': rows})
+                    'selection': self.select_on, 'selection_metric': self.select_metric,
+                    'selection_mode': self.select_mode or rows[0]['mode'],
+                    'feature_precision': self.feature_precision},
+                    **self.last_scoring.get(name, {}), rows=rows))
             return
         if not os.path.isfile(best_path):
             return
@@ -136,11 +141,3 @@ class RunLoop:
         self.model.load_state_dict(ckpt['state_dict'])
         with self._scoring('selected', epoch=int(ckpt['epoch']) - 1):
             self.test(**test_kwargs)
-
-
-def _selection_score(results):
-    """(R1 + mAP) / 2 of the first row of the first cross-modal target (MIP's rule)."""
-    for rows in results.values():
-        if rows:
-            return (rows[0]['R1'] + rows[0]['mAP']) / 2
-    return None

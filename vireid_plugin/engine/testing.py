@@ -14,6 +14,7 @@ import torch
 
 from .. import distributed
 from ..data.seeded import preserved_rng
+from ..metrics.distance import resolve_ranking
 from .evaluation import append_results, format_table, pool_key, scalar_tags, score_modes, \
     trial_distance
 from .run_loop import SELECTION_LABEL
@@ -44,7 +45,25 @@ class Testing:
     def _feature_fn(self, imgs, modality, camid):
         return self.extract_features(imgs, modality, camid)
 
-    def test(self, dist_metric='euclidean', normalize_feature=False, visrank=False,
+    def ranking(self, dist_metric, dataset=None):
+        """What ``dataset``'s evaluation ranks by (``metrics.distance.resolve_ranking``):
+        ``dist_metric`` when it names a distance; for 'auto' the model's reference
+        ranking, else the dataset's protocol's, else Euclidean."""
+        return resolve_ranking(dist_metric, self.model, dataset)
+
+    def test_feature_label(self, normalize_feature=False):
+        """Which feature is scored, as recorded with each result: the model's
+        ``test_feature`` ('bn', 'pre_bn', MIP's 'before'/'after'; 'output' for a model
+        without one), '+l2' where it is L2-normalised before ranking."""
+        model = getattr(self.model, 'module', self.model)
+        label = getattr(model, 'test_feature', None) or getattr(
+            getattr(model, 'head', None), 'test_feature', None) or 'output'
+        label = str(label)
+        if normalize_feature or getattr(model, 'normalize_test_feature', False):
+            label += '+l2'
+        return label
+
+    def test(self, dist_metric='auto', normalize_feature=False, visrank=False,
              visrank_topk=10, save_dir='', use_metric_cuhk03=False, ranks=(1, 5, 10, 20),
              rerank=False):
         # evaluation leaves the training RNGs alone: evaluating or not, same weights
@@ -89,7 +108,7 @@ class Testing:
         return rank1
 
     @torch.no_grad()
-    def evaluate_cross_modal(self, name, dataset, dist_metric='euclidean',
+    def evaluate_cross_modal(self, name, dataset, dist_metric='auto',
                              normalize_feature=False, ranks=(1, 5, 10, 20), save_dir='',
                              rerank=False, visrank=False, visrank_topk=10):
         loader = self.test_loader[name]['query']
@@ -107,7 +126,8 @@ class Testing:
                 cache[key] = feats
         extracted = time.time()
         modes = dataset.eval_modes(matrix=self.protocol_matrix)
-        rows = score_modes(feats, dataset.test_pool, modes, dist_metric, ranks=ranks,
+        ranking = self.ranking(dist_metric, dataset)
+        rows = score_modes(feats, dataset.test_pool, modes, ranking.metric, ranks=ranks,
                            rerank=rerank)
         if self._stage == 'untrained':
             note = 'untrained model'
@@ -117,7 +137,9 @@ class Testing:
             note = 'epoch {}'.format(self.epoch + 1) + (
                 '; model selection: ' + SELECTION_LABEL[self.select_on]
                 if self.select_on != 'last' else '')
-        print(format_table(name, rows, note=note))
+        feature = self.test_feature_label(normalize_feature)
+        print(format_table(name, rows, note='{}; distance {}, feature {}'.format(
+            note, ranking.metric, feature)))
         print('(features of {} pool items {}; {} trial(s) scored in {:.2f}s)'.format(
             len(dataset.test_pool), 'shared with an earlier target of the same pool' if shared
             else 'extracted once in {:.1f}s'.format(extracted - start),
@@ -127,13 +149,19 @@ class Testing:
                       if getattr(dataset, k, None) is not None}
             self._saved_entries[name] = (feats, dataset.test_pool, modes, reader)
         if visrank:
-            self.visualize_first_trial(name, dataset, feats, modes[0], dist_metric, rerank,
+            self.visualize_first_trial(name, dataset, feats, modes[0], ranking.metric, rerank,
                                        save_dir, visrank_topk)
         self.last_results[name] = rows
-        record = {'dataset': name, 'epoch': int(self.epoch), 'stage': self._stage,
-                  'feature_precision': self.feature_precision, 'rows': rows}
+        scoring = {'distance': ranking.metric, 'distance_source': ranking.source,
+                   'feature': feature}
+        self.last_scoring[name] = scoring   # what the selected record repeats
+        record = dict({'dataset': name, 'epoch': int(self.epoch), 'stage': self._stage,
+                       'feature_precision': self.feature_precision}, **scoring, rows=rows)
         if self._stage != 'untrained':
             record['selection'] = self.select_on
+            if self.select_on != 'last':
+                record['selection_metric'] = self.select_metric
+                record['selection_mode'] = self.select_mode or rows[0]['mode']
         self._append_results(save_dir, record)
         return rows
 
@@ -152,9 +180,9 @@ class Testing:
         return self.datamanager.train_set if hasattr(self.datamanager, 'train_set') else None
 
     @torch.no_grad()
-    def evaluate_validation(self, epoch, dist_metric='euclidean', normalize_feature=False,
+    def evaluate_validation(self, epoch, dist_metric='auto', normalize_feature=False,
                             save_dir=''):
-        """Score the validation ids (SYSU-MM01 protocol); returns the selection score."""
+        """Score the validation ids (SYSU-MM01 protocol); returns {source: rows}."""
         distributed.broadcast_buffers(self.model)
         with preserved_rng():
             self.set_model_mode('eval')
@@ -163,14 +191,19 @@ class Testing:
                                         transform=self.datamanager.transform_te)
             if normalize_feature:
                 feats = torch.nn.functional.normalize(feats, dim=1)
-            rows = score_modes(feats, dataset.val_pool, dataset.val_modes(), dist_metric)
+            ranking = self.ranking(dist_metric, dataset)
+            rows = score_modes(feats, dataset.val_pool, dataset.val_modes(), ranking.metric)
+        feature = self.test_feature_label(normalize_feature)
         print(format_table('{} (validation ids)'.format(self.datamanager.sources[0]), rows,
-                           note='epoch {}'.format(epoch)))
+                           note='epoch {}; distance {}, feature {}'.format(
+                               epoch, ranking.metric, feature)))
         self._append_results(save_dir, {'dataset': self.datamanager.sources[0],
                                         'epoch': int(epoch), 'stage': 'validation',
                                         'feature_precision': self.feature_precision,
-                                        'rows': rows})
-        return (rows[0]['R1'] + rows[0]['mAP']) / 2
+                                        'distance': ranking.metric,
+                                        'distance_source': ranking.source,
+                                        'feature': feature, 'rows': rows})
+        return {self.datamanager.sources[0]: rows}
 
     def visualize_first_trial(self, name, dataset, feats, mode, dist_metric, rerank,
                               save_dir, topk):

@@ -21,6 +21,11 @@ class TemporalAvgReID(nn.Module):
     frames one by one (each with the clip's identity) and pool over time themselves.
     """
 
+    #: the ranking of the video references (``test.dist_metric auto``)
+    TEST_DISTANCE = 'cosine'
+    TEST_DISTANCE_SOURCE = ('MITML (HITSZ-VCM) and AuxNet (BUPTCampus): cosine of '
+                            'L2-normalised BN features (AuxNet: Euclidean of them, same ranking)')
+
     def attention_spec(self):
         """The attention figure's layout: the image backbone's, run per frame."""
         return dict(self.backbone.attention_spec(), video=True)

@@ -104,6 +104,11 @@ class ViTReID(nn.Module):
     modality-agnostic (one shared backbone for visible and infrared).
     """
 
+    #: the ranking of the reference code (``test.dist_metric auto``, metrics/distance.py)
+    TEST_DISTANCE = 'cosine'
+    TEST_DISTANCE_SOURCE = ("TransReID: TEST.FEAT_NORM 'yes' (L2-normalised features, "
+                            "'equivalent to cosine distance'), TEST.NECK_FEAT 'after' (BN)")
+
     def __init__(self, num_classes, img_size=(256, 128), patch_size=16, stride_size=16,
                  embed_dim=768, depth=12, num_heads=12, num_cameras=0, camera_coe=3.0,
                  drop_path_rate=0.1, test_feature='bn', **vit_kwargs):

@@ -27,9 +27,10 @@ from ..checkpoint_io import load_checkpoint, state_dict_of
 from ..data.frames import sample_frame_indices
 from ..data.io import read_image
 from ..engine.checkpoint import CheckpointManager
-from ..engine.evaluation import RESULTS_FILE, tag_safe
+from ..engine.evaluation import RESULTS_FILE, recorded_distance, tag_safe
 from ..engine.saved_features import FEATURES_FILE, UNTRAINED_FEATURES_FILE, load_features
 from ..errors import UserError
+from ..metrics.distance import DISTANCES
 from ..models import load_weights
 from ..runner import CONFIG_FILE, build_reid_model
 from . import FIGURES_DIR
@@ -149,7 +150,7 @@ def visualize_run(run_dir, compare=(), config_file='', checkpoint='', out_dir=''
         raise ValueError('run directory not found: {}'.format(run_dir))
     out_dir = out_dir or os.path.join(run_dir, FIGURES_DIR)
     cfg = read_run_config(run_dir, config_file)
-    dist_metric = cfg.test.dist_metric if cfg is not None else 'euclidean'
+    configured = cfg.test.dist_metric if cfg is not None else 'euclidean'
     written, figures = {}, []
 
     def emit(tag, fig, name, step=0):
@@ -166,6 +167,10 @@ def visualize_run(run_dir, compare=(), config_file='', checkpoint='', out_dir=''
             'this version of the engine'.format(FEATURES_FILE, run_dir))
     else:
         for name, pool in features.targets.items():
+            # rank as the run's evaluation did: the distance its results name (runs older
+            # than that record: the configured one; Euclidean was 'auto''s only meaning)
+            dist_metric = recorded_distance(run_dir, name) or (
+                configured if configured in DISTANCES else 'euclidean')
             for mode in pool.modes:
                 fig, _ = ranked_list_figure(pool.features, pool.pids, pool.camids, pool.paths,
                                             mode, num_queries, topk, seed, dist_metric,

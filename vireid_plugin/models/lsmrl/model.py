@@ -53,6 +53,13 @@ class LSMRL(nn.Module):
         prompt_stage: options of the prompt-only first stage (``engine.prompt_stage``).
     """
 
+    #: LSMRL's code is not public: the ranking of the HITSZ-VCM reference (MITML) is used;
+    #: VLD's (its nearest relative) raw dot product of pre-BN features is
+    #: ``test.dist_metric dot`` with ``lsmrl.test_feature pre_bn`` (docs/evaluation.md)
+    TEST_DISTANCE = 'cosine'
+    TEST_DISTANCE_SOURCE = ('MITML (the HITSZ-VCM reference; LSMRL\'s own code is not '
+                            'public): cosine of L2-normalised features')
+
     def __init__(self, clip, num_classes, tokenizer, stfl=True, stfl_grouped_blocks=2,
                  stfl_tps_blocks=2, stfl_group_size=3, sd=True, sd_mode='bank', cmi=True,
                  cmi_tokens='all', cmi_attention='cross', cmi_test=False,

@@ -50,6 +50,12 @@ class MIPReID(nn.Module):
     """``model(x, modality=None, camid=None, named_outputs=False)``; modality is required
     when prompts are on (``contract.py``: called with images only, it names the engine)."""
 
+    #: the authors' code: TEST.FEAT_NORM yes and Euclidean distance (the model returns
+    #: L2-normalised features itself, ``normalize_test_feature``)
+    TEST_DISTANCE = 'euclidean'
+    TEST_DISTANCE_SOURCE = ("MIP's code: Euclidean distance of L2-normalised features "
+                            "(TEST.FEAT_NORM yes, TEST.NECK_FEAT before)")
+
     #: maps the authors' released checkpoints (``vireid_plugin.models.load_weights``)
     checkpoint_filter = staticmethod(released_checkpoint_filter)
 

@@ -13,15 +13,20 @@ its RGB and its IR tracklet, with one label; training ids are relabelled 0..N-1
 in ascending pid order, test ids keep their number. ``bupt.use_auxiliary`` adds
 the auxiliary set (each id filmed by one camera) as further ids, dsetid 1.
 
-Two protocols (``bupt.protocol``), named in every result row; both score
-visible->infrared (RGB queries, IR gallery) and infrared->visible:
-- 'corrected' (default; M3-ReID's loader and metric): every query, gallery
-  items of the query's id and camera removed (protocol 'vcm', with mINP),
-  clips by the chunk rule (M3-ReID: 6 frames);
-- 'reference' (the authors' test.py): the ConsistentModalitySampler (test batch
-  64) drops the last ``n % 64`` RGB tracklets of query.txt and of gallery.txt
-  (540 -> 512 queries, 2422 -> 2368 gallery), nothing is removed (protocol
-  'regdb'), clips take ``linspace(0, n, S)`` frames (the authors use S = 10).
+Two protocols (``bupt.protocol``), each named by the code it follows and named in
+every result row; both score visible->infrared (RGB queries, IR gallery) and
+infrared->visible:
+- 'auxnet' (default; the dataset authors' test.py, dyhBUPT/BUPTCampus, which VLD
+  copies): the ConsistentModalitySampler (test batch 64) drops the last
+  ``n % 64`` RGB tracklets of query.txt and of gallery.txt (540 -> 512 queries,
+  2422 -> 2368 gallery), nothing is removed (protocol 'regdb'), clips take
+  ``linspace(0, n, S)`` frames (the authors use S = 10);
+- 'm3reid' (M3-ReID's loader and metric): every query, gallery items of the
+  query's id and camera removed (protocol 'vcm', with mINP), clips by the chunk
+  rule (M3-ReID: 6 frames). No source seen says the BUPTCampus paper describes
+  that removal: it is M3-ReID's choice.
+The names of earlier versions are still read: 'reference' = 'auxnet',
+'corrected' = 'm3reid'.
 """
 import json
 import os.path as osp
@@ -39,7 +44,9 @@ NAME = 'BUPTCampus'
 CAMERAS = ('LS3', 'G25', 'CQ1', 'W4', 'TSG1', 'TSG2')
 MODALITY_OF = {'RGB': VISIBLE, 'IR': INFRARED}
 PAIRED = 'RGB/IR'
-PROTOCOLS = ('corrected', 'reference')   # bupt.protocol
+PROTOCOLS = ('auxnet', 'm3reid')   # bupt.protocol
+#: earlier names of the protocols, still accepted
+PROTOCOL_ALIASES = {'reference': 'auxnet', 'corrected': 'm3reid'}
 SPLIT_FILES = ('train.txt', 'train_auxiliary.txt', 'query.txt', 'gallery.txt')
 #: the authors' test batch ("Please don't change it"): RGB lists are cut to a multiple
 REFERENCE_TEST_BATCH = 64
@@ -89,16 +96,22 @@ class BUPTCampus(CrossModalVideoDataset):
     (bupt.protocol), use_auxiliary (bupt.use_auxiliary).
     """
 
+    #: the protocol's reference ranking, for models that declare none (metrics/distance.py)
+    TEST_DISTANCE = 'cosine'
+    TEST_DISTANCE_SOURCE = ('AuxNet test.py: Euclidean distance of L2-normalised features '
+                            '(ranks as cosine)')
+
     dataset_dir = NAME
     query_modality = VISIBLE
     #: the config keys this dataset reads (``datasets/options.py``)
     config_keys = ('bupt.protocol', 'bupt.use_auxiliary')
 
     def __init__(self, root='datasets', protocol=None, use_auxiliary=None, **kwargs):
-        self.protocol_variant = dataset_option('bupt.protocol', protocol)
+        variant = dataset_option('bupt.protocol', protocol)
+        self.protocol_variant = PROTOCOL_ALIASES.get(variant, variant)
         self.use_auxiliary = bool(dataset_option('bupt.use_auxiliary', use_auxiliary))
-        self.protocol = 'vcm' if self.protocol_variant == 'corrected' else 'regdb'
-        self.frame_rule = 'chunk' if self.protocol_variant == 'corrected' else 'uniform'
+        self.protocol = 'vcm' if self.protocol_variant == 'm3reid' else 'regdb'
+        self.frame_rule = 'chunk' if self.protocol_variant == 'm3reid' else 'uniform'
         self.root = osp.abspath(osp.expanduser(root))
         self.dataset_dir = locate_dataset(self.root, NAME, ('DATA',))
         if self.dataset_dir is None:
@@ -131,16 +144,16 @@ class BUPTCampus(CrossModalVideoDataset):
         self._sets.update({('gallery', m): self._indices(len(query), gallery, m)
                            for m in (VISIBLE, INFRARED)})
         self.dropped = {'visible queries': 0, 'visible gallery': 0}
-        if self.protocol_variant == 'reference':
+        if self.protocol_variant == 'auxnet':
             for part, label in (('query', 'visible queries'), ('gallery', 'visible gallery')):
                 kept = self._sets[part, VISIBLE]
                 cut = kept[:reference_truncation(len(kept))]
                 if not len(cut):
                     raise DatasetOptionError(
-                        "bupt.protocol 'reference': the authors' test batch of {} keeps none of "
+                        "bupt.protocol 'auxnet': the authors' test batch of {} keeps none of "
                         'the {} visible tracklets of {}.txt (it drops the last n % {}); it is '
                         'meant for the real lists (540 visible queries, 2422 visible gallery '
-                        "tracklets). Use bupt.protocol 'corrected' on this data".format(
+                        "tracklets). Use bupt.protocol 'm3reid' on this data".format(
                             REFERENCE_TEST_BATCH, len(kept), part, REFERENCE_TEST_BATCH))
                 self.dropped[label] = len(kept) - len(cut)
                 self._sets[part, VISIBLE] = cut
@@ -236,9 +249,9 @@ class BUPTCampus(CrossModalVideoDataset):
             if self.use_auxiliary else 'not used (bupt.use_auxiliary False)'))
         print('  protocol {}: metric {!r}, test clips by the {!r} frame rule of video.seq_len '
               'frames ({})'.format(self.protocol_variant, self.protocol, self.frame_rule,
-                                   'M3-ReID: 6' if self.protocol_variant == 'corrected'
+                                   'M3-ReID: 6' if self.protocol_variant == 'm3reid'
                                    else 'the authors: 10'))
-        if self.protocol_variant == 'reference':
+        if self.protocol_variant == 'auxnet':
             print('  the authors\' test batch of {} drops the last {} visible queries and the '
                   'last {} visible gallery tracklets'.format(
                       REFERENCE_TEST_BATCH, self.dropped['visible queries'],

@@ -45,6 +45,10 @@ FOLDER_OF_DIGIT = {1: 'ir', 2: 'rgb'}
 class HITSZVCM(CrossModalVideoDataset):
     """HITSZ-VCM tracklets, infrared queries searched in the visible gallery (paper's main)."""
 
+    #: the protocol's reference ranking, for models that declare none (metrics/distance.py)
+    TEST_DISTANCE = 'cosine'
+    TEST_DISTANCE_SOURCE = 'MITML test.py: cosine of L2-normalised features'
+
     dataset_dir = 'HITSZ-VCM'
     protocol = 'vcm'
     query_modality = INFRARED

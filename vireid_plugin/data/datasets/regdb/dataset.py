@@ -38,6 +38,11 @@ OBTAIN = ('request RegDB ("DBPerson-Recog-DB1") from Dongguk University; the idx
 class RegDB(CrossModalImageDataset):
     """RegDB, visible queries searched in the thermal gallery (the default direction)."""
 
+    #: the protocol's reference ranking, for models that declare none (metrics/distance.py)
+    TEST_DISTANCE = 'cosine'
+    TEST_DISTANCE_SOURCE = ('AGW test.py (the protocol code): inner product of '
+                            'L2-normalised features')
+
     dataset_dir = 'RegDB'
     modality_names = MODALITY_NAMES
     protocol = 'regdb'

@@ -154,6 +154,11 @@ class SYSUMM01(CrossModalImageDataset):
     trial whose gallery torchreid's ``gallery`` attribute holds.
     """
 
+    #: the protocol's reference ranking, for models that declare none (metrics/distance.py)
+    TEST_DISTANCE = 'cosine'
+    TEST_DISTANCE_SOURCE = ('AGW test.py (the protocol code): inner product of '
+                            'L2-normalised features')
+
     dataset_dir = NAME
     protocol = 'sysu'
     search = 'all'
