@@ -197,3 +197,16 @@ def test_a_run_records_distance_feature_and_selection(tmp_path, cli, capfd, one_
     err = capfd.readouterr().err
     assert "'rgb->ir'" in err and 'all-search single-shot' in err
     assert not (tmp_path / 'f' / 'model').exists()
+
+
+def test_figures_rank_by_the_recorded_distance(tmp_path):
+    from vireid_plugin.engine.evaluation import recorded_distance
+    assert recorded_distance(str(tmp_path), 'sysu_mm01') is None          # no file
+    (tmp_path / 'results.json').write_text(json.dumps([
+        {'dataset': 'sysu_mm01', 'stage': 'untrained', 'rows': []},        # an older record
+        {'dataset': 'sysu_mm01', 'distance': 'cosine', 'rows': []},
+        {'dataset': 'regdb', 'distance': 'dot', 'rows': []},
+        {'dataset': 'sysu_mm01', 'distance': 'euclidean', 'rows': []}]))
+    assert recorded_distance(str(tmp_path), 'sysu_mm01') == 'euclidean'   # the last one
+    assert recorded_distance(str(tmp_path), 'regdb') == 'dot'
+    assert recorded_distance(str(tmp_path), 'llcm') is None
