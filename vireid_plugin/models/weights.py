@@ -17,7 +17,7 @@ from timm.models.vision_transformer import checkpoint_filter_fn
 
 from . import hub
 from ..errors import UserError
-from ..checkpoint_io import CheckpointError, state_dict_of
+from ..checkpoint_io import CheckpointError, state_dict_of, torch_error_detail
 from ..checkpoint_io import load_checkpoint as load_checkpoint_file
 
 __all__ = ['PretrainedWeightsError', 'load_pretrained', 'load_checkpoint', 'read_checkpoint',
@@ -72,7 +72,8 @@ def download_timm_weights(timm_name):
         raise PretrainedWeightsError(
             'could not download the ImageNet weights of timm model {!r} ({}: {}); {}, then '
             'set {} to the local file (.pth/.safetensors/.npz), or disable pretrained '
-            'weights'.format(timm_name, type(exc).__name__, exc, hub.DOWNLOAD_HINT,
+            'weights'.format(timm_name, type(exc).__name__, torch_error_detail(exc),
+                             hub.DOWNLOAD_HINT,
                              PATH_KEY)) from exc
 
 

@@ -16,6 +16,8 @@ import torch.nn as nn
 from open_clip.model import resize_pos_embed
 
 from .. import hub
+from ...checkpoint_io import CheckpointError, load_checkpoint, quote_path, state_dict_of
+from ...checkpoint_io import torch_error_detail
 from ..weights import PATH_KEY, PretrainedFileNotFoundError, PretrainedWeightsError
 
 __all__ = ['TINY_CONFIG', 'create_clip', 'load_clip_weights', 'ImageTower', 'TextTower',
@@ -23,8 +25,9 @@ __all__ = ['TINY_CONFIG', 'create_clip', 'load_clip_weights', 'ImageTower', 'Tex
 
 TINY_CONFIG = 'LSMRL-tiny'
 _CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
-# keys some CLIP files carry that are not parameters (OpenAI's TorchScript archives)
-_NON_PARAMETER_KEYS = ('input_resolution', 'context_length', 'vocab_size')
+# keys some CLIP files carry that are not parameters: OpenAI's TorchScript archives
+# (input_resolution, ...), and open_clip's non-persistent attn_mask buffer in a traced CLIP
+_NON_PARAMETER_KEYS = ('input_resolution', 'context_length', 'vocab_size', 'attn_mask')
 
 
 def _ensure_config(name):
@@ -62,7 +65,7 @@ def create_clip(name, img_size, pretrained_tag='', pretrained_path='', quick_gel
                 'could not get the {!r} weights of open_clip model {!r} ({}: {}); '
                 'download them on a machine with network access and set {} to the '
                 'file, or set model.pretrained False'.format(
-                    pretrained_tag, name, type(exc).__name__, str(exc).splitlines()[0],
+                    pretrained_tag, name, type(exc).__name__, torch_error_detail(exc),
                     PATH_KEY)) from None
     model = open_clip.create_model(name, **kwargs)
     if pretrained_path:
@@ -89,14 +92,16 @@ def _hub_weights(name, tag):
 
 
 def _read_clip_file(path):
+    """{name: tensor} of a CLIP weight file through the package's one checkpoint reader:
+    a state dict (.pt/.pth/.bin, possibly under 'state_dict'), .safetensors, or OpenAI's
+    TorchScript archive (``ViT-B-16.pt``), read without running anything from it."""
     if not os.path.isfile(path):
         raise PretrainedFileNotFoundError('CLIP weight file not found: {} (check {})'.format(
-            path, PATH_KEY))
-    try:  # open_clip's reader: state dicts, 'state_dict' nesting, TorchScript archives
-        state = open_clip.factory.load_state_dict(path)
-    except Exception as exc:
-        raise PretrainedWeightsError('could not read CLIP weights from {} ({}: {})'.format(
-            path, type(exc).__name__, str(exc).splitlines()[0])) from None
+            quote_path(path), PATH_KEY))
+    try:
+        state = state_dict_of(load_checkpoint(path), path)
+    except CheckpointError as exc:
+        raise PretrainedWeightsError('could not read CLIP weights: {}'.format(exc)) from None
     return {k: v for k, v in state.items() if k not in _NON_PARAMETER_KEYS}
 
 
