@@ -18,7 +18,7 @@ import threading
 from urllib.parse import urlparse
 
 __all__ = ['hub_endpoint', 'origin_of', 'unreachable', 'hub_offline_reason', 'cached_hub_file',
-           'DOWNLOAD_HINT']
+           'hub_file_sha256', 'DOWNLOAD_HINT']
 
 DOWNLOAD_HINT = ('run `python scripts/download_weights.py` on a machine with network access '
                  '(it prints the config line to use), or copy the file here by hand')
@@ -113,3 +113,24 @@ def cached_hub_file(repo_id, filenames):
         if isinstance(path, str) and os.path.isfile(path):
             return path
     return None
+
+
+def hub_file_sha256(repo_id, filename):
+    """(SHA-256 the hub records for ``filename`` of ``repo_id`` (its LFS metadata), None)
+    or (None, why it cannot be told): the hub did not answer, the file is unknown, or it
+    is not an LFS file. Never raises: the caller decides what an unknown hash means
+    (``download.py`` refuses the file unless told to accept it unverified)."""
+    try:
+        from huggingface_hub import HfApi
+        info = HfApi(endpoint=hub_endpoint()).get_paths_info(repo_id, [filename])
+    except Exception as exc:   # offline, proxy, HTTP errors, huggingface_hub missing
+        text = str(exc).strip().splitlines()
+        return None, 'the hub lookup failed ({}: {})'.format(
+            type(exc).__name__, text[0] if text else 'no detail')
+    if not info:
+        return None, 'the hub lists no file {} in {}'.format(filename, repo_id)
+    sha = getattr(getattr(info[0], 'lfs', None), 'sha256', None)
+    if not isinstance(sha, str) or len(sha) != 64:
+        return None, 'the hub records no SHA-256 for {}/{} (not an LFS file)'.format(
+            repo_id, filename)
+    return sha.lower(), None
