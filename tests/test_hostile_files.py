@@ -30,7 +30,8 @@ class Payload:
 def _entry_points():
     """Every way a user hands the plugin a checkpoint file, as (name, call(path))."""
     from vireid_plugin.engine.checkpoint import resume
-    from vireid_plugin.models import load_weights
+    from vireid_plugin.models import build_model, load_weights
+    from vireid_plugin.visualize.run import load_run_model
     from vireid_plugin.models.weights import read_checkpoint
     from vireid_plugin.models.lsmrl.clip_towers import TINY_CONFIG, create_clip, \
         load_clip_weights
@@ -40,6 +41,10 @@ def _entry_points():
         ('model.pretrained_path', read_checkpoint),
         ('LSMRL CLIP file', lambda p: load_clip_weights(
             create_clip(TINY_CONFIG, (128, 64)), p, TINY_CONFIG)),
+        ('MIP released checkpoint', lambda p: load_weights(build_model(
+            'mip_vit_tiny', 4, pretrained=False, img_size=(64, 32), stride_size=16,
+            num_tokens=2, num_instance_tokens=3), p)),
+        ('scripts/visualize.py --checkpoint', lambda p: load_run_model(None, p)),
     ]
 
 
@@ -106,6 +111,27 @@ def test_a_path_with_a_newline_is_shown_escaped(tmp_path):
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(str(path))
     assert '\n' not in str(err.value) and "two\\nlines.pth'" in str(err.value)
+
+
+def test_torch_errors_from_libraries_lose_the_advice_to_load_unsafely():
+    """timm and open_clip call torch.load themselves: their errors reach the user through
+    torch_error_detail, which keeps what failed and drops torch's weights_only=False text."""
+    from vireid_plugin.checkpoint_io import torch_error_detail
+    import pickle as _pickle
+    for text, kept in (
+            ('Weights only load failed. In PyTorch 2.6, we changed the default value of the '
+             '`weights_only` argument in `torch.load` from `False` to `True`. Re-running '
+             '`torch.load` with `weights_only` set to `False` will likely succeed, but it can '
+             'result in arbitrary code execution.\n\n\nTrying to load unsupported GLOBAL '
+             'posix.system whose module posix is blocked.\n\nCheck the documentation of '
+             'torch.load', 'Trying to load unsupported GLOBAL posix.system'),
+            ('Weights only load failed. ... will likely succeed ...\nPlease file an issue '
+             'with the following so that we can make `weights_only=True` compatible with your '
+             'use case: WeightsUnpickler error: \n\nUnsupported operand 50\n\nCheck the '
+             'documentation', 'Unsupported operand 50')):
+        detail = torch_error_detail(_pickle.UnpicklingError(text))
+        assert kept in detail and 'weights_only' not in detail and TORCH_ADVICE not in detail
+        assert '\n' not in detail
 
 
 # ---------------------------------------------------------------- TorchScript archives

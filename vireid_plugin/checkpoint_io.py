@@ -290,8 +290,12 @@ def torch_error_detail(exc):
     text = str(exc)
     found = re.search(r'WeightsUnpickler error: (.*?)(?:\n\nCheck the documentation|$)', text,
                       re.DOTALL)
+    named = re.search(r'(Trying to load unsupported GLOBAL [^\n]*|Unsupported global: [^\n]*)',
+                      text)
     if found:
         text = found.group(1)
+    elif named:   # a pickled Python object: named, without the advice to load it anyway
+        return '{} (only tensors and plain values are read)'.format(named.group(1).strip())
     elif 'weights_only' in text:
         if 'legacy .tar format' in text:
             return 'a legacy .tar-format file (PyTorch < 0.4), which is not read'
