@@ -357,3 +357,100 @@ def test_the_cli_has_the_option(tmp_path, monkeypatch):
     assert script.main(['--cache-dir', str(tmp_path), '--allow-unverified']) == 0
     assert seen['allow_unverified'] is True
     assert script.main(['--cache-dir', str(tmp_path)]) == 0 and not seen['allow_unverified']
+
+
+# ---------------------------------------------------------------- the Hugging Face cache
+
+def _hf_cache(root, repo, filename, data, blob_name=None, link=True):
+    """A Hugging Face cache entry laid out as huggingface_hub writes it: the snapshot file
+    links to blobs/<its hash>; returns the snapshot path."""
+    folder = os.path.join(str(root), 'models--' + repo.replace('/', '--'))
+    commit = 'c' * 40
+    os.makedirs(os.path.join(folder, 'refs'), exist_ok=True)
+    with open(os.path.join(folder, 'refs', 'main'), 'w') as f:
+        f.write(commit)
+    snap = os.path.join(folder, 'snapshots', commit, filename)
+    os.makedirs(os.path.dirname(snap), exist_ok=True)
+    if not link:
+        with open(snap, 'wb') as f:
+            f.write(data)
+        return snap
+    blob = os.path.join(folder, 'blobs', blob_name or hashlib.sha256(data).hexdigest())
+    os.makedirs(os.path.dirname(blob), exist_ok=True)
+    with open(blob, 'wb') as f:
+        f.write(data)
+    os.symlink(os.path.relpath(blob, os.path.dirname(snap)), snap)
+    return snap
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    root = tmp_path / 'hf'
+    root.mkdir()
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(root))
+    return root
+
+
+def test_a_cached_hub_file_is_checked_against_its_blob_name(hf_cache):
+    good = _hf_cache(hf_cache, 'org/good', 'model.safetensors', b'weights')
+    assert hub.cached_hub_file('org/good', ['model.safetensors']) == good
+    git = b'small file'   # a non-LFS file is stored under its git blob id
+    name = hashlib.sha1(b'blob %d\0' % len(git) + git).hexdigest()
+    small = _hf_cache(hf_cache, 'org/small', 'config.json', git, blob_name=name)
+    assert hub.cached_hub_file('org/small', ['config.json']) == small
+    _hf_cache(hf_cache, 'org/bad', 'model.safetensors', b'weights!',
+              blob_name=hashlib.sha256(b'weights').hexdigest())
+    with pytest.raises(hub.HubFileError, match='does not match the SHA-256 it is stored under'):
+        hub.cached_hub_file('org/bad', ['model.safetensors'])
+    _hf_cache(hf_cache, 'org/copy', 'model.safetensors', b'weights', link=False)
+    with pytest.raises(hub.HubFileError, match='cannot verify the Hugging Face cache file'):
+        hub.cached_hub_file('org/copy', ['model.safetensors'])
+
+
+def test_timm_weights_are_verified_in_the_cache_before_and_after_a_download(
+        hf_cache, monkeypatch):
+    import timm
+    repo = 'timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k'
+    # an altered cached file is refused before timm reads it
+    _hf_cache(hf_cache, repo, 'model.safetensors', b'altered',
+              blob_name=hashlib.sha256(b'original').hexdigest())
+    monkeypatch.setattr(timm, 'create_model', lambda *a, **k: pytest.fail('read the file'))
+    with pytest.raises(hub.HubFileError, match='truncated or altered'):
+        download_timm_weights('vit_tiny_patch16_224')
+    # a download that leaves nothing to check in the cache is refused (fail closed)
+    import shutil
+    shutil.rmtree(str(hf_cache / ('models--' + repo.replace('/', '--'))))
+    monkeypatch.setattr(hub, 'hub_offline_reason', lambda: None)
+    monkeypatch.setattr(timm, 'create_model', lambda *a, **k: torch_module().nn.Linear(1, 1))
+    with pytest.raises(PretrainedWeightsError, match='cannot verify the ImageNet weights'):
+        download_timm_weights('vit_tiny_patch16_224')
+
+    # a download whose cached file checks out is used
+    def download(*a, **k):
+        _hf_cache(hf_cache, repo, 'model.safetensors', b'fresh')
+        return torch_module().nn.Linear(1, 1)
+    monkeypatch.setattr(timm, 'create_model', download)
+    assert set(download_timm_weights('vit_tiny_patch16_224')) == {'weight', 'bias'}
+
+
+def torch_module():
+    import torch
+    return torch
+
+
+def test_open_clip_hub_weights_are_verified_in_the_cache(hf_cache, monkeypatch):
+    import open_clip
+    from vireid_plugin.models.lsmrl import clip_towers
+    repo = 'timm/vit_base_patch16_clip_224.openai'
+    _hf_cache(hf_cache, repo, 'open_clip_model.safetensors', b'altered',
+              blob_name=hashlib.sha256(b'original').hexdigest())
+    monkeypatch.setattr(open_clip, 'create_model', lambda *a, **k: pytest.fail('read it'))
+    with pytest.raises(hub.HubFileError, match='truncated or altered'):
+        clip_towers.create_clip('ViT-B-16', (64, 32), pretrained_tag='openai')
+    import shutil
+    shutil.rmtree(str(hf_cache / ('models--' + repo.replace('/', '--'))))
+    monkeypatch.setattr(hub, 'hub_offline_reason', lambda: None)
+    monkeypatch.setattr(open_clip, 'create_model', lambda *a, **k: 'model')
+    with pytest.raises(PretrainedWeightsError, match="cannot verify the 'openai' weights"):
+        clip_towers.create_clip('ViT-B-16', (64, 32), pretrained_tag='openai')

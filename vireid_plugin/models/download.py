@@ -24,7 +24,6 @@ huggingface_hub's HTTP client: proxy settings apply, ``hub.py``) and the command
 at once with what to fetch by hand and where to put it. Importing this module imports
 neither torch nor torchreid (``scripts/download_weights.py`` loads it on its own).
 """
-import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import hub
+from .hub import sha256_of
 from ..errors import UserError
 
 __all__ = ['WeightSource', 'SOURCES', 'DownloadError', 'default_cache_dir', 'sha256_of',
@@ -97,14 +97,6 @@ SOURCES = (
 def default_cache_dir():
     base = os.environ.get('XDG_CACHE_HOME', os.path.join(os.path.expanduser('~'), '.cache'))
     return os.path.join(base, 'vireid_plugin', 'weights')
-
-
-def sha256_of(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def offline_hosts(sources=SOURCES, timeout=2.0):
