@@ -101,3 +101,24 @@ def test_a_linked_folder_inside_the_dataset_is_allowed(tmp_path):
     for entry in ('', '.', 'linked/../..'):
         with pytest.raises(UnsafePathError):
             entry_path(str(data), entry, 'list, line 1')
+
+
+def test_a_run_on_a_hostile_list_stops_before_writing_anything(cli, tmp_path, outside, capfd):
+    """scripts/main.py on a RegDB whose idx file climbs out: one line, exit status 1, and
+    no file written anywhere (no cache beside the images, no run folder)."""
+    root = tmp_path / 'data'
+    write_regdb_tree(root, regdb.TRIALS)
+    idx = root / 'RegDB' / 'idx' / 'train_thermal_1.txt'
+    replace_line(idx, 1, '../../outside/secret.jpg 0')
+    before = sorted(str(p) for p in tmp_path.rglob('*'))
+    config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          'configs', 'demo_regdb.yaml')
+    rc = cli.main(['--config-file', config, '--root', str(root), 'data.save_dir',
+                   str(tmp_path / 'run'), 'data.synthetic', 'False', 'data.workers', '0'])
+    err = capfd.readouterr().err
+    assert rc != 0 and 'Traceback' not in err
+    line = [x for x in err.splitlines() if 'leaves the dataset folder' in x]
+    assert len(line) == 1 and '{}, line 1'.format(idx) in line[0]
+    after = sorted(str(p) for p in tmp_path.rglob('*'))
+    assert [p for p in after if p not in before and not p.startswith(str(tmp_path / 'run'))] \
+        == []
