@@ -116,7 +116,7 @@ def test_a_run_on_a_hostile_list_stops_before_writing_anything(cli, tmp_path, ou
     rc = cli.main(['--config-file', config, '--root', str(root), 'data.save_dir',
                    str(tmp_path / 'run'), 'data.synthetic', 'False', 'data.workers', '0'])
     err = capfd.readouterr().err
-    assert rc != 0 and 'Traceback' not in err
+    assert rc == 1 and 'Traceback' not in err
     line = [x for x in err.splitlines() if 'leaves the dataset folder' in x]
     assert len(line) == 1 and '{}, line 1'.format(idx) in line[0]
     after = sorted(str(p) for p in tmp_path.rglob('*'))
