@@ -237,3 +237,17 @@ def test_a_replaced_file_keeps_its_mode(tmp_path, umask, existing):
     assert stat.S_IMODE(os.stat(path).st_mode) == existing
     with open(path, 'rb') as f:
         assert f.read() == b'new'
+
+
+def test_a_checkpoint_in_the_pre_1_6_format_still_loads(tmp_path):
+    path = str(tmp_path / 'old.pth')
+    torch.save({'state_dict': {'w': torch.arange(3.0)}}, path,
+               _use_new_zipfile_serialization=False)
+    assert torch.equal(load_checkpoint(path)['state_dict']['w'], torch.arange(3.0))
+
+
+def test_a_safetensors_file_under_another_name_loads(tmp_path):
+    from safetensors.torch import save_file
+    path = str(tmp_path / 'weights.pth')
+    save_file({'w': torch.ones(2)}, path)
+    assert torch.equal(load_checkpoint(path)['w'], torch.ones(2))
