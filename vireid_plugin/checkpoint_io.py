@@ -11,8 +11,15 @@ removes its temporary file, leaves the previous file as it was and raises one
 torchreid's ``save_model`` fails when the scheduler is None and stores numpy
 scalars that ``torch.load(weights_only=True)`` (the default since torch 2.6)
 refuses. Here a checkpoint holds only tensors and plain Python values, is read
-with ``weights_only=True`` (or as .safetensors) so a file cannot run code when
-loaded, and every error names the file and what was expected.
+with ``weights_only=True`` (or as .safetensors, or a TorchScript archive's tensors
+through ``torchscript_state``) so a file cannot run code when loaded. The first bytes
+tell what a file is before torch reads it, so random bytes, zeros, text and empty
+files get one line saying so; every error names the file (``quote_path``: safe to
+paste) and what was expected, and torch's advice to retry with ``weights_only=False``
+never reaches the user (``torch_error_detail``): a refused pickle's message lists the
+Python names it holds and the safe remedy first.
+
+New files get the permission bits of the file they replace, else ``0o666 & ~umask``.
 """
 import errno
 import os
