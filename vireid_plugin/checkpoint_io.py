@@ -114,7 +114,7 @@ def atomic_write(path, write, mode='wb'):
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
-            os.fchmod(f.fileno(), _mode_for(path))
+            _set_mode(f.fileno(), path)
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
@@ -151,6 +151,13 @@ def _mode_for(path):
         return stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         return 0o666 & ~_umask()
+
+
+def _set_mode(fd, path):
+    try:
+        os.fchmod(fd, _mode_for(path))
+    except OSError:   # a file system without permission bits (some FUSE/SMB mounts)
+        pass
 
 
 def _remove_quietly(path):
