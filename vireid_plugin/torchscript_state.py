@@ -204,8 +204,9 @@ def read_torchscript_state_dict(path):
         for name, value in getattr(obj, 'attrs', {}).items():
             if isinstance(value, _ScriptObject):
                 walk(value, '{}{}.'.format(prefix, name), depth + 1)
-            elif torch.is_tensor(value) and (names is None or name in names):
-                state[prefix + str(name)] = value
+            elif type(value) is torch.Tensor and (names is None or name in names):
+                # detached: nothing the pickle attached (hooks, grad flags) comes along
+                state[prefix + str(name)] = value.detach()
 
     walk(root, '', 0)
     if not state:
