@@ -2,6 +2,7 @@
 """Fetch the pretrained weights of the real recipes into a cache folder and verify them.
 
     python scripts/download_weights.py [--cache-dir DIR] [--only mip_imagenet clip_openai ...]
+                                       [--allow-unverified]
 
 Downloads timm's ImageNet ViT-B/16 weights (MIP's and the ViT baseline's), OpenAI's
 CLIP ViT-B/16 (LSMRL) and the MIP authors' released checkpoints (Google Drive, via
@@ -51,13 +52,18 @@ def build_parser():
                    help='fetch only these: ' + ', '.join(s.key for s in SOURCES))
     p.add_argument('--timeout', type=float, default=2.0,
                    help='seconds to wait for each host before calling it offline')
+    p.add_argument('--allow-unverified', action='store_true',
+                   help="accept a hub file whose SHA-256 cannot be asked (the hub's lookup "
+                        'fails); without it such a file is refused. It is recorded as '
+                        'unverified in manifest.json and printed so on every run')
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        lines = download_all(args.cache_dir, keys=args.only, timeout=args.timeout)
+        lines = download_all(args.cache_dir, keys=args.only, timeout=args.timeout,
+                             allow_unverified=args.allow_unverified)
     except DownloadError as exc:
         print('error: {}'.format(exc), file=sys.stderr)
         return 1

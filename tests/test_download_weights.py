@@ -200,7 +200,9 @@ def test_present_files_are_verified_and_unknown_hashes_recorded(tmp_path, monkey
                      'b': ['model.load_weights ' + str(tmp_path / 'b' / 'sysu.pth')]}
     assert 'matches the published SHA-256' in out and 'no published hash' in out
     manifest = json.loads((tmp_path / 'manifest.json').read_text())
-    assert manifest[os.path.join('b', 'sysu.pth')] == hashlib.sha256(b'checkpoint').hexdigest()
+    assert manifest[os.path.join('b', 'sysu.pth')] == {
+        'sha256': hashlib.sha256(b'checkpoint').hexdigest(), 'check': 'recorded'}
+    assert manifest['a.pt'] == {'sha256': good, 'check': 'published'}
     (tmp_path / 'b' / 'sysu.pth').write_bytes(b'changed')
     with pytest.raises(download.DownloadError, match='recorded at its download'):
         download.download_all(str(tmp_path), log=print)
@@ -222,3 +224,233 @@ def test_a_file_in_the_hub_cache_loads_without_the_network(offline, monkeypatch,
     state = download_timm_weights('vit_tiny_patch16_224')
     assert asked == ['timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k']
     assert torch.equal(state['cls_token'], reference.cls_token.detach())
+
+
+# ---------------------------------------------------------------- hub files fail closed
+
+HUB_DATA = b'hub weights'
+HUB_SHA = hashlib.sha256(HUB_DATA).hexdigest()
+
+
+@pytest.fixture
+def hub_source(monkeypatch, tmp_path):
+    """One hub source, fetched by a fake download; the hub's hash lookup is what each test
+    sets with ``answer(sha, why)`` (no network anywhere)."""
+    source = download.WeightSource('w', 'hub weights', 'hf', 'org/repo', 'w.safetensors',
+                                   'model.pretrained_path {path}', filename='model.safetensors')
+    monkeypatch.setattr(download, 'SOURCES', (source,))
+    monkeypatch.setattr(download, 'offline_hosts', lambda *a, **k: {})
+    fetched = []
+
+    def fetch(src, dest):
+        fetched.append(dest)
+        with open(dest, 'wb') as f:
+            f.write(HUB_DATA)
+    monkeypatch.setattr(download, '_fetch', fetch)
+    asked = []
+
+    def answer(sha, why=None):
+        def lookup(repo, filename):
+            asked.append((repo, filename))
+            return sha, why
+        monkeypatch.setattr(hub, 'hub_file_sha256', lookup)
+    answer(None, 'the hub lookup failed (ConnectError: refused)')
+    return {'dir': str(tmp_path / 'cache'), 'answer': answer, 'asked': asked,
+            'fetched': fetched, 'file': str(tmp_path / 'cache' / 'w.safetensors')}
+
+
+def _manifest(cache):
+    with open(os.path.join(cache, 'manifest.json')) as f:
+        return json.load(f)
+
+
+def test_a_hub_file_whose_hash_cannot_be_asked_is_refused(hub_source):
+    cache = hub_source['dir']
+    for _ in range(2):   # the second run finds the file present: still refused
+        with pytest.raises(download.DownloadError) as err:
+            download.download_all(cache, log=lambda *a: None)
+        msg = str(err.value)
+        assert msg.startswith('cannot verify ' + hub_source['file'])
+        assert 'ConnectError: refused' in msg and '--allow-unverified' in msg
+        assert 'w.safetensors' not in _manifest(cache)
+    assert len(hub_source['fetched']) == 1 and len(hub_source['asked']) == 2
+
+
+def test_allow_unverified_accepts_and_says_so_on_every_run(hub_source):
+    cache, out = hub_source['dir'], []
+    lines = download.download_all(cache, log=out.append, allow_unverified=True)
+    assert lines == {'w': ['model.pretrained_path ' + hub_source['file']]}
+    assert 'UNVERIFIED' in out[-1] and 'accepted because of --allow-unverified' in out[-1]
+    assert _manifest(cache)['w.safetensors'] == {'sha256': HUB_SHA, 'check': 'unverified'}
+    # later runs without the option: accepted as pinned, and still called unverified
+    out.clear()
+    download.download_all(cache, log=out.append)
+    assert 'UNVERIFIED' in out[-1] and 'accepted earlier' in out[-1]
+    # once the hub answers, the file is verified and recorded so
+    hub_source['answer'](HUB_SHA)
+    out.clear()
+    download.download_all(cache, log=out.append)
+    assert 'matches the SHA-256 the hub records' in out[-1]
+    assert _manifest(cache)['w.safetensors']['check'] == 'hub'
+    # and a changed file is refused whatever the hub says
+    with open(hub_source['file'], 'ab') as f:
+        f.write(b'!')
+    with pytest.raises(download.DownloadError, match='differs from the one recorded'):
+        download.download_all(cache, log=lambda *a: None)
+
+
+def test_a_verified_hub_file_needs_no_network_later(hub_source):
+    cache = hub_source['dir']
+    hub_source['answer'](HUB_SHA)
+    download.download_all(cache, log=lambda *a: None)
+    hub_source['answer'](None, 'offline')
+    out = []
+    download.download_all(cache, log=out.append)
+    assert "matches the hub's SHA-256" in out[-1] and len(hub_source['asked']) == 1
+
+
+def test_a_hub_hash_that_differs_is_refused(hub_source):
+    hub_source['answer']('0' * 64)
+    with pytest.raises(download.DownloadError, match='does not match the 0{64} the hub'):
+        download.download_all(hub_source['dir'], log=lambda *a: None)
+
+
+def test_an_old_manifest_entry_of_a_hub_file_is_checked_again(hub_source):
+    """Before, a failed lookup recorded the hash as trusted: such a bare entry is not
+    proof of a check, so the hub is asked again and a failed lookup refuses the file."""
+    cache = hub_source['dir']
+    os.makedirs(cache)
+    with open(hub_source['file'], 'wb') as f:
+        f.write(HUB_DATA)
+    with open(os.path.join(cache, 'manifest.json'), 'w') as f:
+        json.dump({'w.safetensors': HUB_SHA}, f)
+    with pytest.raises(download.DownloadError, match='cannot verify'):
+        download.download_all(cache, log=lambda *a: None)
+    assert hub_source['fetched'] == []
+
+
+def test_the_hub_lookup_reports_why_it_has_no_hash(monkeypatch):
+    import huggingface_hub
+
+    class Api:
+        def __init__(self, endpoint):
+            pass
+
+        def get_paths_info(self, repo, files):
+            raise ConnectionError('proxy refused\nmore')
+    monkeypatch.setattr(huggingface_hub, 'HfApi', Api)
+    assert hub.hub_file_sha256('org/repo', 'f') == (
+        None, 'the hub lookup failed (ConnectionError: proxy refused)')
+
+    class NoLfs(Api):
+        def get_paths_info(self, repo, files):
+            return [type('RepoFile', (), {'lfs': None})()]
+    monkeypatch.setattr(huggingface_hub, 'HfApi', NoLfs)
+    assert hub.hub_file_sha256('org/repo', 'f')[1] == (
+        'the hub records no SHA-256 for org/repo/f (not an LFS file)')
+
+
+def test_the_cli_has_the_option(tmp_path, monkeypatch):
+    script = _script()
+    seen = {}
+    monkeypatch.setattr(script, 'download_all', lambda *a, **k: seen.update(k) or {})
+    assert script.main(['--cache-dir', str(tmp_path), '--allow-unverified']) == 0
+    assert seen['allow_unverified'] is True
+    assert script.main(['--cache-dir', str(tmp_path)]) == 0 and not seen['allow_unverified']
+
+
+# ---------------------------------------------------------------- the Hugging Face cache
+
+def _hf_cache(root, repo, filename, data, blob_name=None, link=True):
+    """A Hugging Face cache entry laid out as huggingface_hub writes it: the snapshot file
+    links to blobs/<its hash>; returns the snapshot path."""
+    folder = os.path.join(str(root), 'models--' + repo.replace('/', '--'))
+    commit = 'c' * 40
+    os.makedirs(os.path.join(folder, 'refs'), exist_ok=True)
+    with open(os.path.join(folder, 'refs', 'main'), 'w') as f:
+        f.write(commit)
+    snap = os.path.join(folder, 'snapshots', commit, filename)
+    os.makedirs(os.path.dirname(snap), exist_ok=True)
+    if not link:
+        with open(snap, 'wb') as f:
+            f.write(data)
+        return snap
+    blob = os.path.join(folder, 'blobs', blob_name or hashlib.sha256(data).hexdigest())
+    os.makedirs(os.path.dirname(blob), exist_ok=True)
+    with open(blob, 'wb') as f:
+        f.write(data)
+    os.symlink(os.path.relpath(blob, os.path.dirname(snap)), snap)
+    return snap
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    root = tmp_path / 'hf'
+    root.mkdir()
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(root))
+    return root
+
+
+def test_a_cached_hub_file_is_checked_against_its_blob_name(hf_cache):
+    good = _hf_cache(hf_cache, 'org/good', 'model.safetensors', b'weights')
+    assert hub.cached_hub_file('org/good', ['model.safetensors']) == good
+    git = b'small file'   # a non-LFS file is stored under its git blob id
+    name = hashlib.sha1(b'blob %d\0' % len(git) + git).hexdigest()
+    small = _hf_cache(hf_cache, 'org/small', 'config.json', git, blob_name=name)
+    assert hub.cached_hub_file('org/small', ['config.json']) == small
+    _hf_cache(hf_cache, 'org/bad', 'model.safetensors', b'weights!',
+              blob_name=hashlib.sha256(b'weights').hexdigest())
+    with pytest.raises(hub.HubFileError, match='does not match the SHA-256 it is stored under'):
+        hub.cached_hub_file('org/bad', ['model.safetensors'])
+    _hf_cache(hf_cache, 'org/copy', 'model.safetensors', b'weights', link=False)
+    with pytest.raises(hub.HubFileError, match='cannot verify the Hugging Face cache file'):
+        hub.cached_hub_file('org/copy', ['model.safetensors'])
+
+
+def test_timm_weights_are_verified_in_the_cache_before_and_after_a_download(
+        hf_cache, monkeypatch):
+    import timm
+    repo = 'timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k'
+    # an altered cached file is refused before timm reads it
+    _hf_cache(hf_cache, repo, 'model.safetensors', b'altered',
+              blob_name=hashlib.sha256(b'original').hexdigest())
+    monkeypatch.setattr(timm, 'create_model', lambda *a, **k: pytest.fail('read the file'))
+    with pytest.raises(hub.HubFileError, match='truncated or altered'):
+        download_timm_weights('vit_tiny_patch16_224')
+    # a download that leaves nothing to check in the cache is refused (fail closed)
+    import shutil
+    shutil.rmtree(str(hf_cache / ('models--' + repo.replace('/', '--'))))
+    monkeypatch.setattr(hub, 'hub_offline_reason', lambda: None)
+    monkeypatch.setattr(timm, 'create_model', lambda *a, **k: torch_module().nn.Linear(1, 1))
+    with pytest.raises(PretrainedWeightsError, match='cannot verify the ImageNet weights'):
+        download_timm_weights('vit_tiny_patch16_224')
+
+    # a download whose cached file checks out is used
+    def download(*a, **k):
+        _hf_cache(hf_cache, repo, 'model.safetensors', b'fresh')
+        return torch_module().nn.Linear(1, 1)
+    monkeypatch.setattr(timm, 'create_model', download)
+    assert set(download_timm_weights('vit_tiny_patch16_224')) == {'weight', 'bias'}
+
+
+def torch_module():
+    import torch
+    return torch
+
+
+def test_open_clip_hub_weights_are_verified_in_the_cache(hf_cache, monkeypatch):
+    import open_clip
+    from vireid_plugin.models.lsmrl import clip_towers
+    repo = 'timm/vit_base_patch16_clip_224.openai'
+    _hf_cache(hf_cache, repo, 'open_clip_model.safetensors', b'altered',
+              blob_name=hashlib.sha256(b'original').hexdigest())
+    monkeypatch.setattr(open_clip, 'create_model', lambda *a, **k: pytest.fail('read it'))
+    with pytest.raises(hub.HubFileError, match='truncated or altered'):
+        clip_towers.create_clip('ViT-B-16', (64, 32), pretrained_tag='openai')
+    import shutil
+    shutil.rmtree(str(hf_cache / ('models--' + repo.replace('/', '--'))))
+    monkeypatch.setattr(hub, 'hub_offline_reason', lambda: None)
+    monkeypatch.setattr(open_clip, 'create_model', lambda *a, **k: 'model')
+    with pytest.raises(PretrainedWeightsError, match="cannot verify the 'openai' weights"):
+        clip_towers.create_clip('ViT-B-16', (64, 32), pretrained_tag='openai')

@@ -7,7 +7,6 @@ The arithmetic (features of a pool, distances, CMC/mAP tables, results files) is
 ``engine/evaluation.py``'s; this mixin is the engine's side of it.
 """
 import contextlib
-import os
 import time
 
 import torch
@@ -15,6 +14,7 @@ import torch
 from .. import distributed
 from ..data.seeded import preserved_rng
 from ..metrics.distance import resolve_ranking
+from ..safe_paths import path_under, safe_component
 from .evaluation import append_results, format_table, pool_key, scalar_tags, score_modes, \
     trial_distance
 from .run_loop import SELECTION_LABEL
@@ -212,7 +212,7 @@ class Testing:
         distmat = trial_distance(feats, mode.query, gallery, dist_metric, rerank)
         distmat = distmat.cpu().numpy() if torch.is_tensor(distmat) else distmat
         pool = dataset.test_pool
-        folder = os.path.join(save_dir, 'visrank_' + name)
+        folder = path_under(save_dir, 'visrank_' + safe_component(name))
         save_ranked_lists(distmat, [pool[i] for i in mode.query], [pool[i] for i in gallery],
                           mode.metric, folder, topk=topk)
         print('Ranked lists of "{}" (trial 0) saved to "{}"'.format(mode.name, folder))

@@ -9,17 +9,21 @@
 - the MIP authors' released checkpoints (their Google Drive folder, through gdown).
 
 Checksums: a Hugging Face hub file is checked against the SHA-256 the hub records for
-it (its LFS metadata, asked at download time); OpenAI's URL carries the file's
-SHA-256 in its path (what OpenAI's ``clip`` package verifies). The MIP checkpoints
-have no published hash: their SHA-256 is recorded in ``<cache>/manifest.json`` after
-the download and checked on every later run (and the output says so).
+it (its LFS metadata, ``hub.hub_file_sha256``); OpenAI's URL carries the file's
+SHA-256 in its path (what OpenAI's ``clip`` package verifies). Verification fails
+closed: a hub file whose hash cannot be asked (the lookup fails, no LFS hash) is
+refused, unless ``--allow-unverified`` (``allow_unverified=True``) accepts it, which is
+recorded in the manifest and printed on every run. The MIP checkpoints have no
+published hash at all: their SHA-256 is recorded in ``<cache>/manifest.json`` after the
+download and checked on every later run (and the output says so). Each manifest entry
+is ``{"sha256": ..., "check": "published" | "hub" | "recorded" | "unverified"}``
+(a bare hash string, the earlier format, still reads).
 
 Offline, every host is asked once with a short timeout (in parallel, through
 huggingface_hub's HTTP client: proxy settings apply, ``hub.py``) and the command stops
 at once with what to fetch by hand and where to put it. Importing this module imports
 neither torch nor torchreid (``scripts/download_weights.py`` loads it on its own).
 """
-import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -27,12 +31,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import hub
+from .hub import sha256_of
 from ..errors import UserError
 
 __all__ = ['WeightSource', 'SOURCES', 'DownloadError', 'default_cache_dir', 'sha256_of',
            'offline_hosts', 'manual_instructions', 'download_all']
 
 MANIFEST = 'manifest.json'
+#: how a file's SHA-256 was established (the 'check' of its manifest entry)
+PUBLISHED, HUB, RECORDED, UNVERIFIED = 'published', 'hub', 'recorded', 'unverified'
 MIP_DRIVE_FOLDER = '1MUawaVku45vviDrxh9rJtshDEL2oCi6C'   # wurqjackey/MIP README, "GoogleDrive"
 
 
@@ -92,14 +99,6 @@ def default_cache_dir():
     return os.path.join(base, 'vireid_plugin', 'weights')
 
 
-def sha256_of(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            h.update(block)
-    return h.hexdigest()
-
-
 def offline_hosts(sources=SOURCES, timeout=2.0):
     """{url: reason} of the sources whose host cannot be reached (tried in parallel)."""
     if os.environ.get('HF_HUB_OFFLINE', '').strip().lower() in ('1', 'true', 'yes', 'on'):
@@ -132,18 +131,6 @@ def _read_manifest(cache_dir):
                             'again'.format(path)) from None
 
 
-def _hub_sha256(source):
-    """The SHA-256 the hub records for a file (its LFS metadata), or None."""
-    try:
-        from huggingface_hub import HfApi
-        info = HfApi(endpoint=hub.hub_endpoint()).get_paths_info(source.source,
-                                                                 [source.filename])
-        lfs = getattr(info[0], 'lfs', None) if info else None
-        return getattr(lfs, 'sha256', None)
-    except Exception:
-        return None
-
-
 def _fetch(source, dest):
     if source.kind == 'hf':
         from huggingface_hub import hf_hub_download
@@ -166,11 +153,51 @@ def _files_of(path):
     return [path] if os.path.isfile(path) else []
 
 
-def download_all(cache_dir, keys=None, timeout=2.0, log=print):
+def _entry(manifest, rel):
+    """(SHA-256, check) recorded for ``rel``, or (None, None). A bare string (manifests
+    written before checks were recorded) is a hash recorded at download, check unknown."""
+    value = manifest.get(rel)
+    if isinstance(value, str):
+        return value, None
+    if isinstance(value, dict) and isinstance(value.get('sha256'), str):
+        return value['sha256'], value.get('check')
+    return None, None
+
+
+def _check_hub_file(source, path, digest, recorded, check, allow_unverified):
+    """(check, how) of a hub file: the hub's SHA-256 must match; when it cannot be asked
+    the file is refused (fail closed) unless it was accepted unverified before or
+    ``allow_unverified`` is set."""
+    if recorded and check == HUB:
+        return HUB, "matches the hub's SHA-256 (checked when it was first verified)"
+    expected, why = hub.hub_file_sha256(source.source, source.filename)
+    if expected:
+        if digest != expected:
+            raise DownloadError('{}: SHA-256 {} does not match the {} the hub records for '
+                                '{}/{}; delete the file and download it again'.format(
+                                    path, digest, expected, source.source, source.filename))
+        return HUB, 'matches the SHA-256 the hub records'
+    if recorded and check == UNVERIFIED:
+        return UNVERIFIED, ('UNVERIFIED ({}): accepted earlier with --allow-unverified, '
+                            'unchanged since'.format(why))
+    if allow_unverified:
+        return UNVERIFIED, ('UNVERIFIED ({}): accepted because of --allow-unverified; '
+                            'recorded as unverified in {}'.format(why, MANIFEST))
+    raise DownloadError(
+        'cannot verify {}: {}. Downloads fail closed, so the file is not accepted and no '
+        'config line is printed for it. Run this command again when the hub answers, or '
+        'pass --allow-unverified to accept the file unchecked (recorded as unverified in '
+        '{} and said so on every run)'.format(path, why, MANIFEST))
+
+
+def download_all(cache_dir, keys=None, timeout=2.0, log=print, allow_unverified=False):
     """Fetch (unless present) and verify every source (or those in ``keys``).
 
     Returns {key: [config lines]}. Raises ``DownloadError`` when offline with a missing
-    file (with :func:`manual_instructions`), or on a checksum mismatch.
+    file (with :func:`manual_instructions`), on a checksum mismatch, or when a hub file's
+    SHA-256 cannot be asked (fail closed; ``allow_unverified`` accepts it and says so).
+    Files without a published hash (the MIP authors' Drive folder) get theirs recorded at
+    download and checked on every later run.
     """
     sources = [s for s in SOURCES if keys is None or s.key in keys]
     unknown = set(keys or ()) - {s.key for s in SOURCES}
@@ -186,34 +213,43 @@ def download_all(cache_dir, keys=None, timeout=2.0, log=print):
                 '; '.join(sorted(set(down.values()))), manual_instructions(cache_dir, missing)))
     manifest = _read_manifest(cache_dir)
     lines = {}
-    for s in sources:
-        dest = os.path.join(cache_dir, s.target)
-        if s in missing:
-            log('=> Downloading {} from {}'.format(s.what, s.url))
-            _fetch(s, dest)
-        expected = s.sha256 or (_hub_sha256(s) if s.kind == 'hf' and s in missing else None)
-        lines[s.key] = []
-        for path in _files_of(dest):
-            rel = os.path.relpath(path, cache_dir)
-            digest = sha256_of(path)
-            known = expected if path == dest else None
-            recorded = manifest.get(rel)
-            if known and digest != known:
-                raise DownloadError('{}: SHA-256 {} does not match the published {}; delete '
-                                    'the file and download it again'.format(path, digest, known))
-            if recorded and digest != recorded:
-                raise DownloadError('{}: SHA-256 {} differs from the one recorded at its '
-                                    'download ({}); delete it and download it '
-                                    'again'.format(path, digest, recorded))
-            how = ('matches the published SHA-256' if known else
-                   'matches the SHA-256 recorded at download (no published hash)' if recorded
-                   else 'no published hash: SHA-256 recorded now in ' + MANIFEST)
-            log('{}  {}  ({})'.format(digest, rel, how))
-            manifest[rel] = digest
-            if path.endswith(('.pth', '.pt', '.safetensors', '.bin', '.tar')):
-                lines[s.key].append(s.config.format(path=path))
-    # imported here: checkpoint_io imports torch, which answering offline does not need
-    from ..checkpoint_io import atomic_write
-    atomic_write(os.path.join(cache_dir, MANIFEST),
-                 lambda f: json.dump(manifest, f, indent=2, sort_keys=True), mode='w')
+    try:
+        for s in sources:
+            dest = os.path.join(cache_dir, s.target)
+            if s in missing:
+                log('=> Downloading {} from {}'.format(s.what, s.url))
+                _fetch(s, dest)
+            lines[s.key] = []
+            for path in _files_of(dest):
+                rel = os.path.relpath(path, cache_dir)
+                digest = sha256_of(path)
+                recorded, check = _entry(manifest, rel)
+                if path == dest and s.sha256 and digest != s.sha256:
+                    raise DownloadError('{}: SHA-256 {} does not match the published {}; '
+                                        'delete the file and download it again'.format(
+                                            path, digest, s.sha256))
+                if recorded and digest != recorded:
+                    raise DownloadError('{}: SHA-256 {} differs from the one recorded at its '
+                                        'download ({}); delete it and download it '
+                                        'again'.format(path, digest, recorded))
+                if path == dest and s.sha256:
+                    check, how = PUBLISHED, 'matches the published SHA-256'
+                elif path == dest and s.kind == 'hf':
+                    check, how = _check_hub_file(s, path, digest, recorded, check,
+                                                 allow_unverified)
+                elif recorded:
+                    check = check or RECORDED
+                    how = 'matches the SHA-256 recorded at download (no published hash)'
+                else:
+                    check = RECORDED
+                    how = 'no published hash: SHA-256 recorded now in ' + MANIFEST
+                log('{}  {}  ({})'.format(digest, rel, how))
+                manifest[rel] = {'sha256': digest, 'check': check}
+                if path.endswith(('.pth', '.pt', '.safetensors', '.bin', '.tar')):
+                    lines[s.key].append(s.config.format(path=path))
+    finally:   # what was established so far is kept, also when a later file is refused
+        # imported here: checkpoint_io imports torch, which answering offline does not need
+        from ..checkpoint_io import atomic_write
+        atomic_write(os.path.join(cache_dir, MANIFEST),
+                     lambda f: json.dump(manifest, f, indent=2, sort_keys=True), mode='w')
     return lines

@@ -12,19 +12,33 @@ one its downloads use, so what applies to a download applies to the check:
 ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``, certificates, a client factory set with
 ``huggingface_hub.set_client_factory``. A hub reached only through a proxy is reachable.
 Nothing here imports torch: ``scripts/download_weights.py`` answers offline at once.
+
+A file of the Hugging Face cache is stored under its hash (``blobs/<sha256>`` for an
+LFS file, ``blobs/<git sha1>`` otherwise, the hub's ETag): ``cached_hub_file`` checks
+the content against that name before the file is used (``verify_cached_file``), so a
+truncated or altered cached file is refused, and one that cannot be checked too.
 """
+import hashlib
 import os
+import re
 import threading
 from urllib.parse import urlparse
 
+from ..errors import UserError
+
 __all__ = ['hub_endpoint', 'origin_of', 'unreachable', 'hub_offline_reason', 'cached_hub_file',
-           'DOWNLOAD_HINT']
+           'hub_file_sha256', 'verify_cached_file', 'sha256_of', 'HubFileError', 'DOWNLOAD_HINT']
 
 DOWNLOAD_HINT = ('run `python scripts/download_weights.py` on a machine with network access '
                  '(it prints the config line to use), or copy the file here by hand')
 _TRUE = ('1', 'true', 'yes', 'on')
 #: extra seconds past the request timeout before the check gives up on a hung lookup
 _GRACE = 1.0
+
+
+class HubFileError(UserError, RuntimeError):
+    """A file of the Hugging Face cache does not match (or cannot be checked against) the
+    hash it is stored under."""
 
 
 def hub_endpoint():
@@ -111,5 +125,66 @@ def cached_hub_file(repo_id, filenames):
         except Exception:   # malformed repo ids and cache folders: not cached
             path = None
         if isinstance(path, str) and os.path.isfile(path):
-            return path
+            return verify_cached_file(path)
     return None
+
+
+def sha256_of(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _git_sha1_of(path, chunk=1 << 20):
+    """The git blob id of a file (what the hub names a non-LFS file by)."""
+    h = hashlib.sha1(b'blob %d\0' % os.path.getsize(path))
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_cached_file(path):
+    """``path`` when the Hugging Face cache file it links to matches the hash its blob is
+    named by; else :class:`HubFileError` (a file not stored under a hash, as in a copied
+    cache without links, cannot be checked and is refused too)."""
+    blob = os.path.realpath(path)
+    name = os.path.basename(blob)
+    if re.fullmatch(r'[0-9a-f]{64}', name):
+        digest, what = sha256_of(blob), 'SHA-256'
+    elif re.fullmatch(r'[0-9a-f]{40}', name):
+        digest, what = _git_sha1_of(blob), 'git SHA-1'
+    else:
+        raise HubFileError(
+            'cannot verify the Hugging Face cache file {}: it is not stored under its hash '
+            '(blobs/<sha256>), so its content cannot be checked; {}, then set the config '
+            'key to the verified file'.format(path, DOWNLOAD_HINT))
+    if digest != name:
+        raise HubFileError(
+            'the Hugging Face cache file {} does not match the {} it is stored under ({}, '
+            'content {}): truncated or altered; delete {} and download it again'.format(
+                path, what, name, digest, blob))
+    return path
+
+
+def hub_file_sha256(repo_id, filename):
+    """(SHA-256 the hub records for ``filename`` of ``repo_id`` (its LFS metadata), None)
+    or (None, why it cannot be told): the hub did not answer, the file is unknown, or it
+    is not an LFS file. Never raises: the caller decides what an unknown hash means
+    (``download.py`` refuses the file unless told to accept it unverified)."""
+    try:
+        from huggingface_hub import HfApi
+        info = HfApi(endpoint=hub_endpoint()).get_paths_info(repo_id, [filename])
+    except Exception as exc:   # offline, proxy, HTTP errors, huggingface_hub missing
+        text = str(exc).strip().splitlines()
+        return None, 'the hub lookup failed ({}: {})'.format(
+            type(exc).__name__, text[0] if text else 'no detail')
+    if not info:
+        return None, 'the hub lists no file {} in {}'.format(filename, repo_id)
+    sha = getattr(getattr(info[0], 'lfs', None), 'sha256', None)
+    if not isinstance(sha, str) or len(sha) != 64:
+        return None, 'the hub records no SHA-256 for {}/{} (not an LFS file)'.format(
+            repo_id, filename)
+    return sha.lower(), None

@@ -17,13 +17,16 @@ from timm.models.vision_transformer import checkpoint_filter_fn
 
 from . import hub
 from ..errors import UserError
-from ..checkpoint_io import CheckpointError, state_dict_of
+from ..checkpoint_io import CheckpointError, state_dict_of, torch_error_detail
 from ..checkpoint_io import load_checkpoint as load_checkpoint_file
 
 __all__ = ['PretrainedWeightsError', 'load_pretrained', 'load_checkpoint', 'read_checkpoint',
            'adapt_state_dict', 'load_state_dict_into', 'download_timm_weights']
 
 PATH_KEY = 'model.pretrained_path'
+#: the weight files timm and open_clip fetch from a hub repo (safetensors first)
+HUB_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin', 'open_clip_model.safetensors',
+                    'open_clip_pytorch_model.bin')
 
 
 class PretrainedWeightsError(UserError, RuntimeError):
@@ -52,7 +55,9 @@ def load_pretrained(backbone, timm_name=None, pretrained_path='', arch=''):
 
 def download_timm_weights(timm_name):
     """State dict of timm's default pretrained ``timm_name``: from the Hugging Face cache
-    when it is there, else from the hub; an unreachable hub fails at once (``hub.py``)."""
+    when it is there, else from the hub; an unreachable hub fails at once (``hub.py``).
+    The cached file is checked against the hash it is stored under before it is used, and
+    a file timm just downloaded after (fail closed: one that cannot be found is refused)."""
     repo, cached = _timm_hub_file(timm_name)
     if cached is None:
         reason = hub.hub_offline_reason()
@@ -66,14 +71,21 @@ def download_timm_weights(timm_name):
         # a hub file is a native timm state dict: not the custom (.npz) loader some
         # pretrained configs name for their original URL (older timm releases use it)
         overlay = {'file': cached, 'custom_load': False} if cached else None
-        return timm.create_model(timm_name, pretrained=True, num_classes=0,
-                                 pretrained_cfg_overlay=overlay).state_dict()
+        state = timm.create_model(timm_name, pretrained=True, num_classes=0,
+                                  pretrained_cfg_overlay=overlay).state_dict()
     except Exception as exc:  # proxy, hub errors: all mean the same to the user
         raise PretrainedWeightsError(
             'could not download the ImageNet weights of timm model {!r} ({}: {}); {}, then '
             'set {} to the local file (.pth/.safetensors/.npz), or disable pretrained '
-            'weights'.format(timm_name, type(exc).__name__, exc, hub.DOWNLOAD_HINT,
+            'weights'.format(timm_name, type(exc).__name__, torch_error_detail(exc),
+                             hub.DOWNLOAD_HINT,
                              PATH_KEY)) from exc
+    if cached is None and repo and _timm_hub_file(timm_name)[1] is None:
+        raise PretrainedWeightsError(
+            'cannot verify the ImageNet weights timm downloaded for {!r}: no file of hub repo '
+            '{} is in the Hugging Face cache to check against its hash; {}, then set {} to '
+            'the file'.format(timm_name, repo, hub.DOWNLOAD_HINT, PATH_KEY))
+    return state
 
 
 def _timm_hub_file(timm_name):
@@ -86,7 +98,7 @@ def _timm_hub_file(timm_name):
     if not repo:
         return None, None
     files = [cfg.hf_hub_filename] if getattr(cfg, 'hf_hub_filename', None) else []
-    return repo, hub.cached_hub_file(repo, files + ['model.safetensors', 'pytorch_model.bin'])
+    return repo, hub.cached_hub_file(repo, files + list(HUB_WEIGHT_FILES))
 
 
 def read_checkpoint(path):

@@ -33,10 +33,11 @@ def new_figure(width, height, rows=1, cols=1, **kwargs):
 
 
 def save_png(fig, path):
-    """Write ``fig`` to ``path`` (PNG) and return the path; the figure stays open."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=DPI, format='png')
-    return path
+    """Write ``fig`` to ``path`` (PNG, through the one atomic writer: a link planted at
+    ``path`` is replaced, never written through) and return the path; the figure stays
+    open."""
+    from ..checkpoint_io import atomic_write   # imports torch: not at module import
+    return atomic_write(path, lambda f: fig.savefig(f, dpi=DPI, format='png'))
 
 
 def first_frame(path):

@@ -27,6 +27,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ..metrics import compute_distance, kept_mask
+from ..safe_paths import path_under, safe_component
 from .common import new_figure, thumbnail
 
 __all__ = ['rank_gallery', 'ranked_lists', 'ranked_list_figure', 'ranked_figure_size',
@@ -140,5 +141,6 @@ def save_ranked_lists(distmat, query, gallery, protocol, save_dir, topk=10, size
         for r, g in enumerate(row, 1):
             colour = MATCH if gallery[g][1] == q[1] else MISS
             canvas.paste(_bordered(gallery[g][0], size, colour), (r * (w + GAP) + GAP, 0))
-        canvas.save(os.path.join(save_dir, '{:05d}_pid{}_cam{}.jpg'.format(qi, q[1], q[2] + 1)))
+        name = safe_component('{:05d}_pid{}_cam{}.jpg'.format(qi, q[1], q[2] + 1))
+        canvas.save(path_under(save_dir, name))
     return len(query)

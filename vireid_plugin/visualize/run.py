@@ -10,7 +10,10 @@
   the t-SNE of the generated instance prompts.
 
 Each figure becomes ``<run_dir>/figures/<name>.png`` and an image in the run's
-TensorBoard log (tag ``Figures/...``). Figures whose inputs are missing are skipped
+TensorBoard log (tag ``Figures/...``). Names made from the run's files (target and mode
+names) are reduced to one safe file-name component and every PNG path is checked to
+resolve inside the figures folder (``safe_paths``): a run folder someone sent cannot
+make this write elsewhere. Figures whose inputs are missing are skipped
 with a line saying what is missing.
 """
 import argparse
@@ -33,6 +36,7 @@ from ..errors import UserError
 from ..metrics.distance import DISTANCES
 from ..models import load_weights
 from ..runner import CONFIG_FILE, build_reid_model
+from ..safe_paths import path_under, safe_component
 from . import FIGURES_DIR
 from .attention import attention_figure, attention_maps, has_attention_layout
 from .cmc import cmc_figure
@@ -148,13 +152,16 @@ def visualize_run(run_dir, compare=(), config_file='', checkpoint='', out_dir=''
     """
     if not os.path.isdir(run_dir):
         raise ValueError('run directory not found: {}'.format(run_dir))
-    out_dir = out_dir or os.path.join(run_dir, FIGURES_DIR)
+    # the folder given (--out), or the run's figures/ folder, which must not be a link
+    # leading out of the run folder (a run folder may come from someone else)
+    out_dir = out_dir or path_under(run_dir, FIGURES_DIR)
     cfg = read_run_config(run_dir, config_file)
     configured = cfg.test.dist_metric if cfg is not None else 'euclidean'
     written, figures = {}, []
 
     def emit(tag, fig, name, step=0):
-        written[tag] = save_png(fig, os.path.join(out_dir, name + '.png'))
+        # names hold target and mode names read from the run's files: one safe component
+        written[tag] = save_png(fig, path_under(out_dir, safe_component(name) + '.png'))
         figures.append((tag, fig, step))
 
     # ---- ranked lists and t-SNE: the saved features ----------------------------------

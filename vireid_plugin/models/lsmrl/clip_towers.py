@@ -16,6 +16,8 @@ import torch.nn as nn
 from open_clip.model import resize_pos_embed
 
 from .. import hub
+from ...checkpoint_io import CheckpointError, load_checkpoint, quote_path, state_dict_of
+from ...checkpoint_io import torch_error_detail
 from ..weights import PATH_KEY, PretrainedFileNotFoundError, PretrainedWeightsError
 
 __all__ = ['TINY_CONFIG', 'create_clip', 'load_clip_weights', 'ImageTower', 'TextTower',
@@ -23,8 +25,9 @@ __all__ = ['TINY_CONFIG', 'create_clip', 'load_clip_weights', 'ImageTower', 'Tex
 
 TINY_CONFIG = 'LSMRL-tiny'
 _CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
-# keys some CLIP files carry that are not parameters (OpenAI's TorchScript archives)
-_NON_PARAMETER_KEYS = ('input_resolution', 'context_length', 'vocab_size')
+# keys some CLIP files carry that are not parameters: OpenAI's TorchScript archives
+# (input_resolution, ...), and open_clip's non-persistent attn_mask buffer in a traced CLIP
+_NON_PARAMETER_KEYS = ('input_resolution', 'context_length', 'vocab_size', 'attn_mask')
 
 
 def _ensure_config(name):
@@ -54,49 +57,66 @@ def create_clip(name, img_size, pretrained_tag='', pretrained_path='', quick_gel
     img_size = tuple(int(s) for s in img_size)
     kwargs = dict(force_image_size=img_size, force_quick_gelu=bool(quick_gelu))
     if pretrained_tag and not pretrained_path:
-        weights = _hub_weights(name, pretrained_tag)
+        weights, repo = _hub_weights(name, pretrained_tag)
         try:
-            return open_clip.create_model(name, pretrained=weights, **kwargs)
+            model = open_clip.create_model(name, pretrained=weights, **kwargs)
         except Exception as exc:  # offline, hub errors, unknown tag: one message
             raise PretrainedWeightsError(
                 'could not get the {!r} weights of open_clip model {!r} ({}: {}); '
                 'download them on a machine with network access and set {} to the '
                 'file, or set model.pretrained False'.format(
-                    pretrained_tag, name, type(exc).__name__, str(exc).splitlines()[0],
+                    pretrained_tag, name, type(exc).__name__, torch_error_detail(exc),
                     PATH_KEY)) from None
+        if weights == pretrained_tag and repo and _cached(repo) is None:
+            # open_clip downloaded it: the file it stored is checked like a cached one
+            raise PretrainedWeightsError(
+                'cannot verify the {!r} weights open_clip downloaded for {!r}: no file of hub '
+                'repo {} is in the Hugging Face cache to check against its hash; {}, then set '
+                '{} to the file'.format(pretrained_tag, name, repo, hub.DOWNLOAD_HINT,
+                                        PATH_KEY))
+        return model
     model = open_clip.create_model(name, **kwargs)
     if pretrained_path:
         load_clip_weights(model, pretrained_path, name)
     return model
 
 
+def _cached(repo):
+    """The open_clip weight file of hub ``repo`` in the Hugging Face cache, checked against
+    the hash it is stored under (``hub.cached_hub_file``), or None."""
+    return hub.cached_hub_file(repo, ('open_clip_model.safetensors',
+                                      'open_clip_pytorch_model.bin'))
+
+
 def _hub_weights(name, tag):
-    """``tag``, or the cached hub file of (name, tag) when there is one; an unreachable hub
-    without a cached file fails at once instead of after open_clip's retries."""
+    """(``tag`` or the cached hub file of (name, tag) when there is one, the hub repo or
+    ''); an unreachable hub without a cached file fails at once instead of after
+    open_clip's retries."""
     cfg = open_clip.get_pretrained_cfg(name, tag) or {}
     repo = (cfg.get('hf_hub') or '').rstrip('/')
-    cached = hub.cached_hub_file(repo, ('open_clip_model.safetensors',
-                                        'open_clip_pytorch_model.bin')) if repo else None
+    cached = _cached(repo) if repo else None
     if cached:
-        return cached
+        return cached, repo
     reason = hub.hub_offline_reason() if repo else None
     if reason:
         raise PretrainedWeightsError(
             'the {!r} weights of open_clip model {!r} are not in the Hugging Face cache and '
             'the hub cannot be asked ({}): {}, then set {} to the file (or set '
             'model.pretrained False)'.format(tag, name, reason, hub.DOWNLOAD_HINT, PATH_KEY))
-    return tag
+    return tag, repo
 
 
 def _read_clip_file(path):
+    """{name: tensor} of a CLIP weight file through the package's one checkpoint reader:
+    a state dict (.pt/.pth/.bin, possibly under 'state_dict'), .safetensors, or OpenAI's
+    TorchScript archive (``ViT-B-16.pt``), read without running anything from it."""
     if not os.path.isfile(path):
         raise PretrainedFileNotFoundError('CLIP weight file not found: {} (check {})'.format(
-            path, PATH_KEY))
-    try:  # open_clip's reader: state dicts, 'state_dict' nesting, TorchScript archives
-        state = open_clip.factory.load_state_dict(path)
-    except Exception as exc:
-        raise PretrainedWeightsError('could not read CLIP weights from {} ({}: {})'.format(
-            path, type(exc).__name__, str(exc).splitlines()[0])) from None
+            quote_path(path), PATH_KEY))
+    try:
+        state = state_dict_of(load_checkpoint(path), path)
+    except CheckpointError as exc:
+        raise PretrainedWeightsError('could not read CLIP weights: {}'.format(exc)) from None
     return {k: v for k, v in state.items() if k not in _NON_PARAMETER_KEYS}
 
 

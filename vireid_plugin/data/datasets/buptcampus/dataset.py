@@ -34,6 +34,7 @@ import os.path as osp
 import numpy as np
 
 from ....registry import VIDEO_DATASETS
+from ....safe_paths import entry_path
 from ...eval_split import EvalMode
 from ..base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalVideoDataset
 from ..common import (ExistingFiles, dataset_error, line_error, locate_dataset, numbered_fields,
@@ -195,7 +196,13 @@ class BUPTCampus(CrossModalVideoDataset):
         if not isinstance(rel, list) or not rel:
             raise line_error(path, lineno, 'tracklet {} {} {} {} has no frames in {}'.format(
                 pid, mod, cam, tid, self._json))
-        frames = tuple(osp.join(self.dataset_dir, 'DATA', p) for p in rel)
+        where = '{}, tracklet {} {} {} {} (listed in {}, line {})'.format(
+            self._json, pid, mod, cam, tid, path, lineno)
+        if not all(isinstance(p, str) and p for p in rel):
+            raise line_error(path, lineno, 'tracklet {} {} {} {} lists a frame that is not a '
+                             'path in {}'.format(pid, mod, cam, tid, self._json))
+        data = osp.join(self.dataset_dir, 'DATA')
+        frames = tuple(entry_path(data, p, where) for p in rel)
         for frame in frames:
             if not self._exists(frame):
                 raise line_error(path, lineno, 'listed frame does not exist: {} (tracklet {} {} '

@@ -18,6 +18,7 @@ import os.path as osp
 import re
 
 from ....registry import VIDEO_DATASETS
+from ....safe_paths import entry_path
 from ..base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalVideoDataset
 from ..common import (DatasetNotFoundError, ExistingFiles, dataset_error, line_error,
                      locate_dataset, print_modality_summary)
@@ -129,7 +130,7 @@ class HITSZVCM(CrossModalVideoDataset):
                     rel = self._frame_path(names[k], name_file, k + 1, track_file, lineno, m, pid)
                     if base is None:   # the split's folder layout, from its first frame
                         base = self._frame_base(split, rel, name_file, k + 1)
-                    path = osp.join(base, rel)
+                    path = entry_path(base, rel, '{}, line {}'.format(name_file, k + 1))
                     if not self._exists(path):
                         raise line_error(name_file, k + 1, 'listed frame does not exist: {} '
                                          '(tracklet of {}, line {})'.format(path, track_file,

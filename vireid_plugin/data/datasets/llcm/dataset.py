@@ -36,6 +36,7 @@ import re
 import numpy as np
 
 from ....registry import IMAGE_DATASETS
+from ....safe_paths import entry_path
 from ...eval_split import EvalMode
 from ..base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalImageDataset
 from ..common import (ExistingFiles, dataset_error, line_error, locate_dataset, numbered_fields,
@@ -144,7 +145,7 @@ class LLCM(CrossModalImageDataset):
                 raise line_error(path, lineno, '{!r} is not a {} image of id {} with a camera '
                                  '>= 1 (folder, file-name id and camera must agree)'.format(
                                      fields[0], MODALITY_NAMES[modality], int(pid)))
-            img = osp.join(self.dataset_dir, fields[0])
+            img = entry_path(self.dataset_dir, fields[0], '{}, line {}'.format(path, lineno))
             if not self._exists(img):
                 raise line_error(path, lineno, 'listed image does not exist: ' + img)
             rows.append((img, int(pid), int(cam) - 1, lineno))

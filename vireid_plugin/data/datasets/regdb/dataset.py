@@ -16,6 +16,7 @@ import os.path as osp
 import numpy as np
 
 from ....registry import IMAGE_DATASETS
+from ....safe_paths import entry_path
 from ..base import INFRARED, VISIBLE, CrossModalImageDataset
 from ..common import (ExistingFiles, dataset_error, line_error, locate_dataset,
                      print_modality_summary)
@@ -102,8 +103,10 @@ class RegDB(CrossModalImageDataset):
                     raise line_error(path, lineno, 'expected "<relative image path> '
                                      '<non-negative integer label>", got {!r}'.format(
                                          line.rstrip('\n')))
-                # Paths are relative to the RegDB root (AGW joins them the same way).
-                img = osp.normpath(osp.join(self.dataset_dir, fields[0].lstrip('/')))
+                # Paths are relative to the RegDB root (AGW joins them the same way, so a
+                # leading '/' is dropped); one that leaves the folder is refused.
+                img = entry_path(self.dataset_dir, fields[0].lstrip('/'),
+                                 '{}, line {}'.format(path, lineno))
                 if not self._exists(img):
                     raise line_error(path, lineno, 'listed image does not exist: ' + img)
                 rows.append((img, int(fields[1]), lineno))
