@@ -18,7 +18,7 @@ from .. import compat
 from ..errors import ConfigError
 from ..registry import SAMPLERS
 from .bad_images import ON_BAD_IMAGE, ReplaceBadItems, skip_bad_images
-from .cache import CachedTrainItems, cached_train_loader
+from .cache.dataset import CachedTrainItems, cached_train_loader
 from .datasets.options import scoped_options
 from .identity_modality_sampler import RandomIdentityModalitySampler
 from .sampler import CrossModalIdentitySampler  # noqa: F401  (registers the sampler)
@@ -32,7 +32,7 @@ class _CrossModalLoaders:
     """Placed before torchreid's manager in the MRO; its __init__ wraps torchreid's.
 
     ``data_cache`` (the ``data_cache`` config section as a dict): with ``enabled``, the
-    train loader reads pre-resized uint8 images (``cache.py``) and, with
+    train loader reads pre-resized uint8 images (``cache/``) and, with
     ``gpu_augment``, ``batch_transform`` (else None) augments each batch on the device.
     ``on_bad_image`` ('stop' or 'skip') and ``max_bad_fraction``: unreadable training
     images stop the run, or are replaced by another item of the same identity and
