@@ -50,8 +50,10 @@ class Testing:
         # evaluation leaves the training RNGs alone: evaluating or not, same weights
         distributed.broadcast_buffers(self.model)   # rank 0's BN statistics everywhere
         with preserved_rng():
-            return self._test(dist_metric, normalize_feature, visrank, visrank_topk, save_dir,
-                              use_metric_cuhk03, ranks, rerank)
+            rank1 = self._test(dist_metric, normalize_feature, visrank, visrank_topk, save_dir,
+                               use_metric_cuhk03, ranks, rerank)
+        self.write_policy.agree()   # a save point: results and features were written
+        return rank1
 
     def _test(self, dist_metric, normalize_feature, visrank, visrank_topk, save_dir,
               use_metric_cuhk03, ranks, rerank):
@@ -170,6 +172,7 @@ class Testing:
                                         'epoch': int(epoch), 'stage': 'validation',
                                         'feature_precision': self.feature_precision,
                                         'rows': rows})
+        self.write_policy.agree()   # a save point: the validation record was written
         return (rows[0]['R1'] + rows[0]['mAP']) / 2
 
     def visualize_first_trial(self, name, dataset, feats, mode, dist_metric, rerank,
