@@ -58,6 +58,7 @@ class _CrossModalLoaders:
             raise ConfigError('data.on_bad_image must be one of {}, got {!r}'.format(
                 ON_BAD_IMAGE, on_bad_image))
         self._on_bad_image, self._max_bad_fraction = on_bad_image, float(max_bad_fraction)
+        self._data_root = kwargs.get('root', '')   # the image cache lives beside its datasets
         if self.num_replicas > 1 and train_sampler not in SAMPLERS:
             raise ConfigError(
                 'sampler.train_sampler {} in a {}-process run: every process would train on '
@@ -135,7 +136,8 @@ class _CrossModalLoaders:
             (self.height, self.width), names, list(norm.mean), list(norm.std), seed=self._seed,
             folder=options.get('dir', ''), gpu_augment=options.get('gpu_augment', True),
             workers=workers, pin_memory=self.use_gpu, wrap=SeededItems if seeded else None,
-            on_bad=self._on_bad_image, max_bad_fraction=self._max_bad_fraction)
+            on_bad=self._on_bad_image, max_bad_fraction=self._max_bad_fraction,
+            root=self._data_root)
 
     @property
     def train_set(self):

@@ -19,9 +19,10 @@ file), and a superseded array is removed only when no process holds that lock (b
 last reader's ``close()`` or exit, else by the next open or build, which sweeps the
 folder). A lock file (``<name>_<H>x<W>.lock``) serialises builders, readers' opening
 and the sweeping (several ranks or runs at once).
-The folder is ``data_cache.dir`` when set, else ``.vireid_cache`` in the training
-files' common folder (the dataset folder), else, when that is not writable, a folder
-per dataset under the user cache dir (``$XDG_CACHE_HOME`` or ``~/.cache``).
+The folder is ``data_cache.dir`` when set, else ``.vireid_cache`` in ``data.root``
+(beside the dataset folders), else, when that is not writable, a folder per root under
+the user cache dir (``$XDG_CACHE_HOME`` or ``~/.cache``): it never depends on the files
+the dataset lists (``location.py``). A manifest's array is read only from its own folder.
 
 One job per file: this module builds and opens (``open_image_cache``); ``store.py``
 keeps the versions (manifests, arrays, locks, sweeping; ``ImageCache``); ``location.py``
@@ -33,6 +34,7 @@ import errno
 import json
 import os
 import uuid
+from contextlib import ExitStack
 
 import numpy as np
 import torch
@@ -42,8 +44,8 @@ from ...checkpoint_io import WriteError, atomic_write
 from ...config.sections import register_config_section
 from ...progress import progress
 from ..io import ImageReadError, read_image
-from .location import cache_folder
-from .store import (CACHE_VERSION, RESIZE, ImageCache, _locked, _read_manifest,
+from .location import cache_folder, legacy_folder
+from .store import (CACHE_VERSION, RESIZE, ImageCache, _hold, _locked, _read_manifest,
                     _remove_if_unused, _stat, _sweep)
 
 __all__ = ['DATA_CACHE_SECTION', 'ImageCache', 'open_image_cache', 'cache_folder',
@@ -51,7 +53,7 @@ __all__ = ['DATA_CACHE_SECTION', 'ImageCache', 'open_image_cache', 'cache_folder
 
 DATA_CACHE_SECTION = register_config_section('data_cache', {
     'enabled': False,       # train from pre-resized uint8 images (built once, then memory-mapped)
-    'dir': '',              # '' = .vireid_cache in the dataset folder (user cache dir if read-only)
+    'dir': '',              # '' = .vireid_cache in data.root (user cache dir if read-only)
     'gpu_augment': True,    # augment per batch on the device; False: PIL pipeline on cached pixels
 }, doc='uint8 training-image cache and batch augmentation', family=False)
 
@@ -81,10 +83,14 @@ class _Resized(torch.utils.data.Dataset):
             return torch.zeros((3,) + tuple(self.size), dtype=torch.uint8), str(exc)
 
 
-def open_image_cache(files, size, name, folder='', workers=0, verbose=True, on_bad='stop'):
+def open_image_cache(files, size, name, folder='', workers=0, verbose=True, on_bad='stop',
+                     root=''):
     """Open (building or updating as needed) the cache of ``files`` at ``size`` (H, W).
 
     ``name`` labels the files (the training sources); ``workers`` decode in parallel.
+    ``folder`` (``data_cache.dir``) or ``root`` (``data.root``) place it
+    (``location.py``); a cache an earlier version left inside the dataset folder is
+    carried over once (its rows copied, nothing decoded again) with a message.
     ``on_bad`` ('stop' or 'skip', ``data.on_bad_image``): an unreadable file stops the
     build with ``ImageReadError`` (the previous version stays current), or is recorded
     as bad (``ImageCache.bad``) and its row left empty. A cache holding bad rows opened
@@ -97,17 +103,20 @@ def open_image_cache(files, size, name, folder='', workers=0, verbose=True, on_b
     if not files:
         raise ValueError('no training files to cache')
     size = (int(size[0]), int(size[1]))
-    folder = cache_folder(files, folder)
+    folder = cache_folder(root, folder)
     stem = '{}_{}x{}'.format(name, *size)
     manifest = os.path.join(folder, stem + '.json')
-    with _locked(os.path.join(folder, stem + '.lock')):
+    with _locked(os.path.join(folder, stem + '.lock')), ExitStack() as held:
         stats = [_stat(f, missing_ok=on_bad == 'skip') for f in files]
-        old = _read_manifest(manifest, size)
+        old, moved = _read_manifest(manifest, size), False
+        if old is None and not os.path.exists(manifest):
+            old = _legacy_cache(files, size, manifest, held, verbose)
+            moved = old is not None   # its rows are copied here: never used in place
         old_rows, old_array, old_bad = old if old else ({}, None, {})
         reuse = [old_rows[f][0] if f in old_rows and list(old_rows[f][1]) == st else None
                  for f, st in zip(files, stats)]
         todo = [i for i, r in enumerate(reuse) if r is None]
-        if old and not todo and len(old_rows) == len(files) and \
+        if old and not moved and not todo and len(old_rows) == len(files) and \
                 all(r == i for i, r in enumerate(reuse)):
             array, bad = old_array, old_bad
             if verbose:
@@ -141,6 +150,29 @@ def open_image_cache(files, size, name, folder='', workers=0, verbose=True, on_b
                     manifest, len(bad), '; '.join(bad[f] for f in list(bad)[:3])),
                 path=next(iter(bad)))
         return ImageCache(array, files, size, bad=bad, manifest=manifest)
+
+
+def _legacy_cache(files, size, manifest, held, verbose):
+    """The cache an earlier version kept in the training files' common folder, as
+    ``_read_manifest`` returns it, or None; its array is held (``held``: an ExitStack) so
+    a run of the earlier version cannot remove it while its rows are copied."""
+    old_manifest = os.path.join(legacy_folder(files), os.path.basename(manifest))
+    if os.path.abspath(old_manifest) == os.path.abspath(manifest) or \
+            not os.path.isfile(old_manifest):
+        return None
+    old = _read_manifest(old_manifest, size)
+    if old is None:
+        return None
+    try:
+        held.enter_context(_hold(old[1]))
+    except OSError:   # a read-only folder: no run of ours writes there either
+        pass
+    if verbose:
+        print('=> Image cache: moving {} to {} (a dataset loader that lists its folder '
+              'would read the old place as a sample): its rows are copied once; delete {} '
+              'when no run of an earlier version uses it'.format(
+                  old_manifest, manifest, os.path.dirname(old_manifest)))
+    return old
 
 
 def _describe(old_rows, files, todo, size):

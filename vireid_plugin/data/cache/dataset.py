@@ -91,7 +91,7 @@ def _training_files(items):
 
 def cached_train_loader(loader, dataset, name, size, transforms, norm_mean, norm_std,
                         seed=None, folder='', gpu_augment=True, workers=0, pin_memory=False,
-                        wrap=None, on_bad='stop', max_bad_fraction=0.01):
+                        wrap=None, on_bad='stop', max_bad_fraction=0.01, root=''):
     """(train loader reading ``dataset`` through the image cache, batch transform or None).
 
     ``loader``: the data manager's train loader (its sampler, batch size and options
@@ -102,6 +102,7 @@ def cached_train_loader(loader, dataset, name, size, transforms, norm_mean, norm
     the workers on the cached pixels and no batch transform is returned.
     ``on_bad`` / ``max_bad_fraction``: ``data.on_bad_image`` / ``data.max_bad_fraction``
     (unreadable files become bad rows with 'skip'; too many of them stop here).
+    ``folder`` / ``root``: ``data_cache.dir`` / ``data.root`` (where the cache lives).
     """
     augment = None
     if gpu_augment:
@@ -114,7 +115,7 @@ def cached_train_loader(loader, dataset, name, size, transforms, norm_mean, norm
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     cache = open_image_cache(_training_files(dataset.data), size, name, folder=folder,
-                             workers=workers, on_bad=on_bad)
+                             workers=workers, on_bad=on_bad, root=root)
     if cache.bad:
         print('=> Image cache: {} unreadable training image(s), replaced in training by other '
               'items of the same identity and modality (data.on_bad_image skip): {}'.format(

@@ -136,10 +136,29 @@ def _release(handle, owner, folder, stem, manifest):
         pass
 
 
+def _array_path(manifest, name):
+    """The array ``name`` a manifest names, as a file of the manifest's own folder (one of
+    its versions, ``<stem>-<build>.npy``); ``ForeignArray`` for any other name (a path
+    elsewhere: a foreign file must never become training pixels)."""
+    folder = os.path.dirname(manifest)
+    stem = os.path.basename(manifest)[:-len('.json')]
+    if not isinstance(name, str) or not re.fullmatch(
+            r'{}-[0-9a-f]{{12}}\.npy'.format(re.escape(stem)), name):
+        raise ForeignArray('=> Image cache {}: its array {!r} is not a version file of the '
+                           'cache folder; the manifest is not used (rebuilt)'.format(
+                               manifest, name))
+    return os.path.join(folder, name)
+
+
+class ForeignArray(ValueError):
+    """A manifest names an array outside its folder (``_array_path``); never raised to the
+    user: the manifest is set aside with its message."""
+
+
 def _current_array(manifest):
     try:
         with open(manifest) as f:
-            return os.path.join(os.path.dirname(manifest), json.load(f)['array'])
+            return _array_path(manifest, json.load(f)['array'])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -218,7 +237,11 @@ def _read_manifest(path, size):
         if man.get('version') != CACHE_VERSION or list(man.get('size', ())) != list(size) \
                 or man.get('resize') != RESIZE:
             return None
-        array = os.path.join(os.path.dirname(path), man['array'])
+        try:
+            array = _array_path(path, man['array'])
+        except ForeignArray as exc:
+            print(exc)
+            return None
         shape = np.load(array, mmap_mode='r').shape
         if shape != (len(man['files']), 3) + tuple(size):
             return None
