@@ -17,8 +17,8 @@ from ..data.seeded import preserved_rng
 from .evaluation import append_results, format_table, pool_key, scalar_tags, score_modes, \
     trial_distance
 from .run_loop import SELECTION_LABEL
+from .ranked_lists import save_ranked_lists
 from .saved_features import features_path, save_features
-from ..visualize.ranked import save_ranked_lists
 
 
 class Testing:
