@@ -18,7 +18,8 @@ mount, no permission) leaves the previous file intact and no partial file, and r
   while one of its files was not written.
 
 Under torchrun only rank 0 writes, and the other ranks must stop with it, not wait at
-their next collective until the timeout (30 minutes on GPUs). So with ``stop`` and
+their next collective until the process group's timeout (NCCL: 10 minutes by default
+in torch 2.x). So with ``stop`` and
 several processes a failed write does not raise at once: the rank skips the writes that
 follow and goes on to the end of the save point, where every rank calls ``agree()``: one
 all-reduce of one flag (a barrier the save point needs anyway: the other ranks wait
