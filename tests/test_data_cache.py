@@ -50,17 +50,20 @@ def counted_reads(monkeypatch):
 
 
 def test_built_once_beside_the_data_then_read(tmp_path, capsys, counted_reads):
-    paths = write_images(str(tmp_path / 'data' / 'cam1'))
-    cache = open_image_cache(paths, SIZE, 'toy')
+    paths = write_images(str(tmp_path / 'data' / 'Toy' / 'cam1'))
+    root = str(tmp_path / 'data')
+    cache = open_image_cache(paths, SIZE, 'toy', root=root)
     assert 'building 5 images at 24x12' in capsys.readouterr().out
     assert len(counted_reads) == 5
-    folder = str(tmp_path / 'data' / 'cam1' / '.vireid_cache')
+    # beside the dataset folders (data.root), not in a folder the dataset's loader lists
+    folder = str(tmp_path / 'data' / '.vireid_cache')
+    assert sorted(os.listdir(str(tmp_path / 'data' / 'Toy'))) == ['cam1']
     assert os.path.isfile(os.path.join(folder, 'toy_24x12.json'))
     for i, p in enumerate(paths):
         row = cache.read(i)
         assert row.dtype == torch.uint8 and row.shape == (3,) + SIZE
         assert torch.equal(row, expected(p))
-    again = open_image_cache(paths, SIZE, 'toy')
+    again = open_image_cache(paths, SIZE, 'toy', root=root)
     assert 'up to date' in capsys.readouterr().out
     assert len(counted_reads) == 5                       # nothing decoded the second time
     assert torch.equal(again.read([0, 4]), torch.stack([expected(paths[0]),
@@ -116,17 +119,78 @@ def test_added_and_removed_files_and_a_damaged_manifest(tmp_path, capsys, counte
 def test_missing_image_is_named(tmp_path):
     paths = write_images(str(tmp_path / 'd'), n=2)
     with pytest.raises(OSError, match='image file not found: .*nope.png'):
-        open_image_cache(paths + [str(tmp_path / 'd' / 'nope.png')], SIZE, 'toy')
+        open_image_cache(paths + [str(tmp_path / 'd' / 'nope.png')], SIZE, 'toy',
+                         root=str(tmp_path))
 
 
 def test_read_only_dataset_folder_falls_back_to_the_user_cache(tmp_path, monkeypatch):
-    paths = write_images(str(tmp_path / 'ro'), n=2)
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
     read_only = str(tmp_path / 'ro')
-    folder = cache_folder(paths, writable=lambda f: not f.startswith(read_only))
+    folder = cache_folder(read_only, writable=lambda f: not f.startswith(read_only))
     assert folder.startswith(str(tmp_path / 'xdg' / 'vireid_plugin'))
+    # found again by the same key: the same root gives the same folder, another root not
+    assert folder == cache_folder(read_only, writable=lambda f: not f.startswith(read_only))
+    assert folder != cache_folder(str(tmp_path / 'ro2'),
+                                  writable=lambda f: not f.startswith(read_only))
     with pytest.raises(ConfigError, match='data_cache.dir .* not writable'):
-        cache_folder(paths, folder=str(tmp_path / 'x'), writable=lambda f: False)
+        cache_folder(read_only, folder=str(tmp_path / 'x'), writable=lambda f: False)
+
+
+def test_files_listed_outside_the_dataset_folder_never_move_the_cache(tmp_path):
+    """A list file may point anywhere (``../``, absolute paths): the cache stays in the
+    root's folder, never at the files' common parent (``/.vireid_cache`` at worst)."""
+    inside = write_images(str(tmp_path / 'data' / 'Toy'), n=2)
+    elsewhere = write_images(str(tmp_path / 'elsewhere' / 'x'), n=2)
+    cache = open_image_cache(inside + elsewhere, SIZE, 'toy', root=str(tmp_path / 'data'))
+    assert os.path.dirname(cache.array_path) == str(tmp_path / 'data' / '.vireid_cache')
+    assert not os.path.exists(str(tmp_path / '.vireid_cache'))
+    cache.close()
+
+
+def test_a_manifest_naming_a_foreign_array_is_not_used(tmp_path, capsys):
+    paths = write_images(str(tmp_path / 'd'), n=3)
+    folder = str(tmp_path / 'c')
+    open_image_cache(paths, SIZE, 'toy', folder=folder).close()
+    foreign = str(tmp_path / 'foreign.npy')
+    np.save(foreign, np.full((3, 3) + SIZE, 7, np.uint8))   # the right shape, other pixels
+    manifest = os.path.join(folder, 'toy_24x12.json')
+    with open(manifest) as f:
+        record = json.load(f)
+    for name in (foreign, '../foreign.npy', 'toy_24x12-0123456789ab.npy/../../foreign.npy'):
+        record['array'] = name
+        with open(manifest, 'w') as f:
+            json.dump(record, f)
+        capsys.readouterr()
+        cache = open_image_cache(paths, SIZE, 'toy', folder=folder)
+        out = capsys.readouterr().out
+        lines = [line for line in out.splitlines() if 'not a version file' in line]
+        assert len(lines) == 1 and repr(name) in lines[0], out
+        assert 'building 3 images' in out                # rebuilt from the images
+        assert os.path.dirname(cache.array_path) == folder
+        for i, p in enumerate(paths):
+            assert torch.equal(cache.read(i), expected(p))
+        cache.close()
+
+
+def test_a_cache_of_the_earlier_place_is_carried_over_once(tmp_path, capsys, counted_reads):
+    """Earlier versions kept the cache in the training files' common folder (inside the
+    dataset folder): its rows are copied to the new place once, nothing decoded again."""
+    paths = write_images(str(tmp_path / 'data' / 'Toy'), n=4)
+    old_folder = str(tmp_path / 'data' / 'Toy' / '.vireid_cache')
+    open_image_cache(paths, SIZE, 'toy', folder=old_folder).close()   # as written before
+    counted_reads.clear()
+    capsys.readouterr()
+    cache = open_image_cache(paths, SIZE, 'toy', root=str(tmp_path / 'data'))
+    out = capsys.readouterr().out
+    assert 'moving {}'.format(os.path.join(old_folder, 'toy_24x12.json')) in out
+    assert counted_reads == []                            # rows copied, not decoded
+    assert os.path.dirname(cache.array_path) == str(tmp_path / 'data' / '.vireid_cache')
+    for i, p in enumerate(paths):
+        assert torch.equal(cache.read(i), expected(p))
+    cache.close()
+    again = open_image_cache(paths, SIZE, 'toy', root=str(tmp_path / 'data'))
+    assert 'up to date' in capsys.readouterr().out       # once
+    again.close()
 
 
 # ---------------------------------------------------------------- data managers, engine
@@ -232,8 +296,8 @@ def test_tiny_training_run_with_the_cache_and_batch_augment(cli, sysu_root, tmp_
     assert rc == 0
     log = open(glob.glob(os.path.join(save_dir, 'train.log-*'))[0]).read()
     assert 'Image cache' in log and 'epoch: [1/1]' in log
-    assert os.path.isfile(os.path.join(sysu_root, 'SYSU-MM01', '.vireid_cache',
-                                       'sysu_mm01_32x16.json'))
+    assert os.path.isfile(os.path.join(sysu_root, '.vireid_cache', 'sysu_mm01_32x16.json'))
+    assert not os.path.exists(os.path.join(sysu_root, 'SYSU-MM01', '.vireid_cache'))
     with open(os.path.join(save_dir, 'results.json')) as f:
         results = json.load(f)
     assert results and 0 <= results[-1]['rows'][0]['mAP'] <= 100

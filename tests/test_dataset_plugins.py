@@ -148,3 +148,25 @@ print([str(w.message) for w in caught if 'entry point' in str(w.message)])
     assert lines[1] == 'infrared'
     assert "'broken'" in lines[2] and 'no_such_module_for_vireid' in lines[2]
     assert "'toy'" not in lines[2]
+
+
+def test_the_plugin_dataset_trains_twice_with_the_image_cache(tmp_path):
+    """The image cache lives beside the dataset folders (``data.root``), where the toy
+    loader, which lists ``Toy/train``, never meets it: before, the first run put
+    ``.vireid_cache`` in ``Toy/train`` and every later run failed with
+    ``invalid literal for int() with base 10: '.vireid_cache'``."""
+    module = write_toy(tmp_path)
+    root = tmp_path / 'data'
+    config = tmp_path / 'toy.yaml'
+    config.write_text(TOY_CONFIG.format(root=root, save_dir=tmp_path / 'log'))
+    for n in (1, 2):
+        out = run(['scripts/main.py', '--plugin', module, '--config-file', config,
+                   'data.save_dir', tmp_path / 'log{}'.format(n), 'train.max_epoch', '1',
+                   'data_cache.enabled', 'True'])
+        assert out.returncode == 0, out.stderr[-3000:]
+        log = ''.join(open(tmp_path / 'log{}'.format(n) / name).read()
+                      for name in os.listdir(tmp_path / 'log{}'.format(n))
+                      if name.startswith('train.log'))
+        assert ('building' if n == 1 else 'up to date') in log
+        assert sorted(os.listdir(root)) == ['.vireid_cache', 'Toy']
+        assert sorted(os.listdir(root / 'Toy' / 'train')) == [str(p) for p in range(1, 7)]

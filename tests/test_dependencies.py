@@ -28,7 +28,7 @@ PRIVATE_HELPERS = [
      'models/lsmrl/clip_towers.py'),
     ('torchreid', lambda: compat.engine.Engine, '_evaluate', 'compat.py (wrapped)'),
     ('torchreid', lambda: compat.ImageDataset, '_transform_image',
-     'data/datasets/base.py, data/cache.py'),
+     'data/datasets/base.py, data/cache/dataset.py'),
     ('torchreid', lambda: compat.models, '__model_factory', 'compat.py (registration)'),
     ('torchreid', lambda: compat.datasets, '__image_datasets', 'compat.py (registration)'),
     ('torchreid', lambda: compat.datasets, '__video_datasets', 'compat.py (registration)'),

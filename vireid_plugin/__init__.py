@@ -5,26 +5,14 @@ registries and its model builders into torchreid's model factory, so torchreid's
 data managers and ``build_model`` accept them. Importing twice or reloading is
 harmless: entries are replaced, never duplicated.
 """
-from . import compat
-from .registry import IMAGE_DATASETS, LOSSES, MODELS, VIDEO_DATASETS
+from . import compat  # noqa: F401
+from .registry import IMAGE_DATASETS, LOSSES, MODELS, VIDEO_DATASETS  # noqa: F401
 from . import data, losses, models, optim  # noqa: F401  (importing fills the registries)
 from . import plugins
-from .engine.evaluation import evaluate_for_torchreid_engine
+from .engine.evaluation import evaluate_for_torchreid_engine  # noqa: F401
+from .plugins import register_all   # defined beside the imports it follows
 
 __version__ = '0.1.0'
-
-
-def register_all():
-    """Copy the plugin's registries into torchreid's and let torchreid's own engines score
-    plugin datasets with the cross-modal protocols (idempotent; see ``compat.py``)."""
-    for name, cls in IMAGE_DATASETS.items():
-        compat.register_image_dataset(name, cls)
-    for name, cls in VIDEO_DATASETS.items():
-        compat.register_video_dataset(name, cls)
-    for name, builder in MODELS.items():
-        compat.register_model(name, builder)
-    compat.install_cross_modal_evaluation(evaluate_for_torchreid_engine)
-
 
 plugins.load_entry_points()   # datasets of installed distributions (plugins.py)
 register_all()

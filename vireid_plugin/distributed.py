@@ -16,14 +16,30 @@ from collections import namedtuple
 import torch
 import torch.distributed as dist
 
+from .errors import UserError
+
 __all__ = ['DistInfo', 'init_distributed', 'shutdown', 'is_distributed', 'rank', 'world_size',
            'is_main', 'barrier', 'all_gather_rows', 'all_reduce_mean', 'all_reduce_grads',
-           'broadcast_buffers', 'wrap_model', 'shard_range', 'gather_objects']
+           'broadcast_buffers', 'wrap_model', 'shard_range', 'gather_objects', 'JobStopped',
+           'stop_restarts', 'STOP_KEY']
 
 #: where this process trains: rank among world_size processes, its GPU (local_rank)
 DistInfo = namedtuple('DistInfo', 'rank world_size local_rank device backend')
 
 ENV = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')
+
+#: the key of torchrun's store that ends restarted workers at once (:func:`stop_restarts`)
+STOP_KEY = 'vireid_plugin/stopped'
+
+
+class JobStopped(UserError, RuntimeError):
+    """The job stops for good: another rank's error (printed there: ``quiet``), or, in a
+    worker restarted by torchrun, the error that stopped the previous attempt."""
+
+    def __init__(self, message, quiet=False):
+        super().__init__(message)
+        #: True: the rank that met the error prints it; this rank exits without a word
+        self.quiet = quiet
 
 
 def init_distributed(use_gpu=True, env=None):
@@ -73,8 +89,37 @@ def _restart_store(env):
     store = dist.TCPStore(env['MASTER_ADDR'], int(env['MASTER_PORT']),
                           int(env['WORLD_SIZE']), is_master=False,
                           timeout=datetime.timedelta(minutes=10))
+    if store.check([STOP_KEY]):   # an earlier attempt stopped for good (stop_restarts)
+        raise JobStopped('{} (stopped by restart {} of torchrun: the previous attempt ended '
+                         'on this error and a restart cannot mend it; mend it, then start '
+                         'again with --resume)'.format(store.get(STOP_KEY).decode(), restart),
+                         quiet=int(env['RANK']) != 0)
     return dict(store=dist.PrefixStore('vireid_plugin/restart{}'.format(restart), store),
                 rank=int(env['RANK']), world_size=int(env['WORLD_SIZE']))
+
+
+def stop_restarts(message, env=None):
+    """Make torchrun's restarts of this job end at once, with ``message``.
+
+    torchrun (torch.distributed.elastic) restarts every worker after any failure while
+    ``--max-restarts`` allows, whatever the exit status: it has no status for "do not
+    restart" (pytorch/pytorch#133877; the agent looks at failed or not). So the reason is
+    left in torchrun's own store, which outlives the restarts of one job: a restarted
+    worker finds it in :func:`init_distributed` and ends with ``message`` before any data
+    or model work, instead of training again into the same failure. Best effort (a
+    store that cannot be reached changes nothing); without torchrun it does nothing.
+    Returns whether the message was left."""
+    env = os.environ if env is None else env
+    if 'TORCHELASTIC_RUN_ID' not in env or 'MASTER_ADDR' not in env or \
+            'MASTER_PORT' not in env:
+        return False
+    try:
+        store = dist.TCPStore(env['MASTER_ADDR'], int(env['MASTER_PORT']), is_master=False,
+                              timeout=datetime.timedelta(seconds=10))
+        store.set(STOP_KEY, str(message))
+    except (RuntimeError, OSError, ValueError):
+        return False
+    return True
 
 
 def shutdown():

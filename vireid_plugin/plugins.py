@@ -14,8 +14,9 @@ takes; two ways to have it imported:
   e.g. in its pyproject.toml ``[project.entry-points."vireid_plugin.datasets"]
   my_dataset = "my_package.my_dataset"``, imported by ``import vireid_plugin``.
 
-After the imports the package's registries are copied into torchreid's again, so
-torchreid's own data managers accept the new datasets too.
+After the imports the package's registries are copied into torchreid's again
+(:func:`register_all`, which ``import vireid_plugin`` runs first), so torchreid's own
+data managers accept the new datasets too.
 """
 import importlib
 import importlib.metadata
@@ -24,7 +25,10 @@ import os
 import sys
 import warnings
 
+from . import compat
+from .engine.evaluation import evaluate_for_torchreid_engine
 from .errors import ConfigError
+from .registry import IMAGE_DATASETS, MODELS, VIDEO_DATASETS
 
 ENTRY_POINT_GROUP = 'vireid_plugin.datasets'
 
@@ -45,7 +49,7 @@ def load(modules):
     module's own code propagates unchanged (with its traceback)."""
     loaded = [_import(spec) for spec in modules or ()]
     if loaded:
-        _register_into_torchreid()
+        register_all()
     return loaded
 
 
@@ -90,6 +94,13 @@ def _import(spec):
                           'file)'.format(spec, exc.name)) from None
 
 
-def _register_into_torchreid():
-    import vireid_plugin
-    vireid_plugin.register_all()
+def register_all():
+    """Copy the plugin's registries into torchreid's and let torchreid's own engines score
+    plugin datasets with the cross-modal protocols (idempotent; see ``compat.py``)."""
+    for name, cls in IMAGE_DATASETS.items():
+        compat.register_image_dataset(name, cls)
+    for name, cls in VIDEO_DATASETS.items():
+        compat.register_video_dataset(name, cls)
+    for name, builder in MODELS.items():
+        compat.register_model(name, builder)
+    compat.install_cross_modal_evaluation(evaluate_for_torchreid_engine)

@@ -225,7 +225,8 @@ def main(argv=None):
         print('=> {}'.format(exc), file=sys.stderr)
         return PREEMPTED_EXIT_STATUS
     except UserError as exc:
-        print('error: {}'.format(user_message(exc)), file=sys.stderr)
+        if not getattr(exc, 'quiet', False):   # quiet: another rank prints it
+            print('error: {}'.format(user_message(exc)), file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     finally:
         if sys.stdout is not stdout:

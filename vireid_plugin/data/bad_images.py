@@ -18,7 +18,7 @@ wraps the training loader:
 - ``SkippingLoader``: the DataLoader that feeds each batch to the log and, when an
   epoch's batches are exhausted, prints the epoch's count.
 
-With the uint8 image cache (``data/cache.py``) the files are decoded when the cache is
+With the uint8 image cache (``data/cache/``) the files are decoded when the cache is
 built: with ``skip`` an unreadable file becomes a bad row (recorded in the manifest)
 that ``CachedTrainItems`` refuses with ``ImageReadError``, and the same replacement
 applies.

@@ -18,7 +18,7 @@ from .. import compat
 from ..errors import ConfigError
 from ..registry import SAMPLERS
 from .bad_images import ON_BAD_IMAGE, ReplaceBadItems, skip_bad_images
-from .cache import CachedTrainItems, cached_train_loader
+from .cache.dataset import CachedTrainItems, cached_train_loader
 from .datasets.options import scoped_options
 from .identity_modality_sampler import RandomIdentityModalitySampler
 from .sampler import CrossModalIdentitySampler  # noqa: F401  (registers the sampler)
@@ -32,7 +32,7 @@ class _CrossModalLoaders:
     """Placed before torchreid's manager in the MRO; its __init__ wraps torchreid's.
 
     ``data_cache`` (the ``data_cache`` config section as a dict): with ``enabled``, the
-    train loader reads pre-resized uint8 images (``cache.py``) and, with
+    train loader reads pre-resized uint8 images (``cache/``) and, with
     ``gpu_augment``, ``batch_transform`` (else None) augments each batch on the device.
     ``on_bad_image`` ('stop' or 'skip') and ``max_bad_fraction``: unreadable training
     images stop the run, or are replaced by another item of the same identity and
@@ -58,6 +58,7 @@ class _CrossModalLoaders:
             raise ConfigError('data.on_bad_image must be one of {}, got {!r}'.format(
                 ON_BAD_IMAGE, on_bad_image))
         self._on_bad_image, self._max_bad_fraction = on_bad_image, float(max_bad_fraction)
+        self._data_root = kwargs.get('root', '')   # the image cache lives beside its datasets
         if self.num_replicas > 1 and train_sampler not in SAMPLERS:
             raise ConfigError(
                 'sampler.train_sampler {} in a {}-process run: every process would train on '
@@ -135,7 +136,8 @@ class _CrossModalLoaders:
             (self.height, self.width), names, list(norm.mean), list(norm.std), seed=self._seed,
             folder=options.get('dir', ''), gpu_augment=options.get('gpu_augment', True),
             workers=workers, pin_memory=self.use_gpu, wrap=SeededItems if seeded else None,
-            on_bad=self._on_bad_image, max_bad_fraction=self._max_bad_fraction)
+            on_bad=self._on_bad_image, max_bad_fraction=self._max_bad_fraction,
+            root=self._data_root)
 
     @property
     def train_set(self):

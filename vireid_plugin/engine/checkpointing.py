@@ -12,7 +12,7 @@ import warnings
 import torch
 
 from .. import distributed
-from ..checkpoint_io import atomic_write
+from ..checkpoint_io import WriteError, atomic_write
 from ..data.seeded import rng_state, set_rng_state
 from .checkpoint import (CheckpointError, CheckpointManager, load_checkpoint,
                          restore_training_state, schedule_changes)
@@ -40,18 +40,25 @@ class Checkpointing:
     def save_training_checkpoint(self, epoch, iteration=0, best=False, policy=True):
         """Rank 0 writes; every rank waits for the file (others may read it: rollback,
         model selection). A failed write goes to ``train.on_write_error`` (``policy``
-        False: it always raises)."""
-        path = None
+        False: it always raises); when it stops the run, every rank stops here together
+        (``WritePolicy.agree``)."""
+        path, failed = None, None
         if distributed.is_main():
             state = self.training_state(epoch, iteration)
 
             def write():
                 return self.checkpoints.save(state, epoch, iteration, best=best)
-            path = self.write_policy.write('checkpoint', write) if policy else write()
+            if policy:
+                path = self.write_policy.write('checkpoint', write)
+            else:
+                try:
+                    path = write()
+                except WriteError as exc:
+                    failed = exc
             if path:
                 print('Checkpoint saved to "{}"{}'.format(path,
                                                          ' (best so far)' if best else ''))
-        distributed.barrier()
+        self.write_policy.agree(failed)   # the barrier: every rank waits for the file
         return path
 
     def _stop_requested(self):

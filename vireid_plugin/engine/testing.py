@@ -18,8 +18,8 @@ from ..safe_paths import path_under, safe_component
 from .evaluation import append_results, format_table, pool_key, scalar_tags, score_modes, \
     trial_distance
 from .run_loop import SELECTION_LABEL
+from .ranked_lists import save_ranked_lists
 from .saved_features import features_path, save_features
-from ..visualize.ranked import save_ranked_lists
 
 
 class Testing:
@@ -69,8 +69,10 @@ class Testing:
         # evaluation leaves the training RNGs alone: evaluating or not, same weights
         distributed.broadcast_buffers(self.model)   # rank 0's BN statistics everywhere
         with preserved_rng():
-            return self._test(dist_metric, normalize_feature, visrank, visrank_topk, save_dir,
-                              use_metric_cuhk03, ranks, rerank)
+            rank1 = self._test(dist_metric, normalize_feature, visrank, visrank_topk, save_dir,
+                               use_metric_cuhk03, ranks, rerank)
+        self.write_policy.agree()   # a save point: results and features were written
+        return rank1
 
     def _test(self, dist_metric, normalize_feature, visrank, visrank_topk, save_dir,
               use_metric_cuhk03, ranks, rerank):
@@ -203,6 +205,7 @@ class Testing:
                                         'distance': ranking.metric,
                                         'distance_source': ranking.source,
                                         'feature': feature, 'rows': rows})
+        self.write_policy.agree()   # a save point: the validation record was written
         return {self.datamanager.sources[0]: rows}
 
     def visualize_first_trial(self, name, dataset, feats, mode, dist_metric, rerank,

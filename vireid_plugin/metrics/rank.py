@@ -28,7 +28,8 @@ import math
 import numpy as np
 import torch
 
-__all__ = ['evaluate_rank', 'kept_mask', 'matched_queries', 'PROTOCOLS']
+__all__ = ['evaluate_rank', 'kept_mask', 'kept_pairs', 'rank_gallery', 'matched_queries',
+           'PROTOCOLS']
 
 PROTOCOLS = ('sysu', 'regdb', 'vcm', 'llcm', 'llcm_transposed')
 # protocols whose CMC is taken on the identity-de-duplicated ranking
@@ -55,6 +56,22 @@ def kept_mask(protocol, q_pids, q_camids, g_pids, g_camids):
         return ~((g_pids == q_pids) & (g_camids == q_camids))
     return torch.ones(torch.broadcast_shapes(q_pids.shape, g_pids.shape), dtype=torch.bool,
                       device=g_pids.device)
+
+
+def kept_pairs(protocol, q_pids, q_camids, g_pids, g_camids):
+    """(Q, G) mask of the gallery items each query is ranked against ((Q,) and (G,)
+    labels)."""
+    keep = kept_mask(protocol, q_pids[:, None], q_camids[:, None], g_pids[None],
+                     g_camids[None])
+    return keep.expand(len(q_pids), len(g_pids))
+
+
+def rank_gallery(dist, keep, topk):
+    """The ranked lists the metric scores: per query row of ``dist`` (Q, G), the gallery
+    indices nearest first (stable: ties keep gallery order), only those ``keep`` (Q, G)
+    allows, at most ``topk``."""
+    order = torch.sort(torch.as_tensor(dist), dim=1, stable=True).indices
+    return [[int(g) for g in order[i] if keep[i, g]][:topk] for i in range(order.shape[0])]
 
 
 def _as_tensor(x, device):

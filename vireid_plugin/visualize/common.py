@@ -1,8 +1,8 @@
 """What every figure shares: matplotlib without a display, a fixed DPI, image thumbnails.
 
-matplotlib is imported by the first figure drawn, not by importing this module: the
-engine imports the ranked-list writer, and a training process should not load (or
-switch) a plotting backend it never uses.
+matplotlib is imported by the first figure drawn, not by importing this module: a
+process that imports the package should not load (or switch) a plotting backend it
+never uses.
 """
 import os
 
