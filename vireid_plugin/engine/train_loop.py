@@ -96,7 +96,10 @@ class TrainLoop:
                   str(datetime.timedelta(seconds=int(eta))),
                   '\t'.join('{} {:.4f}'.format(k, v) for k, v in means.items()), lr, throughput))
         if self.writer is not None:
-            n_iter = self.epoch * self.num_batches + done
+            # epochs of other lengths (the MIP sampler's) each span one nominal epoch, so the
+            # curves' steps only grow
+            nominal = self.schedule.get('iterations per epoch') or self.num_batches
+            n_iter = self.epoch * nominal + round(done * nominal / self.num_batches)
             for name, value in means.items():
                 self.writer.add_scalar('Train/' + name, value, n_iter)
             self.writer.add_scalar('Train/lr', lr, n_iter)
