@@ -259,6 +259,24 @@ def test_a_rebuilt_torchreid_schedule_is_the_new_schedule_at_the_resumed_epoch(t
     assert resumed.optimizer.param_groups[0]['lr'] == pytest.approx(expected, rel=1e-9)
 
 
+def test_a_rebuilt_per_iteration_schedule_is_the_new_schedule_at_the_resumed_step(tmp_path):
+    def engine_for(max_epoch, save_dir, **kw):
+        return make(save_dir, sched_fn=lambda opt, n: build_lr_scheduler(
+            opt, n, name='warmup_cosine', max_epoch=max_epoch, warmup_epochs=1,
+            warmup_factor=0.1, min_lr_factor=0.01),
+            schedule={'train.lr_scheduler': 'warmup_cosine', 'train.max_epoch': max_epoch},
+            **kw)
+    engine = engine_for(3, str(tmp_path), checkpoint_every_iters=4)
+    train_epochs(engine, 2, max_epoch=3)    # writes model.pth.tar-1-it4
+    path = [p for e, i, p in CheckpointManager(str(tmp_path)).regular() if (e, i) == (1, 4)]
+    resumed = engine_for(8, str(tmp_path) + '-b')
+    resumed.resume(path[0], str(tmp_path), rebuild_schedule=True)
+    L = len(resumed.train_loader)
+    # the new schedule (8 epochs, 1 of warmup) by hand, after 1 epoch and 4 steps
+    expected = warmup_cosine_by_hand(0.1, L + 4, 8 * L, L, 0.1, 0.01)
+    assert resumed.optimizer.param_groups[0]['lr'] == pytest.approx(expected, rel=1e-12)
+
+
 def test_one_cosine_cycle_ends_at_the_floor():
     lr, floor, warmup, max_epoch = 0.01, 0.0001, 2, 10
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
