@@ -227,8 +227,48 @@ def test_seeded_draws_repeat_and_follow_the_seed():
                        [0.5] * 3)
     a, b, c = aug(img, seed=11), aug(img, seed=11), aug(img, seed=12)
     assert torch.equal(a, b) and not torch.equal(a, c)
-    # a tensor of per-item seeds (what the loader hands over) acts as its first value
-    assert torch.equal(aug(img, torch.tensor([11, 5, 6])), a)
+    # one int for the batch: the items' seeds are drawn from a generator seeded with it
+    seeds = torch.randint(2 ** 62, (8,), generator=torch.Generator().manual_seed(11))
+    assert torch.equal(aug(img, seeds), a)
+
+
+ALL = ['random_flip', 'random_crop', 'color_jitter', 'random_grayscale', 'random_pad_crop',
+       'jitter_or_blur', 'random_erase']
+
+
+@pytest.mark.parametrize('video', [False, True])
+def test_an_item_is_augmented_alone_as_in_any_batch(video):
+    """What 1 and N processes (each its share of the global batch) and a resume with
+    another process count see: an item's augmentation depends on its own seed only."""
+    g = torch.Generator().manual_seed(0)
+    shape = (8, 2, 3, H, W) if video else (8, 3, H, W)
+    imgs = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+    seeds = torch.randint(2 ** 62, (8,), generator=g)
+    aug = BatchAugment(ALL, H, W, [0.5] * 3, [0.5] * 3, seed=0)
+    whole = aug(imgs, seeds)
+    alone = torch.cat([aug(imgs[i:i + 1], seeds[i:i + 1]) for i in range(8)])
+    half = aug(imgs[4:], seeds[4:])                      # rank 1 of 2
+    shuffled = aug(imgs.flip(0), seeds.flip(0)).flip(0)  # other neighbours
+    for other in (alone, shuffled):
+        assert torch.allclose(other, whole, atol=1e-5)
+    assert torch.allclose(half, whole[4:], atol=1e-5)
+    # and the seed matters: another seed, another augmentation of the same pixels
+    assert not torch.allclose(aug(imgs[:1], seeds[1:2]), whole[:1], atol=1e-3)
+
+
+def test_item_draws_are_uniform_and_independent_of_the_batch():
+    from vireid_plugin.data.batch_augment import ItemDraws
+    seeds = torch.arange(4000) * 7919
+    u = ItemDraws(seeds).rand(4000, 3)
+    assert u.min() >= 0 and u.max() < 1
+    # uniform: mean 1/2, variance 1/12, and the draws of one item uncorrelated
+    assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 1 / 12) < 0.003
+    assert abs(float(torch.corrcoef(u.T)[0, 1])) < 0.05
+    assert ks_distance(u[:, 0].numpy(), np.linspace(0, 1, 4000)) < 0.04
+    again = ItemDraws(seeds[10:11]).rand(1, 3)
+    assert torch.equal(again, u[10:11])
+    ints = ItemDraws(seeds).randint(0, 21, (4000,))
+    assert ints.min() == 0 and ints.max() == 20 and len(ints.unique()) == 21
 
 
 def test_refused_and_unknown_names():

@@ -145,3 +145,35 @@ def test_lsmrl_under_a_torchreid_engine_names_the_cross_modal_engine(vcm_root, t
     message = str(info.value)
     assert message.startswith('LSMRL cannot run from images alone')
     assert 'modality= and pid=' in message and ENGINE in message
+
+
+def test_torchreid_engine_on_the_plugins_seeded_data_manager_sees_each_epoch_once(
+        sysu_root):
+    """torchreid's engines never call the sampler's set_epoch: with the plugin's data manager
+    and a seed, epoch 2 must still be epoch 2 (its own order and item seeds), not a repeat."""
+    from torchreid.reid.engine import ImageTripletEngine
+    from vireid_plugin.data import CrossModalImageDataManager
+    from vireid_plugin.data.sampler import CrossModalIdentitySampler
+    dm = CrossModalImageDataManager(root=sysu_root, sources='sysu_mm01', targets='sysu_mm01',
+                                    batch_size_train=8, num_instances=2, workers=0, seed=4,
+                                    use_gpu=False, **SIZE)
+    seen = []
+
+    class Recording(ImageTripletEngine):
+        def forward_backward(self, data):   # torchreid's loop, a step that only records
+            seen.append((self.epoch, list(data['impath'])))
+            return {}
+    model = torch.nn.Linear(1, 1)
+    engine = Recording(dm, model, torch.optim.SGD(model.parameters(), lr=0.1), use_gpu=False)
+    for engine.epoch in range(3):        # what torchreid's Engine.run does
+        engine.train(print_freq=1000)
+    # each epoch is what a sampler told that epoch gives, by the sampler's own definition
+    items = dm.train_set.train
+    fresh = CrossModalIdentitySampler(items, 8, 2, seed=4, item_seeds=True)
+    for epoch in range(3):
+        fresh.set_epoch(epoch)
+        expected = [items[i][0] for i, _ in fresh]
+        got = [p for e, paths in seen if e == epoch for p in paths]
+        assert got == expected, epoch
+    assert [p for e, ps in seen if e == 0 for p in ps] != [p for e, ps in seen if e == 1
+                                                          for p in ps]

@@ -93,7 +93,8 @@ def build_step_engine(cfg, device, compile_backend='inductor'):
     if cfg.train.compile and compile_backend != 'inductor':
         # the engine compiles with torch's default backend (inductor); another backend
         # goes on its training wrapper (one process: the wrapper is the model itself)
-        engine._wrapped = (engine.model, torch.compile(engine.model, backend=compile_backend))
+        engine._wrapped = (engine.model, None,
+                           torch.compile(engine.model, backend=compile_backend))
     engine.set_model_mode('train')
     return engine, source.batch
 

@@ -21,17 +21,20 @@ values are not rounded to uint8 between steps, grayscale uses torchvision's tens
 weights (0.2989, 0.587, 0.114; PIL: 0.299, 0.587, 0.114) and contrast blends with
 the unrounded mean grey level.
 
-Randomness: ``forward(imgs, seed)`` re-seeds the generator from ``seed`` (the engine
-passes the batch's ``aug_seed`` values, the sampler's per-item seeds, and the first one
-is used, so the draws depend on (run seed, epoch, position) only and a resumed run
-repeats them); without ``seed`` the generator, seeded once from ``seed`` of the
-constructor, runs on.
+Randomness: every item's draws come from its own seed only, through a counter-based
+generator (``ItemDraws``: splitmix64 of (item seed, draw number), vectorised over the
+batch), so an item is augmented the same alone, in any batch, on any rank of any
+number of processes, and after a resume with another process count. ``forward(imgs,
+seed)`` takes the batch's ``aug_seed`` values (the sampler's per-item seeds: the
+draws then depend on (run seed, epoch, position) only); a single int seeds a
+generator that gives the items their seeds; without ``seed`` the generator, seeded
+once from ``seed`` of the constructor, runs on and gives them.
 """
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-__all__ = ['BatchAugment', 'BATCH_TRANSFORMS', 'UNSUPPORTED']
+__all__ = ['BatchAugment', 'ItemDraws', 'BATCH_TRANSFORMS', 'UNSUPPORTED']
 
 #: names the batch form implements, in the order torchreid's pipeline applies its own
 TORCHREID_ORDER = ('random_flip', 'random_crop', 'color_jitter')
@@ -51,6 +54,59 @@ PAD = 10
 JITTER_OR_BLUR = (0.3, 0.3)                          # its ColorJitter: brightness, contrast
 BLUR_KERNEL, BLUR_SIGMA = 21, (0.1, 3.0)
 ERASE_P, ERASE_AREA, ERASE_RATIO, ERASE_ATTEMPTS = 0.5, (0.02, 0.4), 0.3, 100
+
+
+# splitmix64 (Steele, Lea and Flood 2014) in signed int64 arithmetic (wrapping products)
+_GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)
+_MIX1 = 0xBF58476D1CE4E5B9 - (1 << 64)
+_MIX2 = 0x94D049BB133111EB - (1 << 64)
+#: the augmentation's own stream of an item seed (the same seed also picks a clip's frames)
+_STREAM = 0x2545F4914F6CDD1D
+
+
+def _shift_right(z, k):
+    """Logical right shift of int64 values (torch's ``>>`` keeps the sign)."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def _mix(z):
+    z = (z ^ _shift_right(z, 30)) * _MIX1
+    z = (z ^ _shift_right(z, 27)) * _MIX2
+    return z ^ _shift_right(z, 31)
+
+
+class ItemDraws:
+    """Uniform draws per item that depend on the item's seed and the draw's number only.
+
+    ``rand(B, *shape)`` gives item b the values ``u(seed_b, call, j)`` (24-bit floats in
+    [0, 1)): the ``call``-th request of the batch, ``j`` its position in the item's
+    ``shape``. The steps of ``BatchAugment`` make the same requests for every item, so
+    what an item draws does not depend on the rest of its batch.
+    """
+
+    def __init__(self, seeds):
+        seeds = torch.as_tensor(seeds, dtype=torch.long).reshape(-1)
+        self.device = seeds.device
+        self.keys = _mix(seeds ^ _STREAM).view(-1, 1)
+        self.calls = 0
+
+    def rand(self, *shape):
+        if shape[0] != self.keys.shape[0]:
+            raise ValueError('draws for {} items, asked for {}'.format(self.keys.shape[0],
+                                                                        shape[0]))
+        self.calls += 1
+        per_item = 1
+        for n in shape[1:]:
+            per_item *= int(n)
+        counter = torch.arange(per_item, dtype=torch.long, device=self.device) + \
+            (self.calls << 32) + 1
+        z = _mix(self.keys + counter.view(1, -1) * _GOLDEN)
+        return (_shift_right(z, 40).float() * (1.0 / (1 << 24))).view(shape)
+
+    def randint(self, low, high, shape):
+        """Integers uniform in [low, high) per item (``shape[0]`` items)."""
+        u = self.rand(*shape)
+        return (low + (u * (high - low)).long()).clamp_(max=high - 1)
 
 
 class BatchAugment(torch.nn.Module):
@@ -92,7 +148,8 @@ class BatchAugment(torch.nn.Module):
         return 'steps={}, erase={}, size={}'.format(self.steps, self.erase, self.size)
 
     def generator(self, device, seed=None):
-        """The generator for ``device``; re-seeded from ``seed`` when one is given."""
+        """The generator that gives items their seeds when ``forward`` gets none (or one
+        int) for ``device``; re-seeded from ``seed`` when one is given."""
         device = torch.device(device)
         key = str(device)
         gen = self._generators.get(key)
@@ -104,12 +161,25 @@ class BatchAugment(torch.nn.Module):
             gen.manual_seed(int(seed) % 2 ** 63)
         return gen
 
+    def item_seeds(self, n, device, seed=None):
+        """(n,) int64 seeds on ``device``: ``seed`` itself when it holds one per item, else
+        drawn from ``generator(device, seed)``."""
+        if torch.is_tensor(seed) and seed.numel() == n and n > 0:
+            return seed.reshape(-1).to(device=device, dtype=torch.long)
+        if torch.is_tensor(seed):
+            if seed.numel() not in (0, 1):
+                raise ValueError('BatchAugment got {} seeds for {} items'.format(
+                    seed.numel(), n))
+            seed = int(seed.reshape(-1)[0]) if seed.numel() else None
+        gen = self.generator(device, seed)
+        return torch.randint(2 ** 62, (n,), generator=gen, device=gen.device,
+                             dtype=torch.long)
+
     @torch.no_grad()
     def forward(self, imgs, seed=None):
         """uint8 (or [0, 255] float) ``(B, C, H, W)`` / ``(B, T, C, H, W)`` -> normalised
-        float32 of the same shape."""
-        if torch.is_tensor(seed):
-            seed = int(seed.reshape(-1)[0]) if seed.numel() else None
+        float32 of the same shape. ``seed``: one per item (a (B,) tensor), one int for the
+        batch, or None (see the module doc)."""
         video = imgs.dim() == 5
         if not video and imgs.dim() != 4:
             raise ValueError('BatchAugment expects (B, C, H, W) or (B, T, C, H, W), got '
@@ -120,7 +190,7 @@ class BatchAugment(torch.nn.Module):
         x = imgs if video else imgs.unsqueeze(1)          # (B, T, C, H, W)
         if x.is_floating_point():
             x = x.float() / 255
-        gen = self.generator(x.device, seed)
+        gen = ItemDraws(self.item_seeds(x.shape[0], x.device, seed))
         for name in self.steps:
             # flips and crops move pixels: done on uint8 (a quarter of the memory traffic)
             if name not in UINT8_STEPS and not x.is_floating_point():
@@ -146,7 +216,10 @@ class BatchAugment(torch.nn.Module):
     # ---- draws: one value per sample (shared by a clip's frames) -------------------
     @staticmethod
     def _rand(gen, *shape):
-        return torch.rand(shape, generator=gen, device=gen.device)
+        """Per-item uniforms from ``ItemDraws`` (or a torch.Generator: one stream)."""
+        if isinstance(gen, torch.Generator):
+            return torch.rand(shape, generator=gen, device=gen.device)
+        return gen.rand(*shape)
 
     @staticmethod
     def _per_sample(mask, x):
@@ -182,8 +255,8 @@ class BatchAugment(torch.nn.Module):
         """T.Pad(10) (zeros) then T.RandomCrop((H, W)): offsets uniform in 0..20."""
         b, t, c, h, w = x.shape
         padded = F.pad(x, (PAD, PAD, PAD, PAD))
-        top = torch.randint(0, 2 * PAD + 1, (b,), generator=gen, device=x.device)
-        left = torch.randint(0, 2 * PAD + 1, (b,), generator=gen, device=x.device)
+        top = gen.randint(0, 2 * PAD + 1, (b,))
+        left = gen.randint(0, 2 * PAD + 1, (b,))
         return _crop(padded, top, left, h, w)
 
     def _jitter_or_blur(self, x, gen):

@@ -140,6 +140,12 @@ class _CrossModalLoaders:
             root=self._data_root)
 
     @property
+    def bad_image_policy(self):
+        """(``data.on_bad_image``, ``data.max_bad_fraction``): every stage that reads training
+        items applies it (the LSMRL prompt stage too)."""
+        return self._on_bad_image, self._max_bad_fraction
+
+    @property
     def train_set(self):
         """The training dataset (unwrapped from ``SeededItems``, the image cache and the
         replacement of unreadable items)."""

@@ -93,8 +93,8 @@ class RandomIdentityModalitySampler(IdentityBatchSampler):
         self._counted = {}       # (epoch, seed) -> global batches of that epoch
 
     # ---- the epoch ------------------------------------------------------------
-    def set_epoch(self, epoch):
-        super().set_epoch(epoch)
+    def _set_epoch(self, epoch):
+        super()._set_epoch(epoch)
         if self._pass_used:
             self._pass_seed = None
 
@@ -147,6 +147,7 @@ class RandomIdentityModalitySampler(IdentityBatchSampler):
         return out
 
     def __iter__(self):
+        self._next_pass_epoch()
         gen = self._pass_generator(new_pass=True)
         order = self._global_order(gen)
         self._counted = {self._key(): len(order) // self.batch_size}
@@ -159,6 +160,7 @@ class RandomIdentityModalitySampler(IdentityBatchSampler):
     def num_batches(self):
         """Global batches of the current epoch (its order is drawn to count them); without
         a seed, of the coming pass (or of the one just made, until ``set_epoch``)."""
+        self._next_pass_epoch()
         gen = self._pass_generator(new_pass=False)
         key = self._key()
         if key not in self._counted:

@@ -64,6 +64,8 @@ class IdentityBatchSampler(Sampler):
         self.epoch = 0
         self.item_seeds = item_seeds
         self._start = 0
+        self._told = False      # set_epoch was called: the caller keeps the epoch
+        self._ended = False     # a pass ran to its end
 
     def _check_split(self, what):
         """P ids per global batch must split evenly over the processes."""
@@ -75,7 +77,20 @@ class IdentityBatchSampler(Sampler):
                     self.num_replicas, self.num_replicas))
 
     def set_epoch(self, epoch):
+        self._set_epoch(epoch)
+        self._told = True
+
+    def _set_epoch(self, epoch):
         self.epoch = int(epoch)
+
+    def _next_pass_epoch(self):
+        """When nobody calls ``set_epoch`` (torchreid's engines, a plain ``for epoch: for
+        batch in loader``), each pass after a complete one is the next epoch: a seeded
+        order would otherwise repeat every epoch, item seeds (augmentation) included. Once
+        ``set_epoch`` is called, the caller says which epoch every pass is."""
+        if self._ended and not self._told:
+            self._set_epoch(self.epoch + 1)
+        self._ended = False
 
     def set_start(self, position):
         """The next pass (only) starts at ``position`` of the epoch's order."""
@@ -107,9 +122,14 @@ class IdentityBatchSampler(Sampler):
             pieces = self._rank_slices()
             out = [x for i in range(0, len(out), self.batch_size)
                    for lo, n in pieces for x in out[i + lo:i + lo + n]]
-        return iter(out[start:])
+        return self._pass(out[start:])
+
+    def _pass(self, order):
+        yield from order
+        self._ended = True
 
     def __iter__(self):
+        self._next_pass_epoch()
         gen = self._generator()
         return self._finish(self._global_order(gen), gen)
 
@@ -135,8 +155,10 @@ class CrossModalIdentitySampler(IdentityBatchSampler):
     ``DataLoader(batch_size=batch_size, sampler=..., drop_last=True)``.
 
     Randomness: with ``seed``, the order depends only on ``(seed, epoch)``
-    (``set_epoch`` as for ``DistributedSampler``); without, each pass draws its
-    seed from torch's global generator, so ``torch.manual_seed`` reproduces it.
+    (``set_epoch`` as for ``DistributedSampler``; if nobody ever calls it, as torchreid's
+    engines do not, each pass after a complete one is the next epoch);
+    without, each pass draws its seed from torch's global generator, so
+    ``torch.manual_seed`` reproduces it.
 
     Exact resumption: ``set_start(position)`` makes the next pass begin at that
     position of the epoch's order (a checkpoint taken after k batches resumes at

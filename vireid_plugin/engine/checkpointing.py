@@ -18,6 +18,9 @@ from .checkpoint import (CheckpointError, CheckpointManager, load_checkpoint,
                          restore_training_state, schedule_changes)
 from .preemption import PREEMPTED_FILE, Preempted
 
+#: an optimizer group's keys that belong to the LR schedule
+LR_KEYS = ('lr', 'initial_lr')
+
 
 class Checkpointing:
     """Saving and resuming the whole training state (mixed into ``CrossModalEngine``)."""
@@ -115,12 +118,16 @@ class Checkpointing:
                 '{} was trained with another schedule ({}); resuming would keep the old LR '
                 'schedule. Restore those values, or set train.resume_rebuild_schedule True to '
                 'rebuild the schedule from this config'.format(path, '; '.join(changes)))
+        # the LRs the freshly built schedule gave the groups: the loaded optimizer state
+        # carries the old schedule's (decayed) ones
+        fresh = [{k: g[k] for k in LR_KEYS if k in g} for g in self.optimizer.param_groups] \
+            if changes and self.optimizer is not None else None
         restore_training_state(ckpt, path, self.model, self.optimizer,
                                 None if changes else self.scheduler, self.criterion,
                                 self.precision.scaler)
         epoch, iteration = int(ckpt['epoch']), int(ckpt.get('iteration', 0) or 0)
         if changes:
-            iteration = self._rebuild_schedule(ckpt['schedule'], epoch, iteration)
+            iteration = self._rebuild_schedule(ckpt['schedule'], epoch, iteration, fresh)
         if ckpt.get('rng'):
             set_rng_state(ckpt['rng'])
         sel = ckpt.get('selection') or {}
@@ -133,23 +140,35 @@ class Checkpointing:
             ' (schedule rebuilt: {})'.format('; '.join(changes)) if changes else ''))
         return epoch
 
-    def _rebuild_schedule(self, saved, epoch, iteration):
-        """Bring the freshly built scheduler to where training is; returns the iteration
+    def _rebuild_schedule(self, saved, epoch, iteration, fresh=None):
+        """Bring the freshly built scheduler to where training is, from the LRs it started
+        the groups at (``fresh``: the loaded optimizer state holds the old schedule's, and
+        torchreid's chainable schedulers would step on top of them); returns the iteration
         inside the epoch in the new batch size."""
         old_bs = saved.get('train.batch_size')
         new_bs = self.schedule.get('train.batch_size')
         if iteration and old_bs and new_bs and old_bs != new_bs:
             iteration = iteration * old_bs // new_bs
         sched = self.scheduler
+        for group, values in zip(self.optimizer.param_groups, fresh or ()):
+            for key in LR_KEYS:
+                group.pop(key, None)
+            group.update(values)
         if sched is None:
             return iteration
-        for group in self.optimizer.param_groups:   # the loaded state carries the old LRs
-            group.pop('initial_lr', None)
         with warnings.catch_warnings():   # stepping a scheduler before any optimizer step
             warnings.simplefilter('ignore', UserWarning)
             if getattr(sched, 'per_iteration', False):
-                for _ in range(epoch * len(self.train_loader) + iteration):
-                    sched.step()
+                sampler = getattr(self.train_loader, 'sampler', None)
+                if hasattr(sampler, 'set_epoch'):   # the length of the epoch resumed in
+                    sampler.set_epoch(epoch)
+                n = len(self.train_loader)
+                if hasattr(sched, 'step_to'):
+                    nominal = getattr(sched, 'iters_per_epoch', None) or n
+                    sched.step_to(epoch * nominal + iteration * nominal / n)
+                else:
+                    for _ in range(epoch * n + iteration):
+                        sched.step()
             elif not hasattr(sched, 'begin_epoch'):
                 for _ in range(epoch):
                     sched.step()

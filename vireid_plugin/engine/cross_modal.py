@@ -39,7 +39,9 @@ in a subclass, as with torchreid's engines):
 - this file: the settings, where the model runs (``train_model`` for training,
   ``_pool_features`` for evaluation).
 """
+import gc
 import inspect
+import weakref
 
 import torch
 
@@ -124,7 +126,7 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         self.compile = bool(compile)
         self.find_unused_parameters = bool(find_unused_parameters)
         self.sync_bn = bool(sync_bn)
-        self._wrapped = (None, None)   # (model, its DDP / compiled training wrapper)
+        self._wrapped = (None, None, None)   # (model, trainable set, its training wrapper)
         self.max_epoch = 0             # set by run()
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -133,6 +135,8 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         # models that need the labels in training (pairing, label injection) take pid=
         self._model_takes_pid = 'pid' in inspect.signature(model.forward).parameters
         self.register_model('model', self.model, optimizer, scheduler)
+        self._frozen_at_build = weakref.WeakKeyDictionary()   # model -> names (train_loop.py)
+        self.frozen_at_build(self.model)
         self.precision = Precision(amp, self.device)
         # evaluation features: fp32 unless asked (reduced precision perturbs the ranking)
         self.eval_precision = self.precision if eval_autocast else Precision('off', self.device)
@@ -196,15 +200,26 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
     @property
     def train_model(self):
         """``self.model`` as training steps call it: in DistributedDataParallel when several
-        processes run, compiled with ``compile``; built on first use (and again if
-        ``self.model`` is replaced)."""
-        if self._wrapped[0] is not self.model:
+        processes run, compiled with ``compile``; built on first use, and again if
+        ``self.model`` is replaced or, under DDP, when the set of trainable parameters
+        changes (``train.fixbase_epoch``: DDP reduces only the parameters that required
+        gradients when it was built, so a backbone opened later would otherwise step on
+        each rank's own gradient)."""
+        model, trainable, wrapped = self._wrapped
+        key = None
+        if distributed.is_distributed():
+            key = tuple(p.requires_grad for p in self.model.parameters())
+        if model is not self.model or trainable != key:
+            # the old wrapper's reducer hooks must be gone before a new one registers its own
+            self._wrapped = (None, None, None)
+            wrapped = None
+            gc.collect()
             wrapped = distributed.wrap_model(self.model, self.device,
                                              self.find_unused_parameters, self.sync_bn)
             if self.compile:
                 wrapped = torch.compile(wrapped)
-            self._wrapped = (self.model, wrapped)
-        return self._wrapped[1]
+            self._wrapped = (self.model, key, wrapped)
+        return wrapped
 
     def _pool_features(self, dataset, pool, loader_like=None, transform=None):
         """Features of ``pool`` through ``extract_features``: this engine's test batch size,

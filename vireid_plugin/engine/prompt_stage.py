@@ -6,20 +6,29 @@ cached features, with CLIP-ReID's loss: supervised contrastive image->text plus
 text->image over each batch, at CLIP's logit scale. The joint stage (the engine)
 follows from the same config.
 
+The training items are encoded as CLIP-ReID's first stage encodes them (its
+``train_loader_stage1`` reads the training set with ``val_transforms``): with the data
+manager's test transform and, for tracklets, the test-time frame choice, once each
+(``prompt_stage_items``). Unreadable items follow ``data.on_bad_image`` as in the
+joint stage: ``stop`` names the file; ``skip`` replaces the item by another of its
+identity and modality, logs it, counts it and stops beyond ``data.max_bad_fraction``.
+
 A model takes part by declaring ``prompt_stage_options`` (``epochs``, ``lr``,
 ``batch_size``, ``warmup_epochs``) and the methods ``prompt_parameters()``,
 ``encode_for_prompts(clips)``, ``prompt_text_features(labels)`` and
 ``prompt_logit_scale()``; for any other model, or ``epochs`` 0, nothing happens.
 """
 import contextlib
+import copy
 import time
 
 import torch
 
+from ..data.bad_images import BadImageLog, ReplaceBadItems
 from ..losses.supcon import supcon_loss
 from ..optim.schedulers import WarmupCosineLR
 
-__all__ = ['run_prompt_stage', 'cache_image_features', 'train_prompts']
+__all__ = ['run_prompt_stage', 'prompt_stage_items', 'cache_image_features', 'train_prompts']
 
 
 def _options(model):
@@ -27,9 +36,29 @@ def _options(model):
     return opts if int(opts.get('epochs', 0)) > 0 else None
 
 
+def prompt_stage_items(datamanager, log=print):
+    """(dataset, bad-item log or None): ``datamanager``'s training items read as the
+    evaluation reads its pool (test transform; tracklets: the test-time frame choice,
+    the same frames every time) under the run's ``data.on_bad_image``."""
+    dataset = copy.copy(datamanager.train_set)
+    transform = getattr(datamanager, 'transform_te', None)
+    if transform is not None:
+        dataset.transform = transform
+    if getattr(dataset, 'mode', None) == 'train':
+        dataset.mode = 'query'    # frames.py: the deterministic test-time clip
+    if getattr(dataset, 'sample_method', None) == 'all':
+        dataset.sample_method = 'evenly'   # clips of seq_len frames, batched
+    on_bad, max_fraction = getattr(datamanager, 'bad_image_policy', ('stop', 0.0))
+    if on_bad != 'skip':
+        return dataset, None
+    dataset = ReplaceBadItems(dataset)
+    return dataset, BadImageLog(len(dataset.data), max_fraction, log)
+
+
 @torch.no_grad()
-def cache_image_features(model, dataset, batch_size, workers, device, autocast):
-    """(N, D) features and (N,) labels of every item of ``dataset`` (its own transform)."""
+def cache_image_features(model, dataset, batch_size, workers, device, autocast, bad_log=None):
+    """(N, D) features and (N,) labels of every item of ``dataset`` (its own transform);
+    ``bad_log``: a ``BadImageLog`` that sees every batch (items replaced under skip)."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=workers)
     was_training = model.training
@@ -37,6 +66,8 @@ def cache_image_features(model, dataset, batch_size, workers, device, autocast):
     feats, labels = [], []
     try:
         for data in loader:
+            if bad_log is not None:
+                bad_log.note(data)
             with autocast():
                 feats.append(model.encode_for_prompts(data['img'].to(device)).float())
             labels.append(data['pid'].to(device))
@@ -96,8 +127,12 @@ def run_prompt_stage(model, datamanager, device, autocast, workers=0, seed=0, pr
     if opts is None:
         return None
     start = time.time()
-    feats, labels = cache_image_features(model, datamanager.train_set, opts['batch_size'],
-                                         workers, device, autocast)
+    dataset, bad_log = prompt_stage_items(datamanager)
+    feats, labels = cache_image_features(model, dataset, opts['batch_size'], workers, device,
+                                         autocast, bad_log)
+    if bad_log is not None:   # every rank encodes every item: no sum over the ranks
+        print('=> Prompt stage: {} unreadable training item(s) replaced by another of the same '
+              'identity and modality (data.on_bad_image skip)'.format(len(bad_log.bad)))
     print('=> Prompt stage: {} training items encoded in {:.1f}s; learning the prompts for '
           '{} epochs'.format(len(feats), time.time() - start, opts['epochs']))
     history = train_prompts(model, feats, labels, opts['epochs'], opts['lr'],

@@ -59,6 +59,30 @@ class TrainLoop:
             self._log_window(window, done)
         self.update_lr()
 
+    def frozen_at_build(self, model):
+        """Names of ``model``'s parameters that did not require gradients when the engine
+        first saw it (LSMRL's CLIP text tower, the BNNeck bias): recorded once per model."""
+        frozen = self._frozen_at_build.get(model)
+        if frozen is None:
+            frozen = frozenset(n for n, p in model.named_parameters() if not p.requires_grad)
+            self._frozen_at_build[model] = frozen
+        return frozen
+
+    def two_stepped_transfer_learning(self, epoch, fixbase_epoch, open_layers, model=None):
+        """torchreid's fixbase (only ``open_layers`` train for ``fixbase_epoch`` epochs, then
+        every layer), except that what was frozen when the model was built stays frozen:
+        torchreid's ``open_all_layers`` sets ``requires_grad`` on every parameter, so a
+        frozen text tower would get (and, under DDP, all-reduce) gradients every step."""
+        model = self.model if model is None else model
+        if model is None:
+            return
+        frozen = self.frozen_at_build(model)
+        super().two_stepped_transfer_learning(epoch, fixbase_epoch, open_layers, model=model)
+        if frozen:
+            for name, param in model.named_parameters():
+                if name in frozen:
+                    param.requires_grad_(False)
+
     def _log_window(self, window, done):
         """Print one line and write the TensorBoard scalars of the steps since the last."""
         means, seconds, steps, throughput, data_time = window.flush()
@@ -72,7 +96,10 @@ class TrainLoop:
                   str(datetime.timedelta(seconds=int(eta))),
                   '\t'.join('{} {:.4f}'.format(k, v) for k, v in means.items()), lr, throughput))
         if self.writer is not None:
-            n_iter = self.epoch * self.num_batches + done
+            # epochs of other lengths (the MIP sampler's) each span one nominal epoch, so the
+            # curves' steps only grow
+            nominal = self.schedule.get('iterations per epoch') or self.num_batches
+            n_iter = self.epoch * nominal + round(done * nominal / self.num_batches)
             for name, value in means.items():
                 self.writer.add_scalar('Train/' + name, value, n_iter)
             self.writer.add_scalar('Train/lr', lr, n_iter)
@@ -130,12 +157,12 @@ class TrainLoop:
         distributed.all_reduce_grads(self._criterion_params())
         if not self._all_finite(loss):
             self._handle_nonfinite(loss, parts)
+            self._advance_schedule()   # a skipped or rolled-back step still counts
             return None
         self._nonfinite_run = 0
         params = [p for group in self.optimizer.param_groups for p in group['params']]
         self.precision.step(self.optimizer, params, self.grad_clip)
-        if getattr(self.scheduler, 'per_iteration', False):
-            self.scheduler.step()
+        self._advance_schedule()
         summary = {k: v.detach() for k, v in parts.items()}
         summary['loss'] = loss.detach()
         logits = outputs.get('logits')
@@ -144,6 +171,36 @@ class TrainLoop:
         if torch.is_tensor(logits):
             summary['acc'] = (logits.detach().argmax(1) == batch['pid']).float().mean() * 100
         return summary
+
+    def _advance_schedule(self):
+        """A per-iteration schedule to the position after this step (taken, skipped or rolled
+        back: the schedule follows the iteration count, not the updates).
+
+        Inside ``train`` a schedule with ``step_to`` is placed, not stepped: after ``done``
+        of the ``n`` steps of epoch ``e`` it stands at ``(e + done / n)`` epochs, i.e.
+        ``e * L + done * L / n`` of its iterations (``L``: its ``iters_per_epoch``, the
+        epoch length it was built for). Epochs whose length differs from ``L`` (the MIP
+        sampler's differ by about a batch) thus cover exactly one epoch of the schedule
+        each, and ``n == L`` gives the integer count ``e * L + done`` of a plain
+        ``step()``. Other per-iteration schedulers are stepped up to that count."""
+        sched = self.scheduler
+        if not getattr(sched, 'per_iteration', False):
+            return
+        n, idx = getattr(self, 'num_batches', None), getattr(self, 'batch_idx', None)
+        if not n or idx is None:   # forward_backward called outside train(): one step
+            sched.step()
+            return
+        done = idx + 1
+        if hasattr(sched, 'step_to'):
+            nominal = getattr(sched, 'iters_per_epoch', None) or n
+            sched.step_to(self.epoch * nominal + done * nominal / n)
+            return
+        target, last = self.epoch * n + done, getattr(sched, 'last_epoch', None)
+        if not isinstance(last, int) or last >= target:   # not behind (or no count): a step
+            sched.step()
+            return
+        for _ in range(target - last):
+            sched.step()
 
     def _criterion_params(self):
         """Loss-term parameters that train (outside the DDP model: reduced by hand)."""

@@ -27,12 +27,25 @@ class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
     per_iteration = True
 
     def __init__(self, optimizer, total_iters, warmup_iters=0, warmup_factor=0.01,
-                 min_lr_factor=0.01, last_epoch=-1):
+                 min_lr_factor=0.01, last_epoch=-1, iters_per_epoch=None):
+        #: the epoch length the schedule was built for: the engine places it at
+        #: ``e * iters_per_epoch + done * iters_per_epoch / n`` after ``done`` of the ``n``
+        #: steps of epoch ``e`` (``step_to``), so every epoch covers one epoch of it
+        self.iters_per_epoch = int(iters_per_epoch) if iters_per_epoch else None
         self.total_iters = max(1, int(total_iters))
         self.warmup_iters = max(0, min(int(warmup_iters), self.total_iters))
         self.warmup_factor = warmup_factor
         self.min_lr_factor = min_lr_factor
         super().__init__(optimizer, self._factor, last_epoch=last_epoch)
+
+    def step_to(self, position):
+        """Set every group's LR to the schedule's value at ``position`` (iterations, may be
+        fractional), as ``step()`` does for the next integer one."""
+        self.last_epoch = position
+        values = [base * self._factor(position) for base in self.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, values):
+            group['lr'] = lr
+        self._last_lr = [group['lr'] for group in self.optimizer.param_groups]
 
     def _factor(self, it):
         if it < self.warmup_iters:
@@ -84,7 +97,8 @@ def _warmup_cosine(optimizer, iters_per_epoch, max_epoch, warmup_epochs=5.0,
                    warmup_factor=0.01, min_lr_factor=0.01, **_):
     return WarmupCosineLR(optimizer, total_iters=max_epoch * iters_per_epoch,
                           warmup_iters=round(warmup_epochs * iters_per_epoch),
-                          warmup_factor=warmup_factor, min_lr_factor=min_lr_factor)
+                          warmup_factor=warmup_factor, min_lr_factor=min_lr_factor,
+                          iters_per_epoch=iters_per_epoch)
 
 
 @SCHEDULERS.register('cosine_restarts')
@@ -95,7 +109,10 @@ def _cosine_restarts(optimizer, iters_per_epoch, max_epoch, lr, warmup_epochs=5.
     cycle = int(cycle_epochs) or int(max_epoch)
     return EpochScheduler(CosineLRScheduler(
         optimizer, t_initial=cycle, lr_min=min_lr_factor * base_lr, cycle_decay=cycle_decay,
-        cycle_limit=max(1, math.ceil(max_epoch / cycle)) + 1, warmup_t=int(round(warmup_epochs)),
+        # as many cycles as start inside the run: after the last one the floor holds (TransReID's
+        # cycle_limit=1 with one cycle), so a cycle that divides max_epoch ends at the floor,
+        # not at the peak of a cycle that never runs
+        cycle_limit=max(1, math.ceil(max_epoch / cycle)), warmup_t=int(round(warmup_epochs)),
         warmup_lr_init=warmup_factor * base_lr, t_in_epochs=True))
 
 
