@@ -17,7 +17,7 @@ from ..data.seeded import preserved_rng
 from .evaluation import append_results, format_table, pool_key, scalar_tags, score_modes, \
     trial_distance
 from .run_loop import SELECTION_LABEL
-from .saved_features import features_path, save_features
+from .saved_features import FeaturesFileError, features_path, save_features
 from ..visualize.ranked import save_ranked_lists
 
 
@@ -81,8 +81,13 @@ class Testing:
                     self.writer.add_scalar(tag, value, self.epoch)
         if save_dir and self._saved_entries:   # the figures' input (scripts/visualize.py)
             entries, stage, epoch = self._saved_entries, self._stage, self.epoch
-            path = self.write_policy.write('features', lambda: save_features(
-                features_path(save_dir, stage), entries, stage=stage, epoch=epoch))
+            try:
+                path = self.write_policy.write('features', lambda: save_features(
+                    features_path(save_dir, stage), entries, stage=stage, epoch=epoch))
+            except FeaturesFileError as exc:   # the figures' input only: the run goes on
+                path = None
+                print('=> {}; the run goes on without it (scripts/visualize.py draws no '
+                      'ranked lists or t-SNE from this evaluation)'.format(exc))
             if path:
                 print('(pool features saved to "{}")'.format(path))
         self._pool_cache = self._saved_entries = None
@@ -130,7 +135,9 @@ class Testing:
             self.visualize_first_trial(name, dataset, feats, modes[0], dist_metric, rerank,
                                        save_dir, visrank_topk)
         self.last_results[name] = rows
-        record = {'dataset': name, 'epoch': int(self.epoch), 'stage': self._stage,
+        # epochs trained, as the table above and model.pth.tar-N count them (0: untrained)
+        done = 0 if self._stage == 'untrained' else int(self.epoch) + 1
+        record = {'dataset': name, 'epoch': done, 'stage': self._stage,
                   'feature_precision': self.feature_precision, 'rows': rows}
         if self._stage != 'untrained':
             record['selection'] = self.select_on
