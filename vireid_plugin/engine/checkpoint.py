@@ -19,6 +19,7 @@ a model is ``vireid_plugin.models.load_weights``.
 """
 import os
 import re
+import reprlib
 
 import torch
 
@@ -101,11 +102,24 @@ class CheckpointManager:
 
 
 def schedule_changes(saved, current):
-    """'key: checkpoint X, config Y' for every schedule setting that differs."""
-    if not saved:
+    """'key: checkpoint X, config Y' for every schedule setting that differs (a value read
+    from the file is printed bounded: nested shared lists cost bytes on disk and gigabytes
+    as text)."""
+    if not isinstance(saved, dict) or not saved:
         return []
-    return ['{}: checkpoint {}, config {}'.format(k, saved[k], current[k])
+    return ['{}: checkpoint {}, config {}'.format(k, bounded_repr(saved[k]), current[k])
             for k in sorted(current) if k in saved and _plain(saved[k]) != _plain(current[k])]
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 2, 6, 6, 4
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def bounded_repr(value):
+    """``repr`` of a value read from a file, at most a few hundred characters whatever it
+    holds."""
+    return _REPR.repr(value)
 
 
 def _plain(value):
