@@ -153,3 +153,35 @@ def test_mat_headers_agree_with_scipy(tmp_path, compressed):
     assert mat_variables(path) == scipy.io.whosmat(path)   # scipy reads every variable whole
     (tmp_path / 'not.mat').write_bytes(b'garbage' * 40)
     assert mat_variables(str(tmp_path / 'not.mat')) is None
+
+
+# ------------------------------------------------------------------ export --out
+@pytest.mark.parametrize('kind', ['folder', 'under_a_file'])
+def test_export_out_is_checked_before_any_work(tmp_path, capfd, monkeypatch, kind):
+    from vireid_plugin.export import run as export_run
+
+    def no_data_work(cfg):
+        raise AssertionError('the data were prepared before --out was checked')
+    monkeypatch.setattr(export_run, 'prepare_datasets', no_data_work)
+    (tmp_path / 'a_file').write_text('x')
+    out = tmp_path if kind == 'folder' else tmp_path / 'a_file' / 'model.onnx'
+    demo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        'configs', 'demo.yaml')
+    rc = export_run.main(['--config-file', demo, '--weights', str(tmp_path / 'w.pth'),
+                          '--out', str(out)])
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith('error: --out ' + str(out))
+    assert ('is a folder' if kind == 'folder' else 'is a file') in lines[0]
+
+
+# ------------------------------------------------------------------ empty subsets
+def test_an_empty_query_set_is_one_error(tmp_path):
+    # the test ids 2 and 4 have visible images only: no infrared query
+    images = {(1, 1): 1, (1, 3): 1, (3, 1): 1, (3, 3): 1, (5, 1): 1, (5, 3): 1, (2, 1): 1,
+              (4, 4): 1}
+    folder = write_sysu_tree(tmp_path, images, SPLITS)
+    with pytest.raises(DatasetNotFoundError) as err:
+        SYSUMM01(root=str(tmp_path), verbose=False)
+    msg = str(err.value)
+    assert 'query set is empty' in msg and folder in msg and '\n' not in msg
