@@ -185,3 +185,29 @@ def test_an_empty_query_set_is_one_error(tmp_path):
         SYSUMM01(root=str(tmp_path), verbose=False)
     msg = str(err.value)
     assert 'query set is empty' in msg and folder in msg and '\n' not in msg
+
+
+# ------------------------------------------------------------------ non-UTF-8 names
+LATIN1 = b'caf\xe9'   # 'café' in Latin-1: not UTF-8
+
+
+def test_a_non_utf8_data_root_is_one_config_line():
+    from vireid_plugin.config import ConfigError, load_config
+    root = os.fsdecode(b'/data/' + LATIN1)   # as argv arrives in Python
+    with pytest.raises(ConfigError) as err:
+        load_config('', ['data.root', root])
+    msg = str(err.value)
+    assert 'data.root' in msg and 'not UTF-8' in msg and "\\udce9" in msg
+    msg.encode('utf-8')   # printable: no undecodable byte left in the message
+
+
+def test_a_non_utf8_image_name_is_one_error(tmp_path):
+    folder = write_sysu_tree(tmp_path, IMAGES, SPLITS)
+    name = os.path.join(os.fsencode(folder), b'cam1', b'0002', LATIN1 + b'.jpg')
+    with open(name, 'wb') as f:
+        f.write(b'x')
+    with pytest.raises(DatasetNotFoundError) as err:
+        SYSUMM01(root=str(tmp_path), verbose=False)
+    msg = str(err.value)
+    assert 'not UTF-8' in msg and "caf\\udce9.jpg" in msg
+    msg.encode('utf-8')

@@ -12,7 +12,7 @@ import math
 
 from ..errors import ConfigError
 
-__all__ = ['check_values', 'check_device', 'MAX_LIST_LENGTH']
+__all__ = ['check_values', 'check_device', 'not_utf8', 'MAX_LIST_LENGTH']
 
 #: the longest list a config key may hold (test.ranks, loss.terms, data.sources, ...)
 MAX_LIST_LENGTH = 256
@@ -42,6 +42,12 @@ _AT_LEAST = {
     'test.num_trials': (1, 'gallery trials scored'),
     'test.start_eval': (0, 'the first epoch evaluated'),
 }
+
+
+def not_utf8(text):
+    """Whether ``text`` holds undecodable bytes (``os.fsdecode``'s surrogate escapes, as
+    command-line words and ``os.listdir`` names in another encoding arrive)."""
+    return any('\udc80' <= c <= '\udcff' for c in text)
 
 
 def _flat(node, prefix=''):
@@ -96,6 +102,10 @@ def check_values(cfg, defaults=None):
         from .defaults import get_default_config
         defaults = get_default_config()
     for key, value in _flat(cfg):
+        if isinstance(value, str) and not_utf8(value):
+            raise ConfigError('config key {!r} is {}, which holds bytes that are not UTF-8 (a '
+                              'file or folder name in another encoding); rename it, the logs '
+                              'and results files are UTF-8'.format(key, ascii(value)))
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError('config key {!r} is {}; expected a finite number'.format(
                 key, value))

@@ -50,6 +50,10 @@ def list_images(folder, unusable=None):
     for f in os.listdir(folder):
         if f.startswith('.') or not f.lower().endswith(IMAGE_EXTENSIONS):
             continue
+        if any('\udc80' <= c <= '\udcff' for c in f):   # os.fsdecode's undecodable bytes
+            raise DatasetNotFoundError('{}: the file name {} is not UTF-8 (another encoding); '
+                                       'rename it, the logs and results files are '
+                                       'UTF-8'.format(folder, ascii(f)))
         if osp.isfile(osp.join(folder, f)):
             names.append(f)
         elif unusable is not None and not osp.isdir(osp.join(folder, f)):
