@@ -101,3 +101,26 @@ def test_nested_shared_lists_in_the_schedule(resume_with):
     lines = [line for line in err.splitlines() if line.strip()]
     assert rc == 1 and len(lines) == 1 and path in lines[0] and 'train.lr' in lines[0]
     assert len(lines[0]) < 1000
+
+
+# ------------------------------------------------------- foreign MIP checkpoints
+@pytest.mark.parametrize('key,shape', [
+    ('base.sie_embed', ()), ('base.prompt_embeddings', (4,)),
+    ('base.prompt_embeddings', (2, 4, 32, 1)), ('base.deep_prompt_embeddings', (2,)),
+    ('base.deep_prompt_embeddings', (3, 4, 4, 32)), ('base.cls_token', (7,)),
+])
+def test_released_mip_checkpoint_with_odd_shapes(tmp_path, key, shape):
+    from tests.test_mip import TINY_LAYOUT, released_state_dict, tiny
+    from vireid_plugin.checkpoint_io import CheckpointError
+    from vireid_plugin.models import load_weights
+    state = released_state_dict(**TINY_LAYOUT)
+    state[key] = torch.zeros(shape)
+    path = str(tmp_path / 'odd.pth')
+    torch.save(state, path)
+    model = tiny(released_compat=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as err:
+        load_weights(model, path)
+    msg = str(err.value)
+    assert path in msg and len(msg.splitlines()) == 1 and len(msg) < 2000
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
