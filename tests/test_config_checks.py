@@ -62,6 +62,19 @@ def test_nested_list_message_is_short():
     assert len(str(err.value)) < 300
 
 
+def test_a_nested_shared_list_is_refused_without_printing_it():
+    from vireid_plugin.config import get_default_config
+    from vireid_plugin.config.checks import check_values
+    value = [1]
+    for _ in range(60):   # 2 ** 60 leaves as text; what a few YAML aliases build
+        value = [value, value]
+    cfg = get_default_config()
+    cfg.test.ranks = value
+    with pytest.raises(ConfigError, match="'test.ranks': entry 0 is a list") as err:
+        check_values(cfg)
+    assert len(str(err.value)) < 300
+
+
 def test_fp16_on_cpu_refused_by_check_device():
     cfg = load_config(DEMO, ['train.amp', 'fp16'])   # loading (figures, export) is fine
     with pytest.raises(ConfigError, match='train.amp fp16'):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from vireid_plugin.data.synthetic import make_sysu_mm01
-from vireid_plugin.engine.checkpoint import bounded_repr, schedule_changes
+from vireid_plugin.engine.checkpoint import schedule_changes
+from vireid_plugin.errors import bounded_repr
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, 'configs', 'demo.yaml')

@@ -10,7 +10,7 @@ scheduler, with a traceback).
 """
 import math
 
-from ..errors import ConfigError
+from ..errors import ConfigError, bounded_repr
 
 __all__ = ['check_values', 'check_device', 'not_utf8', 'MAX_LIST_LENGTH']
 
@@ -68,9 +68,8 @@ def _lookup(node, key):
     return node
 
 
-def _short(value, limit=60):
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + '...'
+def _short(value):
+    return bounded_repr(value)
 
 
 def _check_list(key, value, default):
@@ -81,8 +80,9 @@ def _check_list(key, value, default):
     kinds = {type(v) for v in default} if default else set()
     if float in kinds:
         kinds.add(int)    # 1 for 1.0
+    nested = any(isinstance(d, (list, tuple)) for d in default)   # a section may want them
     for i, item in enumerate(value):
-        if isinstance(item, (list, tuple, dict)):
+        if isinstance(item, (list, tuple, dict)) and not nested:
             raise ConfigError('config key {!r}: entry {} is a {} ({}); expected a flat list '
                               'like the default {}'.format(key, i, type(item).__name__,
                                                            _short(item), list(default)))

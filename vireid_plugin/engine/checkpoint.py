@@ -19,11 +19,10 @@ a model is ``vireid_plugin.models.load_weights``.
 """
 import os
 import re
-import reprlib
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, bounded_repr
 from ..checkpoint_io import CheckpointError, load_checkpoint, save_checkpoint, state_dict_of
 from ..models.load import load_weights
 
@@ -110,16 +109,6 @@ def schedule_changes(saved, current):
     return ['{}: checkpoint {}, config {}'.format(k, bounded_repr(saved[k]), current[k])
             for k in sorted(current) if k in saved and _plain(saved[k]) != _plain(current[k])]
 
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 2, 6, 6, 4
-_REPR.maxstring = _REPR.maxother = 60
-
-
-def bounded_repr(value):
-    """``repr`` of a value read from a file, at most a few hundred characters whatever it
-    holds."""
-    return _REPR.repr(value)
 
 
 def _plain(value):

@@ -14,7 +14,8 @@ import torch
 from .. import distributed
 from ..checkpoint_io import atomic_write
 from ..data.seeded import rng_state, set_rng_state
-from .checkpoint import (CheckpointError, CheckpointManager, bounded_repr, load_checkpoint,
+from ..errors import bounded_repr
+from .checkpoint import (CheckpointError, CheckpointManager, load_checkpoint,
                          restore_training_state, schedule_changes)
 from .preemption import PREEMPTED_FILE, Preempted
 
