@@ -274,7 +274,7 @@ def test_official_bad_perm_file(root, tmp_path):
     wrong_shape = str(tmp_path / 'shape.mat')
     scipy.io.savemat(wrong_shape, {'rand_perm_cam': np.zeros((2, 2))})
     msg = _perm_error(root, wrong_shape)
-    assert wrong_shape in msg and '4 camera cells, expected 6' in msg
+    assert wrong_shape in msg and 'a 2x2 double array, expected a cell array of 6' in msg
     assert 'needs sysu.perm_file' in _perm_error(root, '')
 
 

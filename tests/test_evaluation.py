@@ -68,7 +68,8 @@ def test_results_file_keeps_earlier_records_and_never_destroys_a_bad_file(tmp_pa
     assert [r['epoch'] for r in json.loads((tmp_path / 'results.json').read_text())] == [0, 1]
     (tmp_path / 'results.json').write_text('{broken')
     append_results(str(tmp_path), {'epoch': 2})
-    assert json.loads((tmp_path / 'results.json').read_text()) == [{'epoch': 2}]
+    assert json.loads((tmp_path / 'results.json').read_text()) == [{'epoch': 2,
+                                                                     'epoch_base': 1}]
     kept = [p for p in tmp_path.iterdir() if '.corrupt-' in p.name]
     assert len(kept) == 1 and kept[0].read_text() == '{broken'
 

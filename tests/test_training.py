@@ -82,6 +82,9 @@ def final_row(results):
 def test_training_improves_map(trained):
     save_dir, results = trained
     assert len(results) == 2     # untrained, then the final test
+    # epochs counted as the table and model.pth.tar-2 count them: 0 = untrained
+    assert [r['epoch'] for r in results] == [0, 2]
+    assert os.path.isfile(os.path.join(save_dir, 'model', 'model.pth.tar-2'))
     before, after = results[0]['rows'][0], results[1]['rows'][0]
     assert before['mode'] == after['mode'] == 'all-search single-shot'
     for row in (before, after):
@@ -156,7 +159,7 @@ def test_resume_continues_at_epoch_3(cli, sysu_root, trained, tmp_path, monkeypa
     # a resumed model is not untrained: eval_before_train does not score it again
     assert 'Evaluating the model before training' not in log
     after = read_results(str(save_dir))
-    assert len(after) == len(results) + 1 and after[-1]['epoch'] == 2
+    assert len(after) == len(results) + 1 and after[-1]['epoch'] == 3   # model.pth.tar-3
 
 
 # ---------------------------------------------------------------- (3) test-only

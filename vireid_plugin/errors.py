@@ -10,6 +10,29 @@ defined in that layer (``CheckpointError`` in ``checkpoint_io``, ``ImageReadErro
 """
 
 
+def bounded_repr(value, limit=200, depth=2):
+    """``repr`` of a value read from a user's file, for an error message: at most ``limit``
+    characters whatever it holds (nested shared lists cost bytes in a YAML or pickle file
+    and gigabytes as text): ``depth`` levels and 6 entries of each are shown."""
+    if isinstance(value, (list, tuple, dict)):
+        brackets = '[]' if isinstance(value, list) else '()' if isinstance(value, tuple) \
+            else '{}'
+        if depth <= 0:
+            return brackets[0] + '...' + brackets[1]
+        entries = list(value.items())[:6] if isinstance(value, dict) else value[:6]
+        parts = [bounded_repr(e[0], limit, depth - 1) + ': ' + bounded_repr(e[1], limit,
+                                                                             depth - 1)
+                 if isinstance(value, dict) else bounded_repr(e, limit, depth - 1)
+                 for e in entries]
+        if len(value) > 6:
+            parts.append('...')
+        single = ',' if isinstance(value, tuple) and len(value) == 1 else ''
+        text = brackets[0] + ', '.join(parts) + single + brackets[1]
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
 class UserError(Exception):
     """The base of every error a user can cause: its message is meant for the user as is."""
 

@@ -26,6 +26,7 @@ import torch
 
 from . import compat, distributed, plugins
 from .checkpoint_io import atomic_write
+from .config.checks import check_device
 from .config import (ConfigError, engine_kwargs, engine_run_kwargs, imagedata_kwargs,
                      load_config, loss_kwargs, model_kwargs, optimizer_kwargs,
                      schedule_settings, scheduler_kwargs, videodata_kwargs)
@@ -99,7 +100,9 @@ def check_writable(folder):
     """data.save_dir must take files: found before training, not at the first checkpoint."""
     try:
         os.makedirs(folder, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test-')
+        # as long a name as the run's longest (log, checkpoint, features, temporaries): a
+        # folder path too long for them is refused here, not when the log is opened
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test-', suffix='-' * 60)
         probe.close()
     except OSError as exc:
         raise ConfigError('data.save_dir {} is not writable ({}); choose another folder'.format(
@@ -112,6 +115,7 @@ def run(cfg):
     # torchrun's variables -> process group (a plain run stays one process)
     dist_info = distributed.init_distributed(cfg.use_gpu)
     main_rank = dist_info.rank == 0
+    check_device(cfg, dist_info.device)   # fp16 on a CPU: refused before any data work
     check_writable(cfg.data.save_dir)
     if main_rank:
         # the run's config beside its results: scripts/visualize.py rebuilds the model from it

@@ -17,6 +17,7 @@ from ..metrics.distance import DIST_METRICS
 from ..metrics.selection import SELECT_METRICS
 from ..registry import CONFIG_SECTIONS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TRANSFORMS
 from ..signals import signal_numbers
+from .checks import check_values
 from .defaults import get_default_config
 from .sections import changed_keys
 
@@ -113,7 +114,8 @@ def merge_opts(cfg, opts):
 
 
 def check_config(cfg):
-    """Cross-key checks yacs cannot do."""
+    """Cross-key checks yacs cannot do; values no run can use (``checks.py``)."""
+    check_values(cfg)
     if len(cfg.loss.terms) != len(cfg.loss.weights):
         raise ConfigError('loss.terms {} and loss.weights {} must have the same length'.format(
             list(cfg.loss.terms), list(cfg.loss.weights)))

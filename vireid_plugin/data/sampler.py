@@ -36,6 +36,18 @@ def items_by_identity(data_source):
     return by_id
 
 
+def report_one_modality_ids(by_id, usable, log=print):
+    """One counted line for the training ids a cross-modal sampler leaves out (images of one
+    modality only): the classifier still has a class for each, never trained."""
+    left = sorted(set(by_id) - set(usable))
+    if left:
+        items = sum(len(vis) + len(ir) for pid in left for vis, ir in [by_id[pid]])
+        log('=> Warning: {} of {} training ids have images of one modality only and are never '
+            'sampled ({} images; ids {}{}); the classifier keeps a class for each'.format(
+                len(left), len(by_id), items, ', '.join(map(str, left[:5])),
+                ', ...' if len(left) > 5 else ''))
+
+
 class IdentityBatchSampler(Sampler):
     """Base of the plugin's identity samplers (see the subclasses for the batch layout).
 
@@ -50,6 +62,7 @@ class IdentityBatchSampler(Sampler):
         by_id = items_by_identity(data_source)
         usable = sorted(pid for pid, (vis, ir) in by_id.items() if vis and ir)
         self.num_excluded_ids = len(by_id) - len(usable)
+        report_one_modality_ids(by_id, usable)
         self.pids = usable
         self._items = [tuple(torch.tensor(by_id[p][m], dtype=torch.long) for m in (0, 1))
                        for p in usable]

@@ -22,7 +22,7 @@ import re
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, bounded_repr
 from ..checkpoint_io import CheckpointError, load_checkpoint, save_checkpoint, state_dict_of
 from ..models.load import load_weights
 
@@ -101,11 +101,14 @@ class CheckpointManager:
 
 
 def schedule_changes(saved, current):
-    """'key: checkpoint X, config Y' for every schedule setting that differs."""
-    if not saved:
+    """'key: checkpoint X, config Y' for every schedule setting that differs (a value read
+    from the file is printed bounded: nested shared lists cost bytes on disk and gigabytes
+    as text)."""
+    if not isinstance(saved, dict) or not saved:
         return []
-    return ['{}: checkpoint {}, config {}'.format(k, saved[k], current[k])
+    return ['{}: checkpoint {}, config {}'.format(k, bounded_repr(saved[k]), current[k])
             for k in sorted(current) if k in saved and _plain(saved[k]) != _plain(current[k])]
+
 
 
 def _plain(value):

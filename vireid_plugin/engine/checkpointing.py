@@ -14,6 +14,7 @@ import torch
 from .. import distributed
 from ..checkpoint_io import WriteError, atomic_write
 from ..data.seeded import rng_state, set_rng_state
+from ..errors import bounded_repr
 from .checkpoint import (CheckpointError, CheckpointManager, load_checkpoint,
                          restore_training_state, schedule_changes)
 from .preemption import PREEMPTED_FILE, Preempted
@@ -111,6 +112,7 @@ class Checkpointing:
                 return 0
         else:
             ckpt = load_checkpoint(path)
+        epoch, iteration = _position(ckpt, path)
         changes = schedule_changes(ckpt.get('schedule') if isinstance(ckpt, dict) else None,
                                    self.schedule)
         if changes and not rebuild_schedule:
@@ -125,11 +127,16 @@ class Checkpointing:
         restore_training_state(ckpt, path, self.model, self.optimizer,
                                 None if changes else self.scheduler, self.criterion,
                                 self.precision.scaler)
-        epoch, iteration = int(ckpt['epoch']), int(ckpt.get('iteration', 0) or 0)
         if changes:
             iteration = self._rebuild_schedule(ckpt['schedule'], epoch, iteration, fresh)
         if ckpt.get('rng'):
-            set_rng_state(ckpt['rng'])
+            try:
+                set_rng_state(ckpt['rng'])
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+                raise CheckpointError('{}: its random-generator state (rng) is malformed ({}: '
+                                      '{}); it was not written by this plugin\'s engine, or '
+                                      'was edited'.format(path, type(exc).__name__,
+                                                          str(exc)[:100])) from None
         sel = ckpt.get('selection') or {}
         if sel.get('select_on') == self.select_on:
             self.best.update(score=sel.get('best_score'), epoch=sel.get('best_epoch'))
@@ -173,3 +180,23 @@ class Checkpointing:
                 for _ in range(epoch):
                     sched.step()
         return iteration
+
+
+def _position(ckpt, path):
+    """(epoch, iteration) of a training checkpoint, whole numbers >= 0, or one
+    ``CheckpointError`` naming the file (before anything is restored from it)."""
+    if not isinstance(ckpt, dict):
+        return 0, 0   # restore_training_state names what it is
+    values = []
+    for key, default in (('epoch', None), ('iteration', 0)):
+        value = ckpt.get(key, default) if key != 'iteration' else (ckpt.get(key) or 0)
+        if value is None and key == 'epoch':
+            return 0, 0   # no epoch: restore_training_state refuses it as not a checkpoint
+        if isinstance(value, torch.Tensor) and value.numel() == 1:   # other trainers' files
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                value != value or value < 0 or int(value) != value:
+            raise CheckpointError('{}: {} is {} ({}); expected a whole number >= 0'.format(
+                path, key, bounded_repr(value), type(value).__name__))
+        values.append(int(value))
+    return tuple(values)

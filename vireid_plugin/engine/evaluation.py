@@ -122,7 +122,8 @@ def evaluate_for_torchreid_engine(engine, name, dataset, query_loader, dist_metr
                                         "torchreid's single-modal metric".format(modes[0].metric)))
     print('(features of {} pool items extracted once; {} trial(s) scored in {:.1f}s)'.format(
         len(dataset.test_pool), sum(m.num_trials for m in modes), time.time() - start))
-    append_results(save_dir, {'dataset': name, 'epoch': int(getattr(engine, 'epoch', 0)),
+    # torchreid's engines test after epoch ``engine.epoch`` (0-based): record it 1-based
+    append_results(save_dir, {'dataset': name, 'epoch': int(getattr(engine, 'epoch', 0)) + 1,
                               'stage': 'torchreid engine', 'distance': dist_metric,
                               'distance_source': "torchreid engine's dist_metric",
                               'rows': rows})
@@ -137,8 +138,43 @@ def format_table(dataset_name, rows, note=''):
     return '{}\n{}'.format(title, tabulate(body, headers=headers, tablefmt='github'))
 
 
+#: ``record['epoch_base']`` of records that count epochs as the tables and checkpoint names
+#: do (1: after the first epoch; 0: the untrained model). Records without it (written before
+#: 2026-12) counted evaluations 0-based; :func:`completed_epochs` reads both.
+EPOCH_BASE = 1
+
+
+def completed_epochs(record):
+    """How many epochs the model of a results.json record had trained (the number in the
+    tables and in ``model.pth.tar-N``), for records of either numbering."""
+    epoch = int(record.get('epoch', 0))
+    if record.get('epoch_base') == EPOCH_BASE:
+        return epoch
+    stage = record.get('stage')
+    # the old files: validation records and select_on test's 'selected' record already
+    # counted whole epochs, the untrained record said 0; every other evaluation was 0-based
+    if stage in ('validation', 'untrained') or (stage == 'selected' and
+                                                record.get('selection') == 'test'):
+        return epoch
+    return epoch + 1
+
+
+def _read_records(path):
+    """The list of records of a results.json; ValueError (one line) when it is not one."""
+    with open(path, encoding='utf-8') as f:
+        records = json.load(f)
+    if not isinstance(records, list):
+        raise ValueError('holds a JSON {}, not the list of evaluation records the plugin '
+                         'writes'.format(type(records).__name__))
+    return records
+
+
 def append_results(save_dir, record):
-    """Add one evaluation record to ``save_dir/results.json`` (rewritten atomically)."""
+    """Add one evaluation record to ``save_dir/results.json`` (rewritten atomically).
+
+    A file that cannot hold the records (not JSON, not UTF-8, not a list) is never
+    destroyed: it is moved aside to ``results.json.corrupt-<time>`` with one line saying
+    so, and a new file is started."""
     if not save_dir:
         return None
     os.makedirs(save_dir, exist_ok=True)
@@ -146,12 +182,14 @@ def append_results(save_dir, record):
     records = []
     if os.path.isfile(path):
         try:
-            with open(path) as f:
-                records = json.load(f)
-        except ValueError:
+            records = _read_records(path)
+        except ValueError as exc:   # UnicodeDecodeError and JSONDecodeError included
             # never destroy what a user has: keep the unreadable file aside
-            os.replace(path, path + '.corrupt-{}'.format(int(time.time())))
-    records.append(record)
+            aside = path + '.corrupt-{}'.format(int(time.time()))
+            os.replace(path, aside)
+            print('(results file {} {}: moved to {}; a new one is started)'.format(
+                path, str(exc).splitlines()[0][:200], aside))
+    records.append(dict(record, epoch_base=EPOCH_BASE) if 'epoch' in record else record)
     return atomic_write(path, lambda f: json.dump(records, f, indent=2), mode='w')
 
 
@@ -160,12 +198,11 @@ def recorded_distance(save_dir, dataset):
     results.json ranked by, or None (no file, no record, or a record written before
     records named their distance)."""
     try:
-        with open(os.path.join(save_dir, RESULTS_FILE)) as f:
-            records = json.load(f)
+        records = _read_records(os.path.join(save_dir, RESULTS_FILE))
     except (OSError, ValueError):
         return None
     found = None
-    for rec in records if isinstance(records, list) else []:
+    for rec in records:
         if isinstance(rec, dict) and rec.get('dataset') == dataset and rec.get('distance'):
             found = rec['distance']
     return found
@@ -174,17 +211,23 @@ def recorded_distance(save_dir, dataset):
 def final_rows(path):
     """{(dataset, mode): row} of the last evaluation per dataset in one results.json."""
     try:
-        with open(path) as f:
-            records = json.load(f)
+        records = _read_records(path)
     except (OSError, ValueError) as exc:
-        raise ValueError('cannot read results file {}: {}'.format(path, exc)) from None
+        raise ValueError('cannot read results file {}: {}'.format(
+            path, str(exc).splitlines()[0][:200])) from None
     last = {}
-    for rec in records if isinstance(records, list) else []:
-        if rec.get('stage') != 'untrained' and 'rows' in rec:
-            last[rec['dataset']] = rec['rows']
+    try:
+        for rec in records:
+            if rec.get('stage') != 'untrained' and 'rows' in rec:
+                last[rec['dataset']] = rec['rows']
+        rows = {(ds, row['mode']): row for ds, rows in last.items() for row in rows}
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise ValueError('results file {} holds a malformed record ({}: {}); expected '
+                         'records with dataset, stage and rows of mode and metrics'.format(
+                             path, type(exc).__name__, str(exc)[:80])) from None
     if not last:
         raise ValueError('{} holds no evaluation of a trained model'.format(path))
-    return {(ds, row['mode']): row for ds, rows in last.items() for row in rows}
+    return rows
 
 
 def average_runs(paths):

@@ -72,14 +72,17 @@ class RunLoop:
                        open_layers=open_layers)
             done, last = self.epoch + 1, self.epoch + 1 == max_epoch
             periodic = eval_freq > 0 and done >= start_eval and done % eval_freq == 0
-            best = False
+            best, path = False, None
             if last:
+                # the final weights reach the disk before the final test: nothing it reads or
+                # writes (a malformed results.json, a features file) can lose them
+                path = self.save_training_checkpoint(done, 0)
                 print('=> Final test')
             if last or periodic:
                 best = self._evaluate_epoch(done, test_kwargs)
-            path, saved = None, last or best or (
+            saved = last or best or (
                 self.checkpoint_every and done % self.checkpoint_every == 0)
-            if saved:
+            if best or (saved and not last):
                 path = self.save_training_checkpoint(done, 0, best=best)
             if not last and self._stop_requested():
                 self._preempt(done, 0, saved, path)

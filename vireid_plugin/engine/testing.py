@@ -19,7 +19,7 @@ from .evaluation import append_results, format_table, pool_key, scalar_tags, sco
     trial_distance
 from .run_loop import SELECTION_LABEL
 from .ranked_lists import save_ranked_lists
-from .saved_features import features_path, save_features
+from .saved_features import FeaturesFileError, features_path, save_features
 
 
 class Testing:
@@ -102,8 +102,13 @@ class Testing:
                     self.writer.add_scalar(tag, value, self.epoch)
         if save_dir and self._saved_entries:   # the figures' input (scripts/visualize.py)
             entries, stage, epoch = self._saved_entries, self._stage, self.epoch
-            path = self.write_policy.write('features', lambda: save_features(
-                features_path(save_dir, stage), entries, stage=stage, epoch=epoch))
+            try:
+                path = self.write_policy.write('features', lambda: save_features(
+                    features_path(save_dir, stage), entries, stage=stage, epoch=epoch))
+            except FeaturesFileError as exc:   # the figures' input only: the run goes on
+                path = None
+                print('=> {}; the run goes on without it (scripts/visualize.py draws no '
+                      'ranked lists or t-SNE from this evaluation)'.format(exc))
             if path:
                 print('(pool features saved to "{}")'.format(path))
         self._pool_cache = self._saved_entries = None
@@ -157,7 +162,9 @@ class Testing:
         scoring = {'distance': ranking.metric, 'distance_source': ranking.source,
                    'feature': feature}
         self.last_scoring[name] = scoring   # what the selected record repeats
-        record = dict({'dataset': name, 'epoch': int(self.epoch), 'stage': self._stage,
+        # epochs trained, as the table above and model.pth.tar-N count them (0: untrained)
+        done = 0 if self._stage == 'untrained' else int(self.epoch) + 1
+        record = dict({'dataset': name, 'epoch': done, 'stage': self._stage,
                        'feature_precision': self.feature_precision}, **scoring, rows=rows)
         if self._stage != 'untrained':
             record['selection'] = self.select_on

@@ -18,7 +18,7 @@ from ..models import load_weights
 from ..runner import build_data_manager, build_reid_model
 from .onnx import ExportError, dataset_inputs, export_onnx, max_abs_difference
 
-__all__ = ['DEFAULT_ATOL', 'export_checked', 'build_parser', 'main']
+__all__ = ['DEFAULT_ATOL', 'export_checked', 'check_out', 'build_parser', 'main']
 
 DEFAULT_ATOL = 1e-3   # float32 reassociation: measured up to 7e-5 on a trained tiny ViT
 DESCRIPTION = ("Export a trained model's evaluation forward to ONNX and check it in "
@@ -32,6 +32,7 @@ def export_checked(config_file, weights, out, atol=DEFAULT_ATOL, num_inputs=8, s
     Raises ``ExportError`` when ``weights`` do not fit the model built from the config
     (the classifier aside: the evaluation forward does not use it).
     """
+    check_out(out)   # before the data and the export: minutes on a real dataset
     # no training batches are drawn: torchreid's plain sampler spares the cross-modal
     # sampler's batch-size checks against the training set
     opts = list(opts) + ['sampler.train_sampler', 'RandomSampler'] + (
@@ -66,6 +67,18 @@ def export_checked(config_file, weights, out, atol=DEFAULT_ATOL, num_inputs=8, s
             len(inputs[0]), target, len(inputs[0]), 'test transform', diff, scale, atol,
             'OK' if ok else 'FAILED'))
     return ok
+
+
+def check_out(out):
+    """``--out`` must name a file that can be written: not a folder, not under a file."""
+    if os.path.isdir(out):
+        raise ExportError('--out {} is a folder; give the ONNX file to write, e.g. '
+                          '{}'.format(out, os.path.join(out, 'model.onnx')))
+    parent = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ExportError('--out {}: {} is a file, not a folder'.format(out, parent))
 
 
 def build_parser():

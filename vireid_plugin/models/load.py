@@ -68,9 +68,11 @@ def load_weights(model, path, strict=True):
     if filter_fn is not None and not set(state) <= set(own):
         try:
             state, left_out, source = filter_fn(state, model)
-        except (KeyError, ValueError, RuntimeError) as exc:
+        # a foreign file's odd shapes or values fail inside the filter in many ways
+        except (KeyError, ValueError, RuntimeError, IndexError, TypeError, AttributeError) as exc:
             raise CheckpointError('{} cannot be mapped onto {}: {}'.format(
-                path, type(model).__name__, exc)) from None
+                path, type(model).__name__, str(exc).splitlines()[0][:1000] if str(exc)
+                else type(exc).__name__)) from None
     mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
                   if k in own and v.shape != own[k].shape]
     bad_shape = {m[0] for m in mismatched}

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ... import compat
+from ...errors import DatasetNotFoundError
 from ..clip_transform import transform_clip
 from ...metrics import matched_queries
 from ..eval_split import EvalMode
@@ -44,6 +45,18 @@ class CrossModalMixin:
     protocol = 'regdb'
     #: how result tables name the two modalities (RegDB says thermal)
     modality_names = MODALITY_NAMES
+
+    def __init__(self, train, query, gallery, **kwargs):
+        # torchreid's Dataset reads train[0], query[0], gallery[0]: an IndexError otherwise
+        empty = [name for name, items in (('train', train), ('query', query),
+                                          ('gallery', gallery)) if not len(items)]
+        if empty:
+            raise DatasetNotFoundError(
+                '{} ({}): the {} set is empty: no {} item was found; check its list/split '
+                'files and that the ids they name have images of both modalities'.format(
+                    type(self).__name__, getattr(self, 'dataset_dir', '') or '?',
+                    ' and '.join(empty), ' or '.join(empty)))
+        super().__init__(train, query, gallery, **kwargs)
 
     def eval_modes(self, matrix=False):
         """The evaluation modes: the registered one, or with ``matrix`` every mode."""

@@ -1,4 +1,5 @@
 """Helpers the dataset files share: one error type and the summary of modalities."""
+import io
 import os
 import os.path as osp
 
@@ -7,7 +8,7 @@ from .base import MODALITY_NAMES
 
 __all__ = ['DatasetNotFoundError', 'dataset_error', 'locate_dataset', 'list_images',
            'modality_counts', 'print_modality_summary', 'numbered_fields', 'line_error',
-           'ExistingFiles']
+           'ExistingFiles', 'open_text', 'unusable_links']
 
 DEMO_HINT = ('To try the plugin without the real data, run the synthetic demo: '
              'python scripts/main.py --config-file configs/demo.yaml')
@@ -40,11 +41,47 @@ def locate_dataset(root, folder, markers):
     return None
 
 
-def list_images(folder):
-    """Sorted image file names of ``folder`` (hidden and non-image files ignored)."""
-    return sorted(f for f in os.listdir(folder)
-                  if not f.startswith('.') and f.lower().endswith(IMAGE_EXTENSIONS)
-                  and osp.isfile(osp.join(folder, f)))
+def list_images(folder, unusable=None):
+    """Sorted image file names of ``folder`` (hidden and non-image files ignored).
+
+    An image name that is not a file (a dangling symbolic link, a link loop) is left out;
+    with ``unusable`` (a list) its path is appended there, for the caller to count."""
+    names = []
+    for f in os.listdir(folder):
+        if f.startswith('.') or not f.lower().endswith(IMAGE_EXTENSIONS):
+            continue
+        if any('\udc80' <= c <= '\udcff' for c in f):   # os.fsdecode's undecodable bytes
+            raise DatasetNotFoundError('{}: the file name {} is not UTF-8 (another encoding); '
+                                       'rename it, the logs and results files are '
+                                       'UTF-8'.format(folder, ascii(f)))
+        if osp.isfile(osp.join(folder, f)):
+            names.append(f)
+        elif unusable is not None and not osp.isdir(osp.join(folder, f)):
+            unusable.append(osp.join(folder, f))
+    return sorted(names)
+
+
+def unusable_links(name, paths, log=print):
+    """One counted line for the entries a scan left out because they lead nowhere (dangling
+    symbolic links, link loops): they are not trained on or drawn into galleries."""
+    if paths:
+        log('=> Warning: {}: {} entr{} lead nowhere (dangling or looping symbolic links) and '
+            'are left out, which also changes the seeded gallery draws; first: {}'.format(
+                name, len(paths), 'y' if len(paths) == 1 else 'ies', paths[0]))
+
+
+def open_text(path):
+    """The text of a list file as a file object: UTF-8, a leading byte-order mark dropped
+    (Windows editors write one; it would be an invisible part of the first entry). A file
+    that is not UTF-8 is one error naming the file and the line of the first bad byte."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        return io.StringIO(data.decode('utf-8-sig'))
+    except UnicodeDecodeError as exc:
+        lineno = data.count(b'\n', 0, exc.start) + 1
+        raise line_error(path, lineno, 'not UTF-8 text (byte 0x{:02x} at offset {}); save '
+                         'the file as UTF-8'.format(data[exc.start], exc.start)) from None
 
 
 def modality_counts(items):
@@ -65,7 +102,7 @@ def print_modality_summary(dataset):
 def numbered_fields(path):
     """(1-based line number, whitespace-split fields, line) of each non-blank line of a text
     file."""
-    with open(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             fields = line.split()
             if fields:   # blank (e.g. trailing) lines carry no entry

@@ -38,7 +38,7 @@ from ....safe_paths import entry_path
 from ...eval_split import EvalMode
 from ..base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalVideoDataset
 from ..common import (ExistingFiles, dataset_error, line_error, locate_dataset, numbered_fields,
-                     print_modality_summary)
+                     print_modality_summary, open_text)
 from ..options import DatasetOptionError, dataset_option
 
 NAME = 'BUPTCampus'
@@ -79,7 +79,7 @@ def reference_truncation(n, batch=None):
 
 def read_data_paths(path):
     try:
-        with open(path) as f:
+        with open_text(path) as f:
             data = json.load(f)
     except json.JSONDecodeError as exc:
         raise line_error(path, exc.lineno, 'not valid JSON ({})'.format(exc.msg)) from None

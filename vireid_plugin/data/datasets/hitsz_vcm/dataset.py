@@ -21,7 +21,7 @@ from ....registry import VIDEO_DATASETS
 from ....safe_paths import entry_path
 from ..base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalVideoDataset
 from ..common import (DatasetNotFoundError, ExistingFiles, dataset_error, line_error,
-                     locate_dataset, print_modality_summary)
+                     locate_dataset, print_modality_summary, open_text)
 from ..options import dataset_option
 
 LAYOUT = ('  <root>/HITSZ-VCM/info/{train_name,test_name,track_train_info,track_test_info,'
@@ -104,11 +104,11 @@ class HITSZVCM(CrossModalVideoDataset):
 
     def _tracklets(self, split, track_file, name_file):
         """Item 5-tuples of one split, one per track row in file order, and their line numbers."""
-        with open(name_file) as f:
+        with open_text(name_file) as f:
             names = [line.strip() for line in f]
         items, linenos = [], []
         base = None
-        with open(track_file) as f:
+        with open_text(track_file) as f:
             for lineno, line in enumerate(f, 1):
                 fields = line.split()
                 if not fields:
@@ -174,7 +174,7 @@ class HITSZVCM(CrossModalVideoDataset):
     def _split_test(query_file, track_file, test, linenos):
         """Split test rows into {INFRARED: query_IDX rows, VISIBLE: the rest}, checked."""
         rows = {}   # 0-based test row -> query_IDX line
-        with open(query_file) as f:
+        with open_text(query_file) as f:
             # MITML keeps only the last line; concatenating accepts one or several.
             for lineno, line in enumerate(f, 1):
                 for tok in line.split():

@@ -40,7 +40,7 @@ from ....safe_paths import entry_path
 from ...eval_split import EvalMode
 from ..base import INFRARED, MODALITY_NAMES, VISIBLE, CrossModalImageDataset
 from ..common import (ExistingFiles, dataset_error, line_error, locate_dataset, numbered_fields,
-                     print_modality_summary)
+                     print_modality_summary, open_text)
 from ..options import dataset_option
 
 NAME = 'LLCM'
@@ -65,7 +65,7 @@ def _error(problem, path):
 def read_test_ids(path):
     """Sorted unique ids of idx/test_id.txt (comma-separated; newlines are tolerated)."""
     ids = set()
-    with open(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             for tok in (t for t in re.split(r'[,\s]+', line) if t):
                 if not tok.isdigit():

@@ -19,7 +19,7 @@ from ....registry import IMAGE_DATASETS
 from ....safe_paths import entry_path
 from ..base import INFRARED, VISIBLE, CrossModalImageDataset
 from ..common import (ExistingFiles, dataset_error, line_error, locate_dataset,
-                     print_modality_summary)
+                     print_modality_summary, open_text)
 
 NUM_TRIALS = 10
 MODALITY_NAMES = ('visible', 'thermal')
@@ -94,7 +94,7 @@ class RegDB(CrossModalImageDataset):
     def _read_idx(self, path):
         """[(absolute image path, label, line number)] of one idx file."""
         rows = []
-        with open(path) as f:
+        with open_text(path) as f:
             for lineno, line in enumerate(f, 1):
                 fields = line.split()
                 if not fields:   # blank (e.g. trailing) lines carry no entry

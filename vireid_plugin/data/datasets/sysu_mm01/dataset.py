@@ -29,7 +29,9 @@ import numpy as np
 from ....registry import IMAGE_DATASETS
 from ...eval_split import EvalMode
 from ..base import INFRARED, VISIBLE, CrossModalImageDataset
-from ..common import dataset_error, list_images, locate_dataset, print_modality_summary
+from ..matfile import mat_variables
+from ..common import (DatasetNotFoundError, dataset_error, list_images, locate_dataset,
+                      print_modality_summary, unusable_links)
 from ..options import dataset_option
 
 NAME = 'SYSU-MM01'
@@ -78,7 +80,7 @@ def read_ids(path):
     if not osp.isfile(path):
         raise _error('split file not found', path)
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(path, encoding='utf-8-sig') as f:   # a byte-order mark is not an id
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise _error('cannot read split file ({})'.format(exc), path) from exc
@@ -93,8 +95,10 @@ def read_ids(path):
 
 
 def scan(dataset_dir, ids):
-    """{(pid, cam): sorted file names} for the wanted ids; missing folders are absent."""
-    files = {}
+    """{(pid, cam): sorted file names} for the wanted ids; missing folders are absent.
+    Entries that lead nowhere (dangling or looping symbolic links, as folders or images)
+    are left out with one counted line."""
+    files, unusable = {}, []
     for cam in CAMERAS:
         cam_dir = osp.join(dataset_dir, 'cam{}'.format(cam))
         if not osp.isdir(cam_dir):
@@ -102,9 +106,12 @@ def scan(dataset_dir, ids):
         for pid in ids:
             folder = osp.join(cam_dir, '{:04d}'.format(pid))
             if osp.isdir(folder):
-                names = list_images(folder)
+                names = list_images(folder, unusable)
                 if names:  # an empty folder draws nothing, like a missing one
                     files[(pid, cam)] = names
+            elif osp.lexists(folder):
+                unusable.append(folder)
+    unusable_links(NAME, unusable)
     return files
 
 
@@ -117,13 +124,23 @@ def load_rand_perm(path):
     if not osp.isfile(path):
         raise _perm_error('file not found', path)
     try:
-        mat = scipy.io.loadmat(path)
+        # names, shapes and classes first (the header only): a large variable is refused
+        # before its data is decompressed (a 190 KB zeros(5000, 5000) would cost 1.35 GB)
+        found = {name: (shape, cls) for name, shape, cls in mat_variables(path) or ()}
+        if found and 'rand_perm_cam' not in found:
+            raise _perm_error('no variable rand_perm_cam (found {})'.format(
+                sorted(found)[:10]), path)
+        shape, cls = found.get('rand_perm_cam', ((len(CAMERAS), 1), 'cell'))
+        if cls != 'cell' or int(np.prod(shape)) != len(CAMERAS):
+            raise _perm_error('rand_perm_cam is a {} {} array, expected a cell array of {} '
+                              'cameras'.format('x'.join(map(str, shape)), cls, len(CAMERAS)),
+                              path)
+        mat = scipy.io.loadmat(path, variable_names=['rand_perm_cam'])
+    except DatasetNotFoundError:
+        raise
     # scipy raises many types (ValueError, MatReadError, NotImplementedError for v7.3, ...)
     except Exception as exc:
         raise _perm_error('cannot read ({}: {})'.format(type(exc).__name__, exc), path) from exc
-    if 'rand_perm_cam' not in mat:
-        raise _perm_error('no variable rand_perm_cam (found {})'.format(
-            sorted(k for k in mat if not k.startswith('__'))), path)
     top = np.asarray(mat['rand_perm_cam'], dtype=object).ravel()
     if len(top) != len(CAMERAS):
         raise _perm_error('rand_perm_cam has {} camera cells, expected 6'.format(len(top)), path)
@@ -139,6 +156,10 @@ def load_rand_perm(path):
                 raise _perm_error('rand_perm_cam{{{}}}{{{}}} is {} {}, expected a 2-D numeric '
                                   'trials x n_images matrix'.format(cam, i + 1, a.dtype, a.shape),
                                   path)
+            if not np.array_equal(a, np.round(a)):   # NaN included: never equal
+                raise _perm_error('rand_perm_cam{{{}}}{{{}}} holds non-integer indices (e.g. '
+                                  '{}); expected 1-based image numbers'.format(
+                                      cam, i + 1, a[a != np.round(a)].ravel()[0]), path)
             entries.append(a.astype(np.int64))
         perm.append(entries)
     return perm
