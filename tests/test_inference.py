@@ -186,6 +186,38 @@ def test_clips_take_the_frames_the_evaluation_takes():
         assert clip[:, 0, 0, 0].tolist() == [20 * i for i in expected]
 
 
+def test_a_video_runs_clips_give_its_saved_pool_features(cli, tmp_path):
+    """Clips as lists of frame paths and as tracklet folders: the frames the evaluation
+    picks (video.seq_len, the dataset's frame rule), the features it saved."""
+    from vireid_plugin.data.synthetic import make_hitsz_vcm
+    from vireid_plugin.inference import list_clips
+    root = str(tmp_path / 'data')
+    make_hitsz_vcm(root, num_train=8, num_test=4, size=(64, 32))
+    save_dir = str(tmp_path / 'vcm')
+    assert cli.main(['--config-file', os.path.join(REPO, 'configs', 'demo_vcm.yaml'), '--root',
+                     root, 'data.save_dir', save_dir, 'data.synthetic', 'False',
+                     'data.workers', '0', 'data.height', '64', 'data.width', '32',
+                     'train.batch_size', '8', 'train.max_epoch', '1', 'video.seq_len', '3',
+                     'test.eval_before_train', 'False', 'train.print_freq', '100']) == 0
+    saved = load_features(os.path.join(save_dir, 'features.safetensors'))
+    clips = next(iter(saved.targets.values()))
+    ex = Extractor.from_run(save_dir)
+    assert ex.pre.kind == 'video' and ex.pre.seq_len == 3
+    got = ex([list(p) for p in clips.paths], modality=clips.modalities.tolist(),
+             camid=clips.camids.tolist())
+    assert float((got - clips.features).abs().max()) < 1e-6
+    # a tracklet folder is a clip of its frames in natural order (2.jpg before 10.jpg), as
+    # the dataset orders them
+    folder = tmp_path / 'clips' / 'tracklet'
+    folder.mkdir(parents=True)
+    for p in clips.paths[0]:
+        shutil.copy(p, folder / os.path.basename(p))
+    assert list_clips(str(tmp_path / 'clips')) == [[str(folder / os.path.basename(p))
+                                          for p in clips.paths[0]]]
+    one = ex(str(folder), modality=int(clips.modalities[0]), camid=int(clips.camids[0]))
+    assert float((one - clips.features[:1]).abs().max()) < 1e-5   # a batch of 1
+
+
 def test_a_model_that_needs_the_modality_says_so(tmp_path, root):
     run = _fake_run(str(tmp_path / 'mip'), 'demo_mip.yaml')
     ex = Extractor.from_run(run)

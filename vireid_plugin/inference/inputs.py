@@ -3,13 +3,15 @@
 Inputs: image paths, PIL images, numpy arrays (H, W, 3) or (H, W) uint8 (RGB, as
 ``PIL.Image.fromarray`` reads them), or float tensors (C, H, W) / (B, C, H, W) that are
 already model inputs (as torchreid's ``FeatureExtractor`` takes them). For a video
-model an item is a clip: a folder of frames (sorted by name) or a list of frame paths.
+model an item is a clip: a folder of frames (in natural order, frame 2 before frame 10)
+or a list of frame paths.
 
 Folders are read recursively (:func:`list_images`, :func:`list_clips`). A file that
 cannot be read is reported with its path and skipped (``on_bad='skip'``) or stops
 the extraction (``on_bad='stop'``).
 """
 import os
+import re
 
 import numpy as np
 import torch
@@ -26,6 +28,11 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '
 #: modality names and codes (0 = visible, 1 = infrared, the plugin's convention)
 MODALITIES = {'visible': 0, 'rgb': 0, 'infrared': 1, 'ir': 1, 'thermal': 1}
 ON_BAD = ('skip', 'stop')
+
+
+def natural_key(name):
+    """Sort key comparing digit runs as numbers: frame 2 before frame 10."""
+    return [(0, int(t), '') if t.isdigit() else (1, 0, t) for t in re.split(r'(\d+)', name)]
 
 
 def _is_image_name(name):
@@ -48,13 +55,13 @@ def list_images(folder):
 
 def list_clips(folder):
     """Clips under ``folder``: each folder holding image files is one tracklet (its frames
-    sorted by name); returns a list of frame-path lists, sorted by folder."""
+    in natural order: 2.jpg before 10.jpg); returns a list of frame-path lists, sorted by folder."""
     if not os.path.isdir(folder):
         raise InferenceInputError('clip folder not found: {}'.format(folder))
     clips = []
     for dirpath, dirnames, names in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
-        frames = sorted(n for n in names if _is_image_name(n))
+        frames = sorted((n for n in names if _is_image_name(n)), key=natural_key)
         if frames:
             clips.append([os.path.join(dirpath, n) for n in frames])
     if not clips:
@@ -132,7 +139,8 @@ class ItemReader(torch.utils.data.Dataset):
         if isinstance(item, str):
             if not os.path.isdir(item):
                 raise ImageReadError('clip folder not found: {}'.format(item), path=item)
-            frames = sorted(os.path.join(item, n) for n in os.listdir(item) if _is_image_name(n))
+            frames = [os.path.join(item, n) for n in sorted(os.listdir(item), key=natural_key)
+                      if _is_image_name(n)]
         else:
             frames = list(item)
         if not frames:
