@@ -9,7 +9,7 @@ class InferenceInputError(UserError, ValueError):
     """An input (file, folder, modality or camera id) cannot be used."""
 
 
-class MissingModalityError(InferenceInputError):
+class MissingModalityError(UserError, ValueError):
     """The model selects by modality (MIP's prompts) and an input has none."""
 
 
