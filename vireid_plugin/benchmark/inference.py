@@ -45,10 +45,11 @@ def _timed(fn, repeats):
     return best
 
 
-def bench_extraction(config_dir, num_ids=16, batch_size=64, workers=0, repeats=2,
+def bench_extraction(config_dir, num_ids=16, batch_size=64, workers=0, repeats=3,
                      image_size=(256, 128), log=print):
-    """Images/s of ``Extractor.extract`` and torchreid's ``FeatureExtractor`` (best of
-    ``repeats`` passes over the same files, after one warm-up batch each). The files are
+    """Images/s of ``Extractor.extract`` and torchreid's ``FeatureExtractor`` running the
+    same model object (best of ``repeats`` alternating passes over the same files, after
+    one warm-up batch each). The files are
     ``image_size`` (height, width) JPEGs, larger than the model's input as camera crops
     are."""
     from ..inference import Extractor
@@ -64,6 +65,9 @@ def bench_extraction(config_dir, num_ids=16, batch_size=64, workers=0, repeats=2
             theirs = compat.utils.FeatureExtractor(
                 cfg.model.name, ckpt, image_size=size, pixel_mean=list(cfg.data.norm_mean),
                 pixel_std=list(cfg.data.norm_std), device='cpu', verbose=False)
+        # the same model object in both: torchreid's builds the name with its own defaults
+        # (no camera embedding, ...), not the run's options
+        theirs.model = ours.model
         batches = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
 
         def run_theirs():
@@ -76,10 +80,12 @@ def bench_extraction(config_dir, num_ids=16, batch_size=64, workers=0, repeats=2
 
         theirs(batches[0])
         ours.extract(batches[0], modality=0)
-        log('extraction: torchreid FeatureExtractor, {} files'.format(len(files)))
-        t_theirs = _timed(run_theirs, repeats)
-        log('extraction: vireid_plugin Extractor, {} files'.format(len(files)))
-        t_ours = _timed(run_ours, repeats)
+        log('extraction: torchreid FeatureExtractor and vireid_plugin Extractor, {} files, '
+            '{} loader processes, alternating'.format(len(files), workers))
+        t_theirs = t_ours = float('inf')
+        for _ in range(repeats):   # alternating: a load change hits both alike
+            t_theirs = min(t_theirs, _timed(run_theirs, 1))
+            t_ours = min(t_ours, _timed(run_ours, 1))
     return {'model': cfg.model.name, 'input': [3, *size], 'files': list(image_size),
             'images': len(files),
             'batch': batch_size, 'workers': workers,

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint_io import load_checkpoint, state_dict_of
 from ..config import load_config
 from ..engine.checkpoint import BEST, CheckpointManager
 from ..engine.saved_features import FEATURES_FILE, load_features
@@ -194,9 +193,8 @@ class Extractor:
     def _build(cls, cfg, checkpoint, device, run_dir='', preprocessing=None, **kwargs):
         if not os.path.isfile(checkpoint):
             raise NoCheckpointError('checkpoint file not found: {}'.format(checkpoint))
-        model = load_run_model(cfg, checkpoint, 'cpu')
-        fingerprint = model_fingerprint(cfg.model.name,
-                                        state_dict_of(load_checkpoint(checkpoint), checkpoint))
+        model = load_run_model(cfg, checkpoint, 'cpu')   # strict: every weight from the file
+        fingerprint = model_fingerprint(cfg.model.name, model.state_dict())
         pre = preprocessing or preprocessing_of(cfg, frame_rule=_frame_rule(run_dir))
         return cls(model, cfg, pre, fingerprint, checkpoint=checkpoint, device=device,
                    run_dir=run_dir, **kwargs)
