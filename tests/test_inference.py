@@ -118,6 +118,27 @@ def test_paths_pil_numpy_and_tensors_give_the_same_features(extractor, pool):
     assert batched.shape == ref.shape
 
 
+def test_threads_processes_and_batch_order_give_the_same_features(extractor, pool, tmp_path):
+    """Decoding threads (the default), a loader process and batches of 5 (the last one
+    short) give the rows in input order; an unreadable file in the middle is skipped and
+    the rows around it keep their inputs."""
+    paths = list(pool.paths[:12])
+    labels = dict(modality=pool.modalities[:12].tolist(), camid=pool.camids[:12].tolist())
+    ref = extractor(paths, batch_size=32, **labels)
+    assert torch.equal(extractor(paths, workers=1, batch_size=32, **labels), ref)
+    small = extractor(paths, batch_size=5, **labels)
+    assert float((small - ref).abs().max()) < 1e-5
+    broken = tmp_path / 'broken.jpg'
+    broken.write_bytes(b'\xff\xd8 truncated')
+    out = extractor.extract(paths[:6] + [str(broken)] + paths[6:], batch_size=5,
+                            modality=labels['modality'][:6] + [0] + labels['modality'][6:],
+                            camid=labels['camid'][:6] + [0] + labels['camid'][6:],
+                            log=lambda *a: None)
+    assert out.indices == list(range(6)) + list(range(7, 13))
+    assert out.skipped[0][0] == str(broken)
+    assert float((out.features - small).abs().max()) < 1e-5
+
+
 def test_modality_names_and_codes(extractor, pool):
     a = extractor(list(pool.paths[:2]), modality='infrared')
     b = extractor(list(pool.paths[:2]), modality=[1, 1])

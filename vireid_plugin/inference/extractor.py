@@ -20,6 +20,7 @@ model on one batch when opened).
 """
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import List
 
@@ -92,6 +93,32 @@ def _frame_rule(run_dir):
     return 'chunk'
 
 
+class _Batches:
+    def __init__(self, reader, batch_size, threads):
+        self.reader, self.batch_size, self.threads = reader, int(batch_size), max(1, threads)
+
+    def __len__(self):
+        return -(-len(self.reader) // self.batch_size)
+
+    def __iter__(self):
+        """Batches in order; batch k + 1 is decoded while batch k is in the model (one
+        batch ahead: memory stays two batches whatever the input count)."""
+        n, size = len(self.reader), self.batch_size
+        with ThreadPoolExecutor(self.threads, thread_name_prefix='vireid-decode') as pool:
+            def submit(start):
+                return [pool.submit(self.reader.__getitem__, i)
+                        for i in range(start, min(start + size, n))]
+            ahead = submit(0) if n else []
+            for start in range(0, n, size):
+                current, ahead = ahead, submit(start + size) if start + size < n else []
+                yield collate([f.result() for f in current])
+
+
+def threaded_batches(reader, batch_size, threads):
+    """``collate``d batches of ``reader`` decoded by ``threads`` threads, one batch ahead."""
+    return _Batches(reader, batch_size, threads)
+
+
 class TorchBackend:
     name = 'torch'
 
@@ -141,7 +168,8 @@ class Extractor:
     """
 
     def __init__(self, model, cfg, preprocessing, fingerprint, checkpoint='', device='cpu',
-                 backend='torch', onnx_file='', batch_size=None, workers=0, run_dir=''):
+                 backend='torch', onnx_file='', batch_size=None, workers=0, decode_threads=2,
+                 run_dir=''):
         self.model = model.to(device).eval()
         self.cfg = cfg
         self.model_name = cfg.model.name
@@ -153,6 +181,9 @@ class Extractor:
         self.dist_metric = run_distance(cfg, model)
         self.batch_size = int(batch_size or cfg.test.batch_size or 64)
         self.workers = int(workers)
+        #: workers == 0: images are decoded by this many threads of this process while the
+        #: model runs on the previous batch (PIL and torch release the GIL)
+        self.decode_threads = int(decode_threads)
         state = model.state_dict()
         sie = [v for k, v in state.items() if k.endswith('sie_embed')]
         #: cameras the model's camera embedding knows (0: it has none)
@@ -297,10 +328,13 @@ class Extractor:
         rest = [i for i, it in enumerate(items) if not torch.is_tensor(it)]
         if rest:
             workers = self.workers if workers is None else int(workers)
-            loader = torch.utils.data.DataLoader(
-                ItemReader([items[i] for i in rest], self.pre), batch_size=batch_size,
-                num_workers=workers, collate_fn=collate,
-                pin_memory=self.device.type == 'cuda')
+            reader = ItemReader([items[i] for i in rest], self.pre)
+            if workers > 0:
+                loader = torch.utils.data.DataLoader(
+                    reader, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                    pin_memory=self.device.type == 'cuda')
+            else:
+                loader = threaded_batches(reader, batch_size, self.decode_threads)
             for got, x, bad in progress(loader, '{} of {} inputs'.format(desc, len(rest)),
                                         enabled=show_progress):
                 for j, msg in bad:

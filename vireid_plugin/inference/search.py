@@ -146,7 +146,8 @@ def build_parser():
                    help='an unreadable file: skip it (named, counted) or stop')
     p.add_argument('--batch-size', type=int, default=None,
                    help="images per forward (default: the run's test.batch_size)")
-    p.add_argument('--workers', type=int, default=0, help='loader processes (default 0)')
+    p.add_argument('--workers', type=int, default=0,
+                   help='loader processes (default 0: 2 decoding threads beside the model)')
     p.add_argument('--device', default='cpu')
     return p
 
