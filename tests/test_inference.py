@@ -160,8 +160,10 @@ def test_featureextractor_has_torchreids_signature_and_the_runs_preprocessing(ru
     fe = FeatureExtractor('vit_tiny_reid', ckpt, device='cuda', verbose=False)
     feats = fe(list(pool.paths), modality=pool.modalities.tolist(), camid=pool.camids.tolist())
     assert float((feats - pool.features).abs().max()) < 1e-6
-    # torchreid's own extractor on the same checkpoint: ImageNet normalisation, no camera
-    # embedding -> other features (what the issue reports)
+    assert fe.extractor.pre.norm_mean == (0.5, 0.5, 0.5)   # the run's, not ImageNet's
+    bigger = FeatureExtractor(model_path=run_dir, image_size=(128, 64), device='cpu',
+                              verbose=False)
+    assert (bigger.extractor.pre.height, bigger.extractor.pre.width) == (128, 64)
     with pytest.raises(InferenceInputError, match='trained as'):
         FeatureExtractor('mip_vit_tiny', ckpt, device='cpu', verbose=False)
 
@@ -391,6 +393,17 @@ def test_search_command_results_json(run_dir, folders, tmp_path, extractor):
                       str(idx)])
     assert rc == 0 and len(GalleryIndex.open(str(idx))) == len(gallery_files) + 1
     os.remove(os.path.join(gallery, 'site', 'new.jpg'))
+    # the other direction from the same index: infrared items added, visible queries
+    rc = search_main([run_dir, '--query', gallery, '--query-modality', 'visible', '--gallery',
+                      query, '--gallery-modality', 'infrared', '--topk', '3', '--out', str(out),
+                      '--index', str(idx)])
+    assert rc == 0
+    both = GalleryIndex.open(str(idx))
+    assert sorted(both.modality.tolist()) == [0] * (len(gallery_files) + 1) + [1] * len(
+        _files(query))
+    reverse = json.loads(out.read_text())
+    assert reverse['gallery_modality'] == 'infrared'
+    assert {m['path'] for q in reverse['queries'] for m in q['matches']} <= set(_files(query))
 
 
 def test_bad_files_are_named_and_skipped_or_stop_the_command(run_dir, folders, tmp_path,
