@@ -412,15 +412,17 @@ def test_bad_files_are_named_and_skipped_or_stop_the_command(run_dir, folders, t
     bad_gallery = tmp_path / 'gallery'
     shutil.copytree(gallery, bad_gallery)
     (bad_gallery / 'broken.jpg').write_bytes(b'not a jpeg')
-    (bad_gallery / 'notes.txt').write_text('ignored: not an image name')
+    (bad_gallery / 'notes.txt').write_text('not an image: named and counted too')
     out = tmp_path / 'r.json'
     args = [run_dir, '--query', query, '--query-modality', 'ir', '--gallery', str(bad_gallery),
             '--gallery-modality', 'visible', '--out', str(out)]
     assert search_main(args) == 0
     err = capsys.readouterr().err
-    assert 'broken.jpg' in err and '1 unreadable file(s) skipped' in err
+    assert 'broken.jpg' in err and 'notes.txt' in err and '2 file(s) skipped' in err
     results = json.loads(out.read_text())
-    assert [s['path'] for s in results['skipped']] == [str(bad_gallery / 'broken.jpg')]
+    assert sorted(s['path'] for s in results['skipped']) == [
+        str(bad_gallery / 'broken.jpg'), str(bad_gallery / 'notes.txt')]
+    assert results['gallery_size'] == len(_files(gallery))
     out.unlink()
     assert search_main(args + ['--on-bad', 'stop']) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -39,14 +39,18 @@ def _is_image_name(name):
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.')
 
 
-def list_images(folder):
-    """Every image file under ``folder`` (recursively, by extension), sorted."""
+def list_images(folder, others=None):
+    """Every image file under ``folder`` (recursively, by extension), sorted; the other
+    files (hidden ones aside) are appended to the list ``others`` when given."""
     if not os.path.isdir(folder):
         raise InferenceInputError('image folder not found: {}'.format(folder))
     found = []
     for dirpath, dirnames, names in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
         found += [os.path.join(dirpath, n) for n in names if _is_image_name(n)]
+        if others is not None:
+            others += sorted(os.path.join(dirpath, n) for n in names
+                             if not _is_image_name(n) and not n.startswith('.'))
     if not found:
         raise InferenceInputError('no image files ({}) under {}'.format(
             ' '.join(IMAGE_EXTENSIONS), folder))

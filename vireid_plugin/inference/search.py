@@ -20,15 +20,25 @@ from .errors import InferenceInputError, MissingModalityError
 from .extractor import Extractor
 from .html import results_html
 from .index import SEARCH_ENGINES, GalleryIndex
-from .inputs import MODALITIES, list_clips, list_images, modality_code
+from .inputs import IMAGE_EXTENSIONS, MODALITIES, list_clips, list_images, modality_code
 
 __all__ = ['search_folders', 'build_parser', 'main']
 
 MODALITY_NAMES = {0: 'visible', 1: 'infrared'}
 
 
-def _items(extractor, folder):
-    return list_clips(folder) if extractor.pre.kind == 'video' else list_images(folder)
+def _items(extractor, folder, skipped=None, log=print):
+    """The folder's images (a video run: its tracklets); files that are not images by
+    name are named and added to ``skipped``."""
+    if extractor.pre.kind == 'video':
+        return list_clips(folder)
+    others = []
+    items = list_images(folder, others)
+    for path in others:
+        log('skipped {}: not an image file ({})'.format(path, ' '.join(IMAGE_EXTENSIONS)))
+        if skipped is not None:
+            skipped.append((path, 'not an image file'))
+    return items
 
 
 def _key(path):
@@ -45,9 +55,10 @@ def _gallery(extractor, args, log):
         skipped = []
         if args.gallery:
             known = {_key(p) for p in index.paths}
-            new = [it for it in _items(extractor, args.gallery) if _key(it) not in known]
+            new = [it for it in _items(extractor, args.gallery, skipped, log)
+                   if _key(it) not in known]
             if new:
-                skipped = index.add(extractor, new, modality, args.gallery_camid,
+                skipped += index.add(extractor, new, modality, args.gallery_camid,
                                     desc='gallery (new items)', **kw)
                 index.save(args.index)
                 log('Added {} item(s) to {}'.format(len(new) - len(skipped), args.index))
@@ -55,8 +66,10 @@ def _gallery(extractor, args, log):
     if not args.gallery:
         raise InferenceInputError('--gallery DIR is needed (or --index FILE of an existing '
                                   'index)')
-    index, skipped = GalleryIndex.build(extractor, _items(extractor, args.gallery), modality,
-                                        args.gallery_camid, desc='gallery', **kw)
+    others = []
+    index, skipped = GalleryIndex.build(extractor, _items(extractor, args.gallery, others, log),
+                                        modality, args.gallery_camid, desc='gallery', **kw)
+    skipped = others + skipped
     if not len(index):
         raise InferenceInputError('no readable gallery item under {}'.format(args.gallery))
     if args.index:
@@ -77,7 +90,8 @@ def search_folders(args, log=print):
         raise MissingModalityError('{} selects its prompts by modality: give --query-modality '
                                    'and --gallery-modality (visible or infrared)'.format(
                                        extractor.model_name))
-    queries = _items(extractor, args.query)   # an empty query folder fails before any work
+    q_others = []   # an empty query folder fails before any work
+    queries = _items(extractor, args.query, q_others, log)
     index, g_skipped = _gallery(extractor, args, log)
     out = extractor.extract(queries, q_mod, args.query_camid, on_bad=args.on_bad,
                             show_progress=True, desc='queries', log=log)
@@ -92,7 +106,7 @@ def search_folders(args, log=print):
         'search': args.search, 'backend': args.backend, 'topk': int(args.topk),
         'query_modality': MODALITY_NAMES.get(q_mod), 'gallery_modality': MODALITY_NAMES.get(g_mod),
         'gallery_size': len(index),
-        'skipped': [{'path': p, 'reason': r} for p, r in g_skipped + out.skipped],
+        'skipped': [{'path': p, 'reason': r} for p, r in g_skipped + q_others + out.skipped],
         'queries': [{'path': _plain(item),
                      'matches': [{'path': _plain(index.paths[int(j)]), 'distance': float(d)}
                                  for d, j in zip(drow.tolist(), irow.tolist())]}
@@ -108,7 +122,7 @@ def search_folders(args, log=print):
         atomic_write(args.html, lambda f: f.write(page), mode='w')
         log('Wrote {}'.format(args.html))
     if results['skipped']:
-        log('{} unreadable file(s) skipped'.format(len(results['skipped'])))
+        log('{} file(s) skipped (unreadable or not images)'.format(len(results['skipped'])))
     return results
 
 
