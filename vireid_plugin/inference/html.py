@@ -51,7 +51,9 @@ def data_uri(path, size):
 
 
 def _cell(path, caption, size, css=''):
-    name = os.path.basename(first_frame(path) if isinstance(path, (list, tuple)) else path)
+    # the folder too: datasets and cameras reuse file names (SYSU-MM01's 0001.jpg)
+    file = first_frame(path) if isinstance(path, (list, tuple)) else path
+    name = '/'.join([os.path.basename(os.path.dirname(file)), os.path.basename(file)])
     return ('<td class="{}"><img src="{}" width="{}" height="{}" alt="{}"><div>{}</div>'
             '<div class="path" title="{}">{}</div></td>'.format(
                 css, data_uri(path, size), size[1], size[0], html.escape(name),
