@@ -328,6 +328,8 @@ def test_search_by_modality_either_direction_faiss_and_reranking(extractor, pool
     d, i = index.search(q, 4, modality=0, rerank=True)
     ref = torch.sort(torch.as_tensor(full), dim=1, stable=True).indices[:, :4]
     assert torch.equal(i, rows[ref])
+    with pytest.raises(InferenceInputError, match='over 10'):
+        index.search(q, 4, modality=0, rerank=True, rerank_max_items=10)
 
 
 def _has_faiss():

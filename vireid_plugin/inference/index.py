@@ -31,6 +31,8 @@ __all__ = ['GalleryIndex', 'SEARCH_ENGINES', 'INDEX_FORMAT']
 
 INDEX_FORMAT = 1
 SEARCH_ENGINES = ('exact', 'faiss')
+#: k-reciprocal re-ranking holds a few (n, n) float matrices of n = queries + gallery
+RERANK_MAX_ITEMS = 20000
 
 
 def _code(values, n):
@@ -155,7 +157,7 @@ class GalleryIndex:
         return torch.nonzero(self.modality == int(modality)).flatten()
 
     def search(self, query_features, topk=10, modality=None, engine='exact', rerank=False,
-               query_chunk=1024, gallery_chunk=65536):
+               query_chunk=1024, gallery_chunk=65536, rerank_max_items=RERANK_MAX_ITEMS):
         """(distances (Q, k) float32, indices (Q, k) int64 into this index) of each query's
         ``topk`` nearest items of ``modality`` (None: every item), nearest first."""
         if engine not in SEARCH_ENGINES:
@@ -168,7 +170,7 @@ class GalleryIndex:
                 '' if modality is None else ('visible ', 'infrared ')[int(modality)] + ''))
         k = min(int(topk), len(subset))
         if rerank:
-            dist, idx = self._reranked(q, subset, k)
+            dist, idx = self._reranked(q, subset, k, rerank_max_items)
         elif engine == 'faiss':
             dist, idx = faiss_topk(q, self.features[subset], k, self.dist_metric, query_chunk)
         else:
@@ -177,7 +179,12 @@ class GalleryIndex:
             return dist, idx
         return dist, subset[idx]
 
-    def _reranked(self, q, subset, k):
+    def _reranked(self, q, subset, k, max_items):
+        if len(q) + len(subset) > max_items:
+            raise InferenceInputError(
+                're-ranking builds (queries + gallery)^2 distance matrices: {} + {} items is '
+                'over {}; search without --rerank, or a smaller gallery'.format(
+                    len(q), len(subset), max_items))
         feats = torch.cat([q, self.features[subset]])
         nq = len(q)
         dist = torch.as_tensor(trial_distance(feats, np.arange(nq), np.arange(nq, len(feats)),
