@@ -167,17 +167,16 @@ class GalleryIndex:
         subset = self.select(modality)
         if not len(subset):
             raise InferenceInputError('the index holds no {}items'.format(
-                '' if modality is None else ('visible ', 'infrared ')[int(modality)] + ''))
+                '' if modality is None else ('visible ', 'infrared ')[int(modality)]))
         k = min(int(topk), len(subset))
+        if not rerank and engine == 'exact':   # rows of the index already
+            return exact_topk(q, self.features, k, self.dist_metric, subset, query_chunk,
+                              gallery_chunk)
         if rerank:
             dist, idx = self._reranked(q, subset, k, rerank_max_items)
-        elif engine == 'faiss':
-            dist, idx = faiss_topk(q, self.features[subset], k, self.dist_metric, query_chunk)
         else:
-            dist, idx = exact_topk(q, self.features, k, self.dist_metric, subset,
-                                   query_chunk, gallery_chunk)
-            return dist, idx
-        return dist, subset[idx]
+            dist, idx = faiss_topk(q, self.features[subset], k, self.dist_metric, query_chunk)
+        return dist, subset[idx]   # positions in subset -> rows of the index
 
     def _reranked(self, q, subset, k, max_items):
         if len(q) + len(subset) > max_items:
