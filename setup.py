@@ -49,6 +49,11 @@ DOCS_REQUIRES = ['mkdocs>=1.6,<2', 'mkdocstrings[python]>=0.26']
 
 ONNX_REQUIRES = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2']
 
+# scripts/search.py --search faiss (vireid_plugin/inference/index.py): a flat faiss index for
+# large galleries; the exact search needs nothing. Bound: the version installed and tested
+# here (2026-12, faiss-cpu 1.15.1), not checked below it.
+FAISS_REQUIRES = ['faiss-cpu>=1.15']
+
 setup(
     name='vireid_plugin',
     version='0.1.0',
@@ -61,7 +66,8 @@ setup(
     package_data={'vireid_plugin.models.lsmrl': ['*.json']},
     python_requires='>=3.10',
     install_requires=INSTALL_REQUIRES,
-    # the test extra is what .ci/run installs: pytest, ruff (its lint step) and the ONNX check
-    extras_require={'onnx': ONNX_REQUIRES, 'docs': DOCS_REQUIRES,
-                    'test': ['pytest>=7', 'ruff>=0.6,<1'] + ONNX_REQUIRES + DOCS_REQUIRES},
+    # the test extra is what .ci/run installs: pytest, ruff (its lint step), the ONNX check, faiss
+    extras_require={'onnx': ONNX_REQUIRES, 'docs': DOCS_REQUIRES, 'faiss': FAISS_REQUIRES,
+                    'test': ['pytest>=7', 'ruff>=0.6,<1'] + ONNX_REQUIRES + DOCS_REQUIRES
+                    + FAISS_REQUIRES},
 )

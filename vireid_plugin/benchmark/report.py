@@ -37,4 +37,13 @@ def format_report(result):
         out.append(_table('evaluation totals', ev['totals'],
                           ['dataset', 'reference_s', 'fast_s', 'speedup', 'max_abs_diff']))
         out.append('identical (every |diff| < 1e-6): {}\n'.format(ev['identical']))
+    if 'inference' in result:
+        inf = result['inference']
+        out.append(_table('inference: features of image files (plugin vs torchreid '
+                          'FeatureExtractor)', inf['extraction'],
+                          ['model', 'input', 'files', 'images', 'batch', 'workers',
+                           'torchreid_images_per_s', 'plugin_images_per_s', 'speedup']))
+        out.append(_table('inference: gallery search', inf['search'],
+                          ['engine', 'gallery', 'dim', 'queries', 'topk', 'seconds',
+                           'same_topk', 'max_abs_diff']))
     return '\n'.join(s for s in out if s)

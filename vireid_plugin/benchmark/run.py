@@ -13,6 +13,7 @@ import torch
 from ..checkpoint_io import atomic_write
 from ..data.synthetic import make_sysu_mm01
 from .eval_matrix import compare_metrics
+from .inference import bench_inference
 from .loader import bench_loader
 from .matmul_peak import matmul_peak
 from .report import format_report
@@ -20,7 +21,7 @@ from .train_step import bench_train, recipe_specs
 
 __all__ = ['SECTIONS', 'VARIANTS', 'run_benchmark', 'device_name', 'build_parser', 'main']
 
-SECTIONS = ('matmul', 'train', 'loader', 'eval')
+SECTIONS = ('matmul', 'train', 'loader', 'eval', 'inference')
 VARIANTS = ('fp32-eager', 'bf16-eager', 'fp32-compiled', 'bf16-compiled')
 
 
@@ -80,6 +81,8 @@ def run_benchmark(device, sections=SECTIONS, quick=False, config_dir='configs', 
     if 'eval' in sections:
         result['eval'] = compare_metrics(device, quick=quick, reference=reference,
                                          progress=_say)
+    if 'inference' in sections:   # CPU: the extractors and the search run on the CPU
+        result['inference'] = bench_inference(config_dir, quick=quick, log=_say)
     return result
 
 
