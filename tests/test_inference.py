@@ -170,15 +170,19 @@ def test_featureextractor_has_torchreids_signature_and_the_runs_preprocessing(ru
 
 def test_run_distance_takes_the_config_else_the_models_declaration(extractor):
     class Declares(torch.nn.Module):
-        TEST_DISTANCE = 'cosine'
+        TEST_DISTANCE = 'dot'
 
     cfg = load_config(os.path.join(REPO, 'configs', 'demo.yaml'))
-    assert run_distance(cfg, Declares()) == 'euclidean'      # the config says euclidean
+    assert cfg.test.dist_metric == 'auto'
+    assert run_distance(cfg, Declares()) == 'dot'           # auto: the model's declaration
+    # a model that declares none: the protocol of the first target (SYSU-MM01: AGW's cosine)
+    assert run_distance(cfg, torch.nn.Module()) == 'cosine'
     cfg.defrost()
-    cfg.test.dist_metric = 'auto'
-    assert run_distance(cfg, Declares()) == 'cosine'
+    cfg.data.targets = ['no_such_dataset']
     assert run_distance(cfg, torch.nn.Module()) == 'euclidean'
-    assert extractor.dist_metric == 'euclidean'
+    cfg.test.dist_metric = 'euclidean'                       # the config names one
+    assert run_distance(cfg, Declares()) == 'euclidean'
+    assert extractor.dist_metric == 'cosine'                 # vit_tiny_reid: TransReID's
 
 
 def test_checkpoint_choice_and_a_run_without_checkpoint(run_dir, tmp_path):
@@ -306,25 +310,41 @@ def test_exact_search_in_small_chunks_equals_a_full_sort(metric):
     assert float((d.double() - ref_d).abs().max()) < 1e-5
 
 
-def test_search_by_modality_either_direction_faiss_and_reranking(extractor, pool):
+@pytest.mark.parametrize('metric', ['euclidean', 'cosine'])
+def test_search_by_modality_either_direction_faiss_and_reranking(extractor, pool, metric):
     index = GalleryIndex.for_extractor(extractor)
+    index.dist_metric = metric   # the run's is cosine (vit_tiny_reid); both are searched
     index.add_features(pool.features, list(pool.paths), pool.modalities.tolist(),
                        pool.camids.tolist())
     q = pool.features[:5]
     for modality in (0, 1):
         rows = torch.nonzero(torch.as_tensor(pool.modalities) == modality).flatten()
         d, i = index.search(q, 6, modality=modality)
-        ref_d, ref_i = _brute_force(q, pool.features[rows], 6, 'euclidean')
-        assert torch.equal(i, rows[ref_i])
+        ref_d, ref_i = _brute_force(q, pool.features[rows], 6, metric)
+        # the same ranking up to float32 near-ties: each rank's distance is the reference's,
+        # and the items agree wherever the reference's neighbouring distances are apart
+        # (euclidean: squared, as sqrt magnifies the float32 expansion's rounding near 0,
+        # e.g. a query that is also in the gallery)
+        sq = (lambda x: x ** 2) if metric == 'euclidean' else (lambda x: x)
+        assert float((sq(d.double()) - sq(ref_d)).abs().max()) < 1e-4
+        apart = torch.ones_like(ref_d, dtype=torch.bool)
+        gaps = (ref_d[:, 1:] - ref_d[:, :-1]) > 1e-4
+        apart[:, 1:] &= gaps
+        apart[:, :-1] &= gaps
+        assert torch.equal(i[apart], rows[ref_i][apart])
         assert bool((torch.as_tensor(pool.modalities)[i] == modality).all())
         if _has_faiss():   # (squared: sqrt magnifies faiss's rounding near 0)
             fd, fi = index.search(q, 6, modality=modality, engine='faiss')
-            assert torch.equal(fi, i) and float((fd ** 2 - d ** 2).abs().max()) < 1e-4
+            assert torch.equal(fi[apart], i[apart])
+            assert float((fd ** 2 - d ** 2).abs().max()) < 1e-4
     # re-ranking: torchreid's re_ranking on the full matrices, then a stable sort
     rows = torch.nonzero(torch.as_tensor(pool.modalities) == 0).flatten()
     g = pool.features[rows]
-    full = compat.utils.re_ranking(torch.cdist(q, g).numpy(), torch.cdist(q, q).numpy(),
-                                   torch.cdist(g, g).numpy())
+
+    def dist(a, b):
+        return _brute_force(a, b, len(b), metric)[0].float().gather(
+            1, torch.argsort(_brute_force(a, b, len(b), metric)[1], dim=1)).numpy()
+    full = compat.utils.re_ranking(dist(q, g), dist(q, q), dist(g, g))
     d, i = index.search(q, 4, modality=0, rerank=True)
     ref = torch.sort(torch.as_tensor(full), dim=1, stable=True).indices[:, :4]
     assert torch.equal(i, rows[ref])
@@ -345,7 +365,7 @@ def test_faiss_top_k_equals_exact_on_random_features():
     from vireid_plugin.inference.index import faiss_topk
     g = torch.randn(500, 32, generator=torch.Generator().manual_seed(2))
     q = torch.randn(20, 32, generator=torch.Generator().manual_seed(3))
-    for metric in ('euclidean', 'cosine'):
+    for metric in ('euclidean', 'cosine', 'dot'):
         d, i = exact_topk(q, g, 10, metric)
         fd, fi = faiss_topk(q, g, 10, metric)
         assert torch.equal(fi, i) and float((fd - d).abs().max()) < 1e-4
@@ -381,12 +401,13 @@ def test_search_command_results_json(run_dir, folders, tmp_path, extractor):
     # independent: the features of the files, a float64 full sort
     qf = extractor(_files(query), modality=1)
     gf = extractor(gallery_files, modality=0)
-    ref_d, ref_i = _brute_force(qf, gf, 5, 'euclidean')
+    assert extractor.dist_metric == 'cosine'   # the run's ranking (vit_tiny_reid: TransReID's)
+    ref_d, ref_i = _brute_force(qf, gf, 5, extractor.dist_metric)
     for q, row_d, row_i in zip(results['queries'], ref_d, ref_i):
         assert [m['path'] for m in q['matches']] == [gallery_files[j] for j in row_i]
         dists = [m['distance'] for m in q['matches']]
         assert dists == sorted(dists)
-        assert np.allclose(dists, row_d.numpy(), atol=1e-4)   # float32 expansion vs float64
+        assert np.allclose(dists, row_d.numpy(), atol=1e-4)   # float32 vs float64
     assert results['query_modality'] == 'infrared' and results['skipped'] == []
     # reopened without extracting the gallery again; new files only are added
     shutil.copy(gallery_files[0], os.path.join(gallery, 'site', 'new.jpg'))

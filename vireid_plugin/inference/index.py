@@ -229,7 +229,8 @@ def _faiss():
 
 def faiss_topk(q, gallery, k, metric, query_chunk=1024):
     """Top-k by a flat faiss index: L2 (distances returned as true L2, as
-    ``compute_distance``) or inner product of L2-normalised features (cosine)."""
+    ``compute_distance``), inner product of L2-normalised features (cosine, returned as
+    1 - cos) or of the raw features (dot, returned as -q.g, as ``compute_distance``)."""
     faiss = _faiss()
     g = np.ascontiguousarray(gallery.numpy(), dtype=np.float32)
     qn = np.ascontiguousarray(q.numpy(), dtype=np.float32)
@@ -237,10 +238,12 @@ def faiss_topk(q, gallery, k, metric, query_chunk=1024):
         g, qn = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12), \
             qn / np.maximum(np.linalg.norm(qn, axis=1, keepdims=True), 1e-12)
         index = faiss.IndexFlatIP(g.shape[1])
+    elif metric == 'dot':
+        index = faiss.IndexFlatIP(g.shape[1])
     elif metric == 'euclidean':
         index = faiss.IndexFlatL2(g.shape[1])
     else:
-        raise InferenceInputError('faiss search supports euclidean and cosine, not {!r}'
+        raise InferenceInputError('faiss search supports euclidean, cosine and dot, not {!r}'
                                   .format(metric))
     index.add(g)
     ds, js = [], []
@@ -249,5 +252,6 @@ def faiss_topk(q, gallery, k, metric, query_chunk=1024):
         ds.append(d)
         js.append(j)
     d, j = np.concatenate(ds), np.concatenate(js)
-    d = 1 - d if metric == 'cosine' else np.sqrt(np.maximum(d, 0))
+    d = {'cosine': lambda: 1 - d, 'dot': lambda: -d,
+         'euclidean': lambda: np.sqrt(np.maximum(d, 0))}[metric]()
     return torch.from_numpy(d.astype(np.float32)), torch.from_numpy(j.astype(np.int64))
