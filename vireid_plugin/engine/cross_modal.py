@@ -75,6 +75,8 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         eval_autocast: extract evaluation features under ``amp``'s autocast; False (the
             default): in fp32 whatever the training precision (the precision is recorded
             with every result).
+        eval_tf32: with fp32 evaluation, let CUDA matmuls/convolutions run as TF32
+            (Ampere and newer; recorded as 'tf32'); False: true fp32.
         checkpoint_every: write a checkpoint every this many epochs (0: only the last).
         checkpoint_every_iters: also every this many iterations inside an epoch (0: off).
         keep_checkpoints: how many regular checkpoints to keep (the best one is extra).
@@ -97,7 +99,8 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
 
     def __init__(self, datamanager, model, optimizer, criterion, scheduler=None,
                  use_gpu=True, amp='auto', grad_clip=0.0, protocol_matrix=False,
-                 eval_before_train=False, eval_autocast=False, test_batch_size=None,
+                 eval_before_train=False, eval_autocast=False, eval_tf32=False,
+                 test_batch_size=None,
                  workers=None,
                  checkpoint_every=1, checkpoint_every_iters=0, keep_checkpoints=3,
                  select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None,
@@ -129,8 +132,10 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         self._model_takes_pid = 'pid' in inspect.signature(model.forward).parameters
         self.register_model('model', self.model, optimizer, scheduler)
         self.precision = Precision(amp, self.device)
-        # evaluation features: fp32 unless asked (reduced precision perturbs the ranking)
-        self.eval_precision = self.precision if eval_autocast else Precision('off', self.device)
+        # evaluation features: fp32 unless asked (reduced precision perturbs the ranking);
+        # TF32 off unless eval_tf32 (the runner allows it globally for training)
+        self.eval_precision = self.precision if eval_autocast else Precision(
+            'off', self.device, tf32=eval_tf32)
         self.grad_clip = grad_clip
         self.protocol_matrix = protocol_matrix
         self.eval_before_train = eval_before_train
