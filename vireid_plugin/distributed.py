@@ -18,7 +18,8 @@ import torch.distributed as dist
 
 __all__ = ['DistInfo', 'init_distributed', 'shutdown', 'is_distributed', 'rank', 'world_size',
            'is_main', 'barrier', 'all_gather_rows', 'all_reduce_mean', 'all_reduce_grads',
-           'broadcast_buffers', 'wrap_model', 'shard_range', 'gather_objects']
+           'broadcast_buffers', 'wrap_model', 'shard_range', 'gather_objects',
+           'collective_device', 'any_rank']
 
 #: where this process trains: rank among world_size processes, its GPU (local_rank)
 DistInfo = namedtuple('DistInfo', 'rank world_size local_rank device backend')
@@ -142,14 +143,20 @@ def all_reduce_mean(x):
     return x / world_size()
 
 
+def collective_device():
+    """Where this process group's collectives take tensors: this process's GPU under
+    NCCL, else the CPU."""
+    if is_distributed() and dist.get_backend() == 'nccl':
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
 def any_rank(flag):
     """Whether ``flag`` is true on any rank (every rank gets the same answer). Single
     process: ``bool(flag)``."""
     if not is_distributed():
         return bool(flag)
-    device = torch.device('cuda', torch.cuda.current_device()) \
-        if dist.get_backend() == 'nccl' else torch.device('cpu')
-    t = torch.tensor([float(bool(flag))], device=device)
+    t = torch.tensor([float(bool(flag))], device=collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 

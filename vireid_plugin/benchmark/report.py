@@ -37,4 +37,8 @@ def format_report(result):
         out.append(_table('evaluation totals', ev['totals'],
                           ['dataset', 'reference_s', 'fast_s', 'speedup', 'max_abs_diff']))
         out.append('identical (every |diff| < 1e-6): {}\n'.format(ev['identical']))
+    if result.get('syncs'):
+        out.append(_table('host syncs per training step (counted on the CPU)', [
+            dict(r, sites='; '.join(r['sites'])) for r in result['syncs']],
+            ['model', 'config', 'per_step', 'sites']))
     return '\n'.join(s for s in out if s)

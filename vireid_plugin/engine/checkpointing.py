@@ -54,9 +54,21 @@ class Checkpointing:
         distributed.barrier()
         return path
 
-    def _stop_requested(self):
-        """Whether a pre-emption signal came (on any rank) while run() trains."""
-        return self._preemption is not None and self._preemption.requested()
+    def _stop_signalled(self):
+        """Whether this process got a pre-emption signal (no collective)."""
+        return self._preemption is not None and self._preemption.received is not None
+
+    def _stop_requested(self, logged=True):
+        """Whether a pre-emption signal came (on any rank) while run() trains. One process:
+        asked after every step (a flag, no cost). Several: every rank learns it from the
+        last log line's reduction (``_stop_agreed``, every ``train.print_freq`` steps and
+        at the end of each epoch), so the check adds no collective and no host sync;
+        ``logged`` says whether that reduction just ran."""
+        if self._preemption is None:
+            return False
+        if not distributed.is_distributed():
+            return self._preemption.requested()
+        return logged and self._preemption.agree(getattr(self, '_stop_agreed', False))
 
     def _preempt(self, epoch, iteration, saved=False, path=None):
         """Write the checkpoint at (epoch, iteration) unless it was just ``saved`` (to

@@ -6,7 +6,9 @@ that has both is an anchor: its other-modality centre is the positive, the
 nearest centre of any other identity (either modality) the negative, and the
 loss is ``mean relu(d_pos - d_neg + margin)`` (hetero-centre triplet, Liu et al.
 2020). The two modalities of an identity are pulled together and pushed from
-the other identities' centres.
+the other identities' centres. Computed with one row per sample (its group's centre)
+and each group counted once: fixed sizes, no host sync on a GPU (no ``torch.unique``,
+``bincount``, ``.any()`` test or boolean indexing).
 """
 import torch
 import torch.nn.functional as F
@@ -14,17 +16,19 @@ import torch.nn.functional as F
 from ..registry import LOSSES
 from .build import LossTerm
 
-__all__ = ['HeteroCenterLoss', 'hetero_center_loss', 'group_means']
+__all__ = ['HeteroCenterLoss', 'hetero_center_loss', 'sample_centres']
 
 
-def group_means(feats, pid, modality):
-    """Mean feature of every (pid, modality) present: (G, D), (G,) pids, (G,) modalities."""
-    keys = torch.stack([pid, modality], 1)
-    uniq, inverse = torch.unique(keys, dim=0, return_inverse=True)
-    sums = torch.zeros(len(uniq), feats.shape[1], dtype=feats.dtype, device=feats.device)
-    sums.index_add_(0, inverse, feats)
-    counts = torch.bincount(inverse, minlength=len(uniq)).to(feats.dtype)
-    return sums / counts[:, None], uniq[:, 0], uniq[:, 1]
+def sample_centres(feats, pid, modality):
+    """(B, D) the centre of each sample's (pid, modality) group, and (B,) whether the sample
+    is its group's first (one representative per group). Fixed sizes: no host sync. Each
+    group's sum is accumulated at its first sample's row, in sample order."""
+    same = (pid[:, None] == pid[None, :]) & (modality[:, None] == modality[None, :])
+    group = same.to(torch.uint8).argmax(1)          # the first sample of each one's group
+    first = group == torch.arange(len(pid), device=pid.device)
+    sums = torch.zeros_like(feats).index_add_(0, group, feats)
+    counts = same.sum(1).to(feats.dtype)
+    return sums[group] / counts[:, None], first
 
 
 def hetero_center_loss(feats, pid, modality, margin=0.3, normalize_feature=False):
@@ -32,17 +36,20 @@ def hetero_center_loss(feats, pid, modality, margin=0.3, normalize_feature=False
         x = feats.float()
         if normalize_feature:
             x = F.normalize(x, dim=1)
-        centres, c_pid, c_mod = group_means(x, pid, modality)
-        dist = torch.cdist(centres, centres)
-        same_id = c_pid[:, None] == c_pid[None, :]
-        pos = same_id & (c_mod[:, None] != c_mod[None, :])
+        # one row per sample, its group's centre; each group is counted once (its first
+        # sample) in the mean, and max/min over duplicates equal those over groups
+        centres, first = sample_centres(x, pid, modality)
+        # (B, B) rows, not (G, G): the exact pairwise form at every size (the matmul
+        # form torch picks above 25 rows differs in rounding)
+        dist = torch.cdist(centres, centres, compute_mode='donot_use_mm_for_euclid_dist')
+        same_id = pid[:, None] == pid[None, :]
+        pos = same_id & (modality[:, None] != modality[None, :])
         neg = ~same_id
-        valid = pos.any(1) & neg.any(1)
-        if not valid.any():
-            return x.sum() * 0.
+        valid = pos.any(1) & neg.any(1) & first
         d_pos = dist.masked_fill(~pos, float('-inf')).amax(1)
         d_neg = dist.masked_fill(~neg, float('inf')).amin(1)
-        return F.relu(d_pos[valid] - d_neg[valid] + margin).mean()
+        per_anchor = torch.where(valid, F.relu(d_pos - d_neg + margin), 0.)
+        return per_anchor.sum() / valid.sum().clamp(min=1)
 
 
 @LOSSES.register('hetero_center')

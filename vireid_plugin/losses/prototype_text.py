@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..registry import LOSSES
 from .build import LossTerm
-from .hetero_center import group_means
+from .hetero_center import sample_centres
 from .image_text import text_logits
 
 __all__ = ['PrototypeTextLoss', 'prototype_text_loss']
@@ -20,9 +20,11 @@ __all__ = ['PrototypeTextLoss', 'prototype_text_loss']
 
 def prototype_text_loss(feats, text, pid, modality, temperature=0.07):
     with torch.autocast(device_type=feats.device.type, enabled=False):
-        protos, p_pid, _ = group_means(feats.float(), pid, modality)
+        # one row per sample (its prototype), each prototype counted once: no host sync
+        protos, first = sample_centres(feats.float(), pid, modality)
         logits = text_logits(protos, text, normalize=True, scale=1.0 / temperature)
-        return F.cross_entropy(logits, p_pid)
+        per_row = F.cross_entropy(logits, pid, reduction='none')
+        return torch.where(first, per_row, 0.).sum() / first.sum().clamp(min=1)
 
 
 @LOSSES.register('proto_text')
