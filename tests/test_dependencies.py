@@ -27,6 +27,8 @@ PRIVATE_HELPERS = [
     ('open_clip_torch', 'open_clip.transformer.VisionTransformer', '_pool',
      'models/lsmrl/clip_towers.py'),
     ('torchreid', lambda: compat.engine.Engine, '_evaluate', 'compat.py (wrapped)'),
+    ('torch', 'torch.nn.parallel.DistributedDataParallel',
+     '_set_params_and_buffers_to_ignore_for_model', 'distributed.py'),
     ('torchreid', lambda: compat.ImageDataset, '_transform_image',
      'data/datasets/base.py, data/cache.py'),
     ('torchreid', lambda: compat.models, '__model_factory', 'compat.py (registration)'),

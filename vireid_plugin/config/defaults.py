@@ -105,7 +105,7 @@ def get_default_config():
     cfg.train.amp = 'auto'          # plugin: auto (bf16 on a GPU with native bf16, compute capability 8.0+, else fp16 + GradScaler; off on CPU), bf16, fp16, off
     cfg.train.grad_clip = 0.0       # plugin: max grad norm, 0 = off
     cfg.train.compile = False       # plugin: train through torch.compile(model) (the loss terms stay eager)
-    cfg.train.ddp_find_unused_parameters = True  # plugin: DDP (torchrun): allow parameters without a gradient in a step
+    cfg.train.ddp_find_unused_parameters = 'auto'  # plugin: DDP (torchrun): allow parameters without a gradient in a step; auto: False for models that declare theirs (unused_parameters()), else True; true, false
     cfg.train.sync_bn = False       # plugin: DDP on GPUs: SyncBatchNorm (batch statistics over the global batch)
 
     cfg.sgd = CN()

@@ -73,6 +73,8 @@ def _int_to_float(default, value):
         return {k: _int_to_float(default.get(k), v) for k, v in value.items()}
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if default == 'auto' and isinstance(value, bool):   # auto/True/False keys
+        return str(value).lower()
     if isinstance(default, list) and default and isinstance(value, list) and all(
             isinstance(d, float) for d in default):
         return [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
@@ -131,7 +133,8 @@ def check_config(cfg):
                'test.dist_metric': ('euclidean', 'cosine'),
                'data.resize_interpolation': ('bilinear', 'bicubic'),
                'data.erase_fill': ('mean', 'random'),
-               'sampler.modality_padding': ('auto', 'sysu', 'regdb')}
+               'sampler.modality_padding': ('auto', 'sysu', 'regdb'),
+               'train.ddp_find_unused_parameters': ('auto', 'true', 'false')}
     for key, allowed in choices.items():
         sec, name = key.split('.')
         if cfg[sec][name] not in allowed:

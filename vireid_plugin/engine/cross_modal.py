@@ -104,7 +104,7 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
                  workers=None,
                  checkpoint_every=1, checkpoint_every_iters=0, keep_checkpoints=3,
                  select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None,
-                 compile=False, find_unused_parameters=True, sync_bn=False,
+                 compile=False, find_unused_parameters='auto', sync_bn=False,
                  batch_transform=None, preempt_signals=DEFAULT_SIGNALS, on_write_error='stop'):
         super().__init__(datamanager, use_gpu)
         # uint8 image cache: augmentation + normalisation per batch on the device
@@ -120,7 +120,7 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
             else torch.device('cpu')
         self.model = model.to(self.device)
         self.compile = bool(compile)
-        self.find_unused_parameters = bool(find_unused_parameters)
+        self.find_unused_parameters = find_unused_parameters   # True, False or 'auto'
         self.sync_bn = bool(sync_bn)
         self._wrapped = (None, None)   # (model, its DDP / compiled training wrapper)
         self.max_epoch = 0             # set by run()

@@ -21,6 +21,11 @@ class TemporalAvgReID(nn.Module):
     frames one by one (each with the clip's identity) and pool over time themselves.
     """
 
+    def unused_parameters(self):
+        """Names of parameters a training step leaves without a gradient: none (DDP can
+        skip its search for them, ``train.ddp_find_unused_parameters auto``)."""
+        return []
+
     def attention_spec(self):
         """The attention figure's layout: the image backbone's, run per frame."""
         return dict(self.backbone.attention_spec(), video=True)

@@ -100,6 +100,13 @@ class LSMRL(nn.Module):
     def prompt_parameters(self):
         return [p for p in self.prompt_learner.parameters()]
 
+    def unused_parameters(self):
+        """Names of parameters a training step leaves without a gradient: none with the
+        recipe's loss terms (every head has its term; the text tower is frozen). A config
+        that drops the term of a head (e.g. ``cmi_id``) needs
+        ``train.ddp_find_unused_parameters True`` under DDP."""
+        return []
+
     def attention_spec(self):
         """The attention figure's layout: the image tower's last block, per frame, tokens
         [CLS; patches] (``vireid_plugin.visualize.attention``)."""
