@@ -1,8 +1,9 @@
 """DDP without find_unused_parameters for models that declare their unused parameters
-(issue 28.5), and the pre-emption flag agreed inside the log's reduction (28.6): 2 gloo
-processes. MIP's backbone blocks that its heads replace are frozen and named to DDP as
-ignored, so 'auto' is False and steps run even after something un-freezes every
-parameter (torchreid's open_all_layers at each epoch start)."""
+(issue 28.5), the pre-emption flag agreed inside the log's reduction (28.6) and every
+rank's CUDA random state gathered for a checkpoint (25.7): 2 gloo processes. MIP's
+backbone blocks that its heads replace are frozen and named to DDP as ignored, so 'auto'
+is False and steps run even after something un-freezes every parameter (torchreid's
+open_all_layers at each epoch start)."""
 import os
 import socket
 
@@ -53,8 +54,13 @@ def _worker(rank, world, port, errors, results):
         quiet = LossWindow()
         quiet.add({'loss': torch.tensor(1.0)}, 8)
         quiet.flush(flag=False)
+        # every rank's CUDA random state, gathered for the checkpoint (a fake device list:
+        # a CPU generator stands in for each process's GPU 0)
+        from vireid_plugin.data.seeded import cuda_rng_states
+        states = cuda_rng_states(torch.device('cuda', 0), [torch.Generator().manual_seed(rank)])
+        seeds = [int(torch.Generator().set_state(s).initial_seed()) for s in states]
         results.put((rank, ddp.find_unused_parameters, float(weights.sum()),
-                     window.flag, means['loss'], quiet.flag))
+                     window.flag, means['loss'], quiet.flag, seeds))
     except BaseException as exc:   # reported by the parent
         errors.put('rank {}: {!r}'.format(rank, exc))
         raise
@@ -77,8 +83,9 @@ def test_mip_trains_under_ddp_without_find_unused_and_ranks_agree_on_a_signal(mo
                        start_method='spawn')
     assert errors.empty(), errors.get()
     rows = sorted(results.get() for _ in range(2))
-    for rank, find_unused, weights, flag, mean, quiet in rows:
+    for rank, find_unused, weights, flag, mean, quiet, seeds in rows:
         assert find_unused is False
+        assert seeds == [0, 1]                    # rank order, each rank's own
         assert flag is True and quiet is False
         assert mean == 1.5                        # (1 + 2) / 2
     assert rows[0][2] == rows[1][2]               # one model on both ranks

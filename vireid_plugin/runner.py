@@ -31,6 +31,7 @@ from .config import (ConfigError, engine_kwargs, engine_run_kwargs, imagedata_kw
                      schedule_settings, scheduler_kwargs, videodata_kwargs)
 from .data import CrossModalImageDataManager, CrossModalVideoDataManager, num_cameras
 from .data.prepare import prepare_datasets
+from .data.seeded import seed_cuda
 from .engine import (PREEMPTED_EXIT_STATUS, CrossModalEngine, Precision, Preempted,
                      resume_target, run_prompt_stage)
 from .errors import UserError
@@ -118,6 +119,8 @@ def run(cfg):
         atomic_write(os.path.join(cfg.data.save_dir, CONFIG_FILE),
                      lambda f: f.write(cfg.dump()), mode='w')
     compat.utils.set_random_seed(cfg.train.seed)   # the same on every rank
+    # ... except the CUDA stream (dropout, drop path): seed + rank, rank 0 keeps the seed
+    seed_cuda(cfg.train.seed, dist_info.rank, dist_info.device)
     if cfg.num_threads > 0:   # e.g. 1 on a small shared CPU: threads > free cores spin
         torch.set_num_threads(cfg.num_threads)
     log_name = 'test.log' if cfg.test.evaluate else 'train.log'

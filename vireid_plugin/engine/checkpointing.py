@@ -13,7 +13,7 @@ import torch
 
 from .. import distributed
 from ..checkpoint_io import atomic_write
-from ..data.seeded import rng_state, set_rng_state
+from ..data.seeded import cuda_rng_states, rng_state, set_rng_state
 from .checkpoint import (CheckpointError, CheckpointManager, load_checkpoint,
                          restore_training_state, schedule_changes)
 from .preemption import PREEMPTED_FILE, Preempted
@@ -22,8 +22,12 @@ from .preemption import PREEMPTED_FILE, Preempted
 class Checkpointing:
     """Saving and resuming the whole training state (mixed into ``CrossModalEngine``)."""
 
-    def training_state(self, epoch, iteration=0):
-        """Everything an uninterrupted run would still have at (epoch, iteration)."""
+    def training_state(self, epoch, iteration=0, cuda_rng=None):
+        """Everything an uninterrupted run would still have at (epoch, iteration).
+        ``cuda_rng``: every rank's CUDA generator state (``cuda_rng_states``, gathered by
+        every rank); None: this process's own (one process)."""
+        if cuda_rng is None and not distributed.is_distributed():
+            cuda_rng = cuda_rng_states(self.device)
         criterion_state = self.criterion.state_dict() if isinstance(
             self.criterion, torch.nn.Module) else {}
         scaler = self.precision.scaler
@@ -31,7 +35,7 @@ class Checkpointing:
                 'optimizer': self.optimizer.state_dict() if self.optimizer else None,
                 'scheduler': self.scheduler.state_dict() if self.scheduler else None,
                 'scaler': scaler.state_dict() if scaler is not None else None,
-                'rng': rng_state(), 'epoch': int(epoch), 'iteration': int(iteration),
+                'rng': rng_state(cuda_rng), 'epoch': int(epoch), 'iteration': int(iteration),
                 'schedule': self.schedule,
                 'selection': {'select_on': self.select_on, 'best_score': self.best['score'],
                               'best_epoch': self.best['epoch']},
@@ -42,8 +46,9 @@ class Checkpointing:
         model selection). A failed write goes to ``train.on_write_error`` (``policy``
         False: it always raises)."""
         path = None
+        cuda_rng = cuda_rng_states(self.device)   # every rank's (a collective on CUDA)
         if distributed.is_main():
-            state = self.training_state(epoch, iteration)
+            state = self.training_state(epoch, iteration, cuda_rng)
 
             def write():
                 return self.checkpoints.save(state, epoch, iteration, best=best)
@@ -127,7 +132,10 @@ class Checkpointing:
         if changes:
             iteration = self._rebuild_schedule(ckpt['schedule'], epoch, iteration)
         if ckpt.get('rng'):
-            set_rng_state(ckpt['rng'])
+            note = set_rng_state(ckpt['rng'], distributed.rank(), distributed.world_size(),
+                                 self.device)
+            if note:
+                print('=> Resume: {}'.format(note))
         sel = ckpt.get('selection') or {}
         if sel.get('select_on') == self.select_on:
             self.best.update(score=sel.get('best_score'), epoch=sel.get('best_epoch'))
