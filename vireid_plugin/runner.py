@@ -155,7 +155,12 @@ def run(cfg):
     resume = resume_target(cfg.model.resume, cfg.data.save_dir)
     if not cfg.test.evaluate and not resume:
         # a model with learnable prompts may ask for a prompt-only first stage (LSMRL)
-        run_prompt_stage(model, datamanager, device, Precision(cfg.train.amp, device).autocast,
+        # fp16 without loss scaling would underflow the prompts' gradients: the prompt
+        # stage (a small text-side step) runs in fp32 where training takes fp16
+        stage = Precision(cfg.train.amp, device)
+        if stage.mode == 'fp16':
+            stage = Precision('off', device)
+        run_prompt_stage(model, datamanager, device, stage.autocast,
                          workers=cfg.data.workers, seed=cfg.train.seed)
     criterion = build_criterion(cfg, model, datamanager.num_train_pids).to(device)
     optimizer, scheduler = build_solver(cfg, [model, criterion], len(datamanager.train_loader),

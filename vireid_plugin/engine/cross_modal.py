@@ -189,8 +189,10 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         """Features of ``pool`` through ``extract_features``: this engine's test batch size,
         workers, device, autocast, and one shard per rank under torchrun."""
         batch = self.test_batch_size or (loader_like.batch_size if loader_like else 128)
+        # validation has no loader of its own: the training loader's worker count
         workers = self.workers if self.workers is not None else (
-            loader_like.num_workers if loader_like else 0)
+            loader_like.num_workers if loader_like else
+            getattr(self.train_loader, 'num_workers', 0))
         shard = (distributed.rank(), distributed.world_size()) \
             if distributed.is_distributed() else None
         return extract_pool_features(self._feature_fn, dataset, batch, workers, self.device,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..registry import LOSSES
 from .build import LossTerm
-from .hetero_center import sample_centres
+from .hetero_center import group_means
 from .image_text import text_logits
 
 __all__ = ['PrototypeTextLoss', 'prototype_text_loss']
@@ -20,11 +20,11 @@ __all__ = ['PrototypeTextLoss', 'prototype_text_loss']
 
 def prototype_text_loss(feats, text, pid, modality, temperature=0.07):
     with torch.autocast(device_type=feats.device.type, enabled=False):
-        # one row per sample (its prototype), each prototype counted once: no host sync
-        protos, first = sample_centres(feats.float(), pid, modality)
+        # prototypes in batch-size slots, the empty ones masked: no host sync
+        protos, p_pid, _, used = group_means(feats.float(), pid, modality)
         logits = text_logits(protos, text, normalize=True, scale=1.0 / temperature)
-        per_row = F.cross_entropy(logits, pid, reduction='none')
-        return torch.where(first, per_row, 0.).sum() / first.sum().clamp(min=1)
+        per_row = F.cross_entropy(logits, p_pid, reduction='none')
+        return torch.where(used, per_row, 0.).sum() / used.sum().clamp(min=1)
 
 
 @LOSSES.register('proto_text')
