@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from vireid_plugin.engine.checkpoint import restore_training_state
-from vireid_plugin.engine.precision import Precision, native_bf16, tf32_allowed
+from vireid_plugin.engine.precision import (Precision, native_bf16, prompt_stage_precision,
+                                            tf32_allowed)
 from vireid_plugin.models import build_model
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -83,6 +84,9 @@ def test_amp_auto_is_bf16_only_with_native_support(monkeypatch, capability, mode
     assert p.mode == mode
     assert (p.scaler is not None) == (mode == 'fp16')
     assert native_bf16('cuda') == (capability >= (8, 0))
+    # LSMRL's prompt stage has no GradScaler: fp32 where training takes fp16
+    stage = prompt_stage_precision('auto', torch.device('cuda', 0))
+    assert stage.mode == ('off' if mode == 'fp16' else 'bf16') and stage.scaler is None
 
 
 # ---------------------------------------------------------------- 3: optimizer state on resume

@@ -32,8 +32,9 @@ from .config import (ConfigError, engine_kwargs, engine_run_kwargs, imagedata_kw
 from .data import CrossModalImageDataManager, CrossModalVideoDataManager, num_cameras
 from .data.prepare import prepare_datasets
 from .data.seeded import seed_cuda
-from .engine import (PREEMPTED_EXIT_STATUS, CrossModalEngine, Precision, Preempted,
-                     resume_target, run_prompt_stage)
+from .engine import (PREEMPTED_EXIT_STATUS, CrossModalEngine, Preempted, resume_target,
+                     run_prompt_stage)
+from .engine.precision import prompt_stage_precision
 from .errors import UserError
 from .losses import build_loss
 from .models import build_model, load_weights
@@ -155,12 +156,9 @@ def run(cfg):
     resume = resume_target(cfg.model.resume, cfg.data.save_dir)
     if not cfg.test.evaluate and not resume:
         # a model with learnable prompts may ask for a prompt-only first stage (LSMRL)
-        # fp16 without loss scaling would underflow the prompts' gradients: the prompt
-        # stage (a small text-side step) runs in fp32 where training takes fp16
-        stage = Precision(cfg.train.amp, device)
-        if stage.mode == 'fp16':
-            stage = Precision('off', device)
-        run_prompt_stage(model, datamanager, device, stage.autocast,
+        # fp16 without loss scaling would underflow the prompts' gradients: fp32 there
+        run_prompt_stage(model, datamanager, device,
+                         prompt_stage_precision(cfg.train.amp, device).autocast,
                          workers=cfg.data.workers, seed=cfg.train.seed)
     criterion = build_criterion(cfg, model, datamanager.num_train_pids).to(device)
     optimizer, scheduler = build_solver(cfg, [model, criterion], len(datamanager.train_loader),

@@ -17,6 +17,13 @@ def native_bf16(device):
     return tuple(torch.cuda.get_device_capability(index)) >= NATIVE_BF16_CAPABILITY
 
 
+def prompt_stage_precision(amp, device):
+    """The precision of LSMRL's prompt-only stage: ``amp`` as training resolves it, except
+    fp16, which the stage (no GradScaler) would underflow: fp32 there."""
+    precision = Precision(amp, device)
+    return Precision('off', device) if precision.mode == 'fp16' else precision
+
+
 class Precision:
     """``amp`` in auto/bf16/fp16/off resolved for a device.
 
