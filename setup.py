@@ -6,7 +6,8 @@ from setuptools import find_packages, setup
 # together from PyPI (PyPI's torchvision does not import with a CPU-only torch).
 #
 # Bounds where the plugin calls private helpers (tests/test_dependencies.py lists them
-# and fails naming any that is missing): torch (Tensor._version) and torchreid
+# and fails naming any that is missing): torch
+# (DistributedDataParallel._set_params_and_buffers_to_ignore_for_model) and torchreid
 # (Engine._evaluate, Dataset._transform_image, its registries) are pinned above; timm
 # (VisionTransformer._pos_embed, PatchEmbed._init_img_size, Scheduler._get_lr) and
 # open_clip (VisionTransformer._embeds, ._pool) stop before the next minor release.

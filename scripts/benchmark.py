@@ -12,7 +12,8 @@ Sections: ``matmul`` (the device's dense bf16 / fp32 matmul peak, the MFU denomi
 and batch: items/s, peak memory, FLOPs from FlopCounterMode, MFU; fp32 / bf16 x eager /
 compiled), ``loader`` (the recipe's training data loader, with its worker count) and
 ``eval`` (the field's per-query evaluation loop against ``evaluate_rank`` on random
-features of the real SYSU-MM01 / RegDB / HITSZ-VCM test sizes: times, ratio, identity).
+features of the real SYSU-MM01 / RegDB / HITSZ-VCM test sizes: times, ratio, identity)
+and ``syncs`` (host syncs per training step of each registered model, counted on the CPU).
 See docs/performance.md. The command is ``vireid_plugin.benchmark.run.main``.
 """
 import os

@@ -58,6 +58,11 @@ def test_quick_json_has_every_section(quick_run):
     assert loader['datasets'] == ['sysu_mm01'] and loader['workers'] == 0
     assert loader['batch'][0] == 8 and loader['items_per_s'] > 0
 
+    # host syncs per training step, counted on the CPU: the engine's finite-loss check only
+    (syncs,) = result['syncs']
+    assert (syncs['model'], syncs['per_step']) == ('vit_tiny_reid', 1)
+    assert 'host syncs per training step' in stdout
+
 
 def test_quick_eval_identity_and_every_protocol_case(quick_run):
     stdout, result = quick_run

@@ -59,7 +59,8 @@ def toy_root(tmp_path_factory):
     return root
 
 
-def torchrun(tmp_path, root, save_dir, kill_marker=None, signal_step=0, restarts=1):
+def torchrun(tmp_path, root, save_dir, kill_marker=None, signal_step=0, restarts=1,
+             print_freq=100):
     worker = tmp_path / 'worker.py'
     worker.write_text(WORKER.format(repo=REPO, tests=TESTS))
     env = {k: v for k, v in os.environ.items()
@@ -78,7 +79,7 @@ def torchrun(tmp_path, root, save_dir, kill_marker=None, signal_step=0, restarts
            'data.height', '32', 'data.width', '16', 'data.transforms', '[random_flip]',
            'loss.terms', '[id]', 'loss.weights', '[1.0]', 'train.optim', 'sgd',
            'train.lr', '0.5', 'train.batch_size', '16', 'sampler.num_instances', '2',
-           'train.max_epoch', '3', 'train.print_freq', '100', 'train.warmup_epochs', '0',
+           'train.max_epoch', '3', 'train.print_freq', str(print_freq), 'train.warmup_epochs', '0',
            'test.num_trials', '1']
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
@@ -109,12 +110,15 @@ def test_a_rank_killed_after_a_checkpoint_is_restarted_and_the_job_ends_as_if_un
 
 
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(toy_root, tmp_path):
+    """The ranks agree on the signal in the log line's reduction (every print_freq steps,
+    no collective of its own): rank 1 is signalled during step 2, every rank stops after
+    step 3, the next log point."""
     save = tmp_path / 'signalled'
-    done = torchrun(tmp_path, toy_root, str(save), signal_step=3, restarts=0)
+    done = torchrun(tmp_path, toy_root, str(save), signal_step=2, restarts=0, print_freq=3)
     # both ranks stopped with the pre-emption status (torchrun reports each failure)
     assert done.returncode != 0
     assert done.stderr.count('exitcode  : 75') == 2, done.stderr[-3000:]
-    # rank 0, which got no signal, wrote the checkpoint of the step rank 1 was signalled in
+    # rank 0, which got no signal, wrote the checkpoint of the step both stopped after
     assert sorted(os.listdir(save / 'model')) == ['model.pth.tar-0-it3']
     ckpt = load_checkpoint(str(save / 'model' / 'model.pth.tar-0-it3'))
     assert (ckpt['epoch'], ckpt['iteration']) == (0, 3)

@@ -277,7 +277,10 @@ def test_compile_key_reaches_the_engine():
     cfg = load_config('', ['train.compile', 'True', 'train.sync_bn', 'True'])
     kw = engine_kwargs(cfg)
     assert kw['compile'] is True and kw['sync_bn'] is True
-    assert kw['find_unused_parameters'] is True
+    assert kw['find_unused_parameters'] == 'auto'
+    # a YAML/CLI True or False still reads (as the strings the choice takes)
+    cfg = load_config('', ['train.ddp_find_unused_parameters', 'True'])
+    assert engine_kwargs(cfg)['find_unused_parameters'] == 'true'
 
 
 def test_plain_progress_lines_under_a_non_tty():

@@ -21,7 +21,7 @@ from .errors import UserError
 __all__ = ['DistInfo', 'init_distributed', 'shutdown', 'is_distributed', 'rank', 'world_size',
            'is_main', 'barrier', 'all_gather_rows', 'all_reduce_mean', 'all_reduce_grads',
            'broadcast_buffers', 'wrap_model', 'shard_range', 'gather_objects', 'JobStopped',
-           'stop_restarts', 'STOP_KEY']
+           'stop_restarts', 'STOP_KEY', 'collective_device', 'any_rank', 'find_unused_choice']
 
 #: where this process trains: rank among world_size processes, its GPU (local_rank)
 DistInfo = namedtuple('DistInfo', 'rank world_size local_rank device backend')
@@ -187,14 +187,20 @@ def all_reduce_mean(x):
     return x / world_size()
 
 
+def collective_device():
+    """Where this process group's collectives take tensors: this process's GPU under
+    NCCL, else the CPU."""
+    if is_distributed() and dist.get_backend() == 'nccl':
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
 def any_rank(flag):
     """Whether ``flag`` is true on any rank (every rank gets the same answer). Single
     process: ``bool(flag)``."""
     if not is_distributed():
         return bool(flag)
-    device = torch.device('cuda', torch.cuda.current_device()) \
-        if dist.get_backend() == 'nccl' else torch.device('cpu')
-    t = torch.tensor([float(bool(flag))], device=device)
+    t = torch.tensor([float(bool(flag))], device=collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
@@ -243,9 +249,28 @@ def broadcast_buffers(module):
         dist.broadcast(buf, 0)
 
 
-def wrap_model(model, device, find_unused_parameters=True, sync_bn=False):
+def find_unused_choice(model, setting='auto'):
+    """DDP's ``find_unused_parameters`` for ``model``: ``setting`` when True/False; 'auto':
+    False when the model declares which of its parameters a step leaves without a
+    gradient (``unused_parameters()``: DDP ignores those, and every other parameter gets
+    a gradient each step), True for a model that declares nothing (the safe choice:
+    DDP searches the graph every step)."""
+    if setting in (True, False):
+        return setting
+    if str(setting).lower() in ('true', 'false'):
+        return str(setting).lower() == 'true'
+    if setting != 'auto':
+        raise ValueError("find_unused_parameters must be auto, True or False, got {!r}".format(
+            setting))
+    return not callable(getattr(model, 'unused_parameters', None))
+
+
+def wrap_model(model, device, find_unused_parameters='auto', sync_bn=False):
     """``model`` in DistributedDataParallel when several processes run, else ``model``.
 
+    ``find_unused_parameters``: True, False or 'auto' (:func:`find_unused_choice`). The
+    parameters the model declares unused (``unused_parameters()``) are named to DDP as
+    ignored: no gradient bucket, no all-reduce, no error when they get no gradient.
     ``sync_bn``: convert BatchNorm layers to SyncBatchNorm first (CUDA only: batch
     statistics over the global batch instead of each rank's part).
     The wrapper shares ``model``'s parameters: keep using ``model`` for state_dict,
@@ -259,6 +284,9 @@ def wrap_model(model, device, find_unused_parameters=True, sync_bn=False):
             raise ValueError('train.sync_bn needs CUDA (SyncBatchNorm has no CPU kernel); '
                              'set it False for gloo/CPU runs')
         torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == 'cuda' else None,
-        find_unused_parameters=find_unused_parameters)
+    DDP = torch.nn.parallel.DistributedDataParallel
+    declared = getattr(model, 'unused_parameters', None)
+    if callable(declared) and declared():
+        DDP._set_params_and_buffers_to_ignore_for_model(model, list(declared()))
+    return DDP(model, device_ids=[device.index] if device.type == 'cuda' else None,
+               find_unused_parameters=find_unused_choice(model, find_unused_parameters))

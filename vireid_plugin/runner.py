@@ -32,8 +32,10 @@ from .config import (ConfigError, engine_kwargs, engine_run_kwargs, imagedata_kw
                      schedule_settings, scheduler_kwargs, videodata_kwargs)
 from .data import CrossModalImageDataManager, CrossModalVideoDataManager, num_cameras
 from .data.prepare import prepare_datasets
-from .engine import (PREEMPTED_EXIT_STATUS, CrossModalEngine, Precision, Preempted,
-                     resume_target, run_prompt_stage)
+from .data.seeded import seed_cuda
+from .engine import (PREEMPTED_EXIT_STATUS, CrossModalEngine, Preempted, resume_target,
+                     run_prompt_stage)
+from .engine.precision import prompt_stage_precision
 from .errors import UserError
 from .losses import build_loss
 from .models import build_model, load_weights
@@ -122,6 +124,8 @@ def run(cfg):
         atomic_write(os.path.join(cfg.data.save_dir, CONFIG_FILE),
                      lambda f: f.write(cfg.dump()), mode='w')
     compat.utils.set_random_seed(cfg.train.seed)   # the same on every rank
+    # ... except the CUDA stream (dropout, drop path): seed + rank, rank 0 keeps the seed
+    seed_cuda(cfg.train.seed, dist_info.rank, dist_info.device)
     if cfg.num_threads > 0:   # e.g. 1 on a small shared CPU: threads > free cores spin
         torch.set_num_threads(cfg.num_threads)
     log_name = 'test.log' if cfg.test.evaluate else 'train.log'
@@ -156,7 +160,9 @@ def run(cfg):
     resume = resume_target(cfg.model.resume, cfg.data.save_dir)
     if not cfg.test.evaluate and not resume:
         # a model with learnable prompts may ask for a prompt-only first stage (LSMRL)
-        run_prompt_stage(model, datamanager, device, Precision(cfg.train.amp, device).autocast,
+        # fp16 without loss scaling would underflow the prompts' gradients: fp32 there
+        run_prompt_stage(model, datamanager, device,
+                         prompt_stage_precision(cfg.train.amp, device).autocast,
                          workers=cfg.data.workers, seed=cfg.train.seed)
     criterion = build_criterion(cfg, model, datamanager.num_train_pids).to(device)
     optimizer, scheduler = build_solver(cfg, [model, criterion], len(datamanager.train_loader),

@@ -46,4 +46,8 @@ def format_report(result):
         out.append(_table('inference: gallery search', inf['search'],
                           ['engine', 'gallery', 'dim', 'queries', 'topk', 'seconds',
                            'same_topk', 'max_abs_diff']))
+    if result.get('syncs'):
+        out.append(_table('host syncs per training step (counted on the CPU)', [
+            dict(r, sites='; '.join(r['sites'])) for r in result['syncs']],
+            ['model', 'config', 'per_step', 'sites']))
     return '\n'.join(s for s in out if s)

@@ -14,6 +14,7 @@ from ..checkpoint_io import atomic_write
 from ..data.synthetic import make_sysu_mm01
 from .eval_matrix import compare_metrics
 from .inference import bench_inference
+from .host_syncs import recipe_syncs
 from .loader import bench_loader
 from .matmul_peak import matmul_peak
 from .report import format_report
@@ -21,7 +22,7 @@ from .train_step import bench_train, recipe_specs
 
 __all__ = ['SECTIONS', 'VARIANTS', 'run_benchmark', 'device_name', 'build_parser', 'main']
 
-SECTIONS = ('matmul', 'train', 'loader', 'eval', 'inference')
+SECTIONS = ('matmul', 'train', 'loader', 'eval', 'inference', 'syncs')
 VARIANTS = ('fp32-eager', 'bf16-eager', 'fp32-compiled', 'bf16-compiled')
 
 
@@ -83,6 +84,16 @@ def run_benchmark(device, sections=SECTIONS, quick=False, config_dir='configs', 
                                          progress=_say)
     if 'inference' in sections:   # CPU: the extractors and the search run on the CPU
         result['inference'] = bench_inference(config_dir, quick=quick, log=_say)
+    if 'syncs' in sections:
+        # counted on the CPU whatever --device: the ops that would sync a GPU, per step of
+        # each registered model's tiny variant (the demo configs: same loss terms)
+        tiny = recipe_specs(config_dir, quick=True, models=models or (
+            ['vit_tiny_reid'] if quick else None))
+        result['syncs'] = []
+        for name, path in tiny:
+            _say('host syncs per training step: {} ({})'.format(name, os.path.basename(path)))
+            result['syncs'].append(recipe_syncs(path, ['train.batch_size', '8',
+                                                       'sampler.num_instances', '2']))
     return result
 
 

@@ -102,10 +102,10 @@ def get_default_config():
     cfg.train.preempt_signals = ['SIGTERM', 'SIGUSR1']  # plugin: stop at the next step with a resumable checkpoint (exit 75); [] keeps the default handlers
     cfg.train.on_write_error = 'stop'   # plugin: a checkpoint/results write fails (disk full, I/O error): stop, or retry at the next save point
     cfg.train.resume_rebuild_schedule = False  # plugin: resume with a changed schedule rebuilds it (else refused)
-    cfg.train.amp = 'auto'          # plugin: auto (bf16 on a GPU that has it, else fp16; off on CPU), bf16, fp16, off
+    cfg.train.amp = 'auto'          # plugin: auto (bf16 on a GPU with native bf16, compute capability 8.0+, else fp16 + GradScaler; off on CPU), bf16, fp16, off
     cfg.train.grad_clip = 0.0       # plugin: max grad norm, 0 = off
     cfg.train.compile = False       # plugin: train through torch.compile(model) (the loss terms stay eager)
-    cfg.train.ddp_find_unused_parameters = True  # plugin: DDP (torchrun): allow parameters without a gradient in a step
+    cfg.train.ddp_find_unused_parameters = 'auto'  # plugin: DDP (torchrun): allow parameters without a gradient in a step; auto: False for models that declare theirs (unused_parameters()), else True; true, false
     cfg.train.sync_bn = False       # plugin: DDP on GPUs: SyncBatchNorm (batch statistics over the global batch)
 
     cfg.sgd = CN()
@@ -139,6 +139,7 @@ def get_default_config():
     cfg.test.protocol_matrix = False  # plugin: every mode of each target dataset
     cfg.test.eval_before_train = False  # plugin: also score the untrained model (demo)
     cfg.test.autocast = False       # plugin: extract test features under train.amp's autocast (False: fp32, as the MIP authors)
+    cfg.test.tf32 = False           # plugin: fp32 test features may use TF32 matmuls on Ampere+ GPUs (recorded as tf32); False: true fp32
     cfg.test.select_on = 'last'     # plugin: reported model: last epoch, best on SYSU's val ids, or best on test (labelled)
     cfg.test.select_metric = 'r1_map'  # plugin: selection score: (R1 + mAP) / 2 (MIP's rule), mAP (MITML's) or R1 (VLD's)
     cfg.test.select_mode = ''       # plugin: the row (mode name) scored for selection; '' = the first target's first row

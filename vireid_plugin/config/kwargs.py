@@ -114,6 +114,7 @@ def engine_kwargs(cfg):
     return dict(amp=cfg.train.amp, grad_clip=cfg.train.grad_clip,
                 protocol_matrix=cfg.test.protocol_matrix,
                 eval_before_train=cfg.test.eval_before_train, eval_autocast=cfg.test.autocast,
+                eval_tf32=cfg.test.tf32,
                 checkpoint_every=cfg.train.checkpoint_every,
                 checkpoint_every_iters=cfg.train.checkpoint_every_iters,
                 keep_checkpoints=cfg.train.keep_checkpoints, select_on=cfg.test.select_on,

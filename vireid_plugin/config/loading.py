@@ -70,12 +70,18 @@ def _read_yaml(path, seen=()):
     return chain + [(path, data)]
 
 
-def _int_to_float(default, value):
+#: keys that take auto, true or false: a YAML/CLI boolean is read as 'true' / 'false'
+AUTO_BOOL_KEYS = ('ddp_find_unused_parameters',)
+
+
+def _int_to_float(default, value, key=None):
     """yacs refuses ``1`` for a float key; a user writing ``warmup_epochs: 1`` means 1.0."""
     if isinstance(default, CN) and isinstance(value, dict):
-        return {k: _int_to_float(default.get(k), v) for k, v in value.items()}
+        return {k: _int_to_float(default.get(k), v, k) for k, v in value.items()}
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if key in AUTO_BOOL_KEYS and isinstance(value, bool):
+        return str(value).lower()
     if isinstance(default, list) and default and isinstance(value, list) and all(
             isinstance(d, float) for d in default):
         return [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
@@ -103,7 +109,7 @@ def merge_opts(cfg, opts):
             value = yaml.safe_load(opts[i + 1]) if isinstance(opts[i + 1], str) else opts[i + 1]
         except yaml.YAMLError:
             continue
-        coerced = _int_to_float(node, value)
+        coerced = _int_to_float(node, value, opts[i].split('.')[-1])
         # YAML's flow lists ([id, triplet]) are not Python literals, which yacs expects
         if coerced is not value or (isinstance(node, list) and isinstance(value, list)):
             opts[i + 1] = repr(coerced)
@@ -136,7 +142,8 @@ def check_config(cfg):
                'test.select_metric': SELECT_METRICS,
                'data.resize_interpolation': ('bilinear', 'bicubic'),
                'data.erase_fill': ('mean', 'random'),
-               'sampler.modality_padding': ('auto', 'sysu', 'regdb')}
+               'sampler.modality_padding': ('auto', 'sysu', 'regdb'),
+               'train.ddp_find_unused_parameters': ('auto', 'true', 'false')}
     for key, allowed in choices.items():
         sec, name = key.split('.')
         if cfg[sec][name] not in allowed:

@@ -25,6 +25,7 @@ import torch
 from ..errors import UserError, bounded_repr
 from ..checkpoint_io import CheckpointError, load_checkpoint, save_checkpoint, state_dict_of
 from ..models.load import load_weights
+from ..optim.optimizers import place_state
 
 __all__ = ['CheckpointError', 'CheckpointManager', 'NonFiniteError', 'load_checkpoint',
            'save_checkpoint', 'load_weights', 'resume', 'schedule_changes', 'BEST']
@@ -154,6 +155,7 @@ def restore_training_state(ckpt, path, model, optimizer=None, scheduler=None, cr
                                   'train.optim or the model changed?'.format(path, exc)) from None
         for group, flags in zip(optimizer.param_groups, kept):
             group.update(flags)
+        place_state(optimizer)   # the state where this implementation reads it
     if scheduler is not None and ckpt.get('scheduler'):
         scheduler.load_state_dict(ckpt['scheduler'])
     if scaler is not None and ckpt.get('scaler'):

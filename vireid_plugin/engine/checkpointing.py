@@ -13,7 +13,7 @@ import torch
 
 from .. import distributed
 from ..checkpoint_io import WriteError, atomic_write
-from ..data.seeded import rng_state, set_rng_state
+from ..data.seeded import cuda_rng_states, rng_state, set_rng_state
 from ..errors import bounded_repr
 from .checkpoint import (CheckpointError, CheckpointManager, load_checkpoint,
                          restore_training_state, schedule_changes)
@@ -26,8 +26,12 @@ LR_KEYS = ('lr', 'initial_lr')
 class Checkpointing:
     """Saving and resuming the whole training state (mixed into ``CrossModalEngine``)."""
 
-    def training_state(self, epoch, iteration=0):
-        """Everything an uninterrupted run would still have at (epoch, iteration)."""
+    def training_state(self, epoch, iteration=0, cuda_rng=None):
+        """Everything an uninterrupted run would still have at (epoch, iteration).
+        ``cuda_rng``: every rank's CUDA generator state (``cuda_rng_states``, gathered by
+        every rank); None: this process's own (one process)."""
+        if cuda_rng is None and not distributed.is_distributed():
+            cuda_rng = cuda_rng_states(self.device)
         criterion_state = self.criterion.state_dict() if isinstance(
             self.criterion, torch.nn.Module) else {}
         scaler = self.precision.scaler
@@ -35,7 +39,7 @@ class Checkpointing:
                 'optimizer': self.optimizer.state_dict() if self.optimizer else None,
                 'scheduler': self.scheduler.state_dict() if self.scheduler else None,
                 'scaler': scaler.state_dict() if scaler is not None else None,
-                'rng': rng_state(), 'epoch': int(epoch), 'iteration': int(iteration),
+                'rng': rng_state(cuda_rng), 'epoch': int(epoch), 'iteration': int(iteration),
                 'schedule': self.schedule,
                 'selection': {'select_on': self.select_on, 'best_score': self.best['score'],
                               'best_epoch': self.best['epoch']},
@@ -47,8 +51,9 @@ class Checkpointing:
         False: it always raises); when it stops the run, every rank stops here together
         (``WritePolicy.agree``)."""
         path, failed = None, None
+        cuda_rng = cuda_rng_states(self.device)   # every rank's (a collective on CUDA)
         if distributed.is_main():
-            state = self.training_state(epoch, iteration)
+            state = self.training_state(epoch, iteration, cuda_rng)
 
             def write():
                 return self.checkpoints.save(state, epoch, iteration, best=best)
@@ -65,9 +70,21 @@ class Checkpointing:
         self.write_policy.agree(failed)   # the barrier: every rank waits for the file
         return path
 
-    def _stop_requested(self):
-        """Whether a pre-emption signal came (on any rank) while run() trains."""
-        return self._preemption is not None and self._preemption.requested()
+    def _stop_signalled(self):
+        """Whether this process got a pre-emption signal (no collective)."""
+        return self._preemption is not None and self._preemption.received is not None
+
+    def _stop_requested(self, logged=True):
+        """Whether a pre-emption signal came (on any rank) while run() trains. One process:
+        asked after every step (a flag, no cost). Several: every rank learns it from the
+        last log line's reduction (``_stop_agreed``, every ``train.print_freq`` steps and
+        at the end of each epoch), so the check adds no collective and no host sync;
+        ``logged`` says whether that reduction just ran."""
+        if self._preemption is None:
+            return False
+        if not distributed.is_distributed():
+            return self._preemption.requested()
+        return logged and self._preemption.agree(getattr(self, '_stop_agreed', False))
 
     def _preempt(self, epoch, iteration, saved=False, path=None):
         """Write the checkpoint at (epoch, iteration) unless it was just ``saved`` (to
@@ -131,12 +148,15 @@ class Checkpointing:
             iteration = self._rebuild_schedule(ckpt['schedule'], epoch, iteration, fresh)
         if ckpt.get('rng'):
             try:
-                set_rng_state(ckpt['rng'])
+                note = set_rng_state(ckpt['rng'], distributed.rank(), distributed.world_size(),
+                                     self.device)
             except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
                 raise CheckpointError('{}: its random-generator state (rng) is malformed ({}: '
                                       '{}); it was not written by this plugin\'s engine, or '
                                       'was edited'.format(path, type(exc).__name__,
                                                           str(exc)[:100])) from None
+            if note:
+                print('=> Resume: {}'.format(note))
         sel = ckpt.get('selection') or {}
         if sel.get('select_on') == self.select_on:
             self.best.update(score=sel.get('best_score'), epoch=sel.get('best_epoch'))

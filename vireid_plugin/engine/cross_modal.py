@@ -78,6 +78,8 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         eval_autocast: extract evaluation features under ``amp``'s autocast; False (the
             default): in fp32 whatever the training precision (the precision is recorded
             with every result).
+        eval_tf32: with fp32 evaluation, let CUDA matmuls/convolutions run as TF32
+            (Ampere and newer; recorded as 'tf32'); False: true fp32.
         checkpoint_every: write a checkpoint every this many epochs (0: only the last).
         checkpoint_every_iters: also every this many iterations inside an epoch (0: off).
         keep_checkpoints: how many regular checkpoints to keep (the best one is extra).
@@ -103,11 +105,12 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
 
     def __init__(self, datamanager, model, optimizer, criterion, scheduler=None,
                  use_gpu=True, amp='auto', grad_clip=0.0, protocol_matrix=False,
-                 eval_before_train=False, eval_autocast=False, test_batch_size=None,
+                 eval_before_train=False, eval_autocast=False, eval_tf32=False,
+                 test_batch_size=None,
                  workers=None,
                  checkpoint_every=1, checkpoint_every_iters=0, keep_checkpoints=3,
                  select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None,
-                 compile=False, find_unused_parameters=True, sync_bn=False,
+                 compile=False, find_unused_parameters='auto', sync_bn=False,
                  batch_transform=None, preempt_signals=DEFAULT_SIGNALS, on_write_error='stop',
                  select_metric='r1_map', select_mode=''):
         super().__init__(datamanager, use_gpu)
@@ -124,7 +127,7 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
             else torch.device('cpu')
         self.model = model.to(self.device)
         self.compile = bool(compile)
-        self.find_unused_parameters = bool(find_unused_parameters)
+        self.find_unused_parameters = find_unused_parameters   # True, False or 'auto'
         self.sync_bn = bool(sync_bn)
         self._wrapped = (None, None, None)   # (model, trainable set, its training wrapper)
         self.max_epoch = 0             # set by run()
@@ -138,8 +141,10 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         self._frozen_at_build = weakref.WeakKeyDictionary()   # model -> names (train_loop.py)
         self.frozen_at_build(self.model)
         self.precision = Precision(amp, self.device)
-        # evaluation features: fp32 unless asked (reduced precision perturbs the ranking)
-        self.eval_precision = self.precision if eval_autocast else Precision('off', self.device)
+        # evaluation features: fp32 unless asked (reduced precision perturbs the ranking);
+        # TF32 off unless eval_tf32 (the runner allows it globally for training)
+        self.eval_precision = self.precision if eval_autocast else Precision(
+            'off', self.device, tf32=eval_tf32)
         self.grad_clip = grad_clip
         self.protocol_matrix = protocol_matrix
         self.eval_before_train = eval_before_train
@@ -225,8 +230,10 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         """Features of ``pool`` through ``extract_features``: this engine's test batch size,
         workers, device, autocast, and one shard per rank under torchrun."""
         batch = self.test_batch_size or (loader_like.batch_size if loader_like else 128)
+        # validation has no loader of its own: the training loader's worker count
         workers = self.workers if self.workers is not None else (
-            loader_like.num_workers if loader_like else 0)
+            loader_like.num_workers if loader_like else
+            getattr(self.train_loader, 'num_workers', 0))
         shard = (distributed.rank(), distributed.world_size()) \
             if distributed.is_distributed() else None
         return extract_pool_features(self._feature_fn, dataset, batch, workers, self.device,

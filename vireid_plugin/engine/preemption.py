@@ -3,8 +3,11 @@
 SLURM and most cluster schedulers send SIGTERM (or a chosen signal ahead of the time
 limit, e.g. ``sbatch --signal=USR1@120``) and kill the job a little later. While a run
 trains, ``PreemptionGuard`` replaces the handlers of ``train.preempt_signals``: a signal
-only records that it came. The engine asks after every step (``requested()``, agreed by
-every rank under torchrun), finishes that step, writes a checkpoint at that iteration
+only records that it came. The engine asks after every step in a single process
+(``requested()``, a flag); under torchrun the ranks agree on it every ``train.print_freq``
+steps and at each epoch's end, inside the log line's reduction (``agree()``: no
+collective and no host sync of its own, so a run stops up to ``print_freq`` steps after
+the signal). It finishes that step, writes a checkpoint at that iteration
 through the one atomic writer, writes ``preempted.json`` (where it stopped and the
 evaluation results so far) and raises ``Preempted``; the command line exits with
 ``PREEMPTED_EXIT_STATUS``. ``model.resume auto`` continues exactly from there.
@@ -88,8 +91,13 @@ class PreemptionGuard:
 
     def requested(self):
         """Whether any rank got a signal (every rank gets the same answer: under torchrun
-        they all stop at the same step)."""
-        flag = distributed.any_rank(self.received is not None)
-        if flag and self.received is None:   # another rank got it: name the first signal
+        they all stop at the same step). A collective under torchrun: the engine uses
+        :meth:`agree` with a flag reduced along with its log instead."""
+        return self.agree(distributed.any_rank(self.received is not None))
+
+    def agree(self, any_rank):
+        """Take ``any_rank`` (whether some rank got a signal, already agreed by every rank)
+        as the answer; returns it."""
+        if any_rank and self.received is None:   # another rank got it: name the first signal
             self.received = self.signals[0] if self.signals else signal.SIGTERM
-        return flag
+        return bool(any_rank)

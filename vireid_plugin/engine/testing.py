@@ -176,8 +176,9 @@ class Testing:
 
     @property
     def feature_precision(self):
-        """'fp32', 'bf16' or 'fp16': the precision evaluation features are extracted in."""
-        return {'off': 'fp32'}.get(self.eval_precision.mode, self.eval_precision.mode)
+        """'fp32', 'tf32', 'bf16' or 'fp16': the precision evaluation features are extracted
+        in."""
+        return self.eval_precision.label
 
     def _append_results(self, save_dir, record):
         """One record into results.json, through ``train.on_write_error``."""

@@ -24,6 +24,7 @@ class LossWindow:
         self.data_time = 0.0
         self.start = time.time()
         self.epoch_sums, self.epoch_counts = {}, {}
+        self.flag = False   # the flag of the last flush, on any rank
 
     def add(self, values, images, data_time=0.0):
         """One step: ``values`` {name: 0-d tensor} (None for a skipped step)."""
@@ -36,18 +37,25 @@ class LossWindow:
             self.sums[name] = self.sums[name] + value if name in self.sums else value
             self.counts[name] = self.counts.get(name, 0) + 1
 
-    def flush(self):
+    def flush(self, flag=False):
         """({name: mean since the last flush}, seconds, steps, images/s, data seconds/step);
-        starts a new window. One host transfer (collective over the ranks)."""
+        starts a new window. One host transfer (collective over the ranks). ``flag`` (e.g.
+        "this process got a pre-emption signal") rides along: afterwards ``self.flag`` says
+        whether it was set on any rank."""
         names = sorted(self.sums)
         means = {}
-        if names:
-            vec = torch.stack([self.sums[k] / self.counts[k] for k in names])
+        values = [self.sums[k] / self.counts[k] for k in names]
+        if names or distributed.is_distributed():
+            ref = values[0] if values else torch.zeros((), device=distributed.collective_device())
+            vec = torch.stack(values + [ref.new_tensor(float(bool(flag)))])
             values = distributed.all_reduce_mean(vec).tolist()
+            self.flag = values.pop() > 0
             means = dict(zip(names, values))
             for k in names:
                 self.epoch_sums[k] = self.epoch_sums.get(k, 0.0) + means[k] * self.counts[k]
                 self.epoch_counts[k] = self.epoch_counts.get(k, 0) + self.counts[k]
+        else:
+            self.flag = bool(flag)
         now = time.time()
         seconds = max(now - self.start, 1e-9)
         stats = (means, seconds, self.steps, self.images * distributed.world_size() / seconds,

@@ -45,9 +45,10 @@ class TrainLoop:
             loss_summary = self.forward_backward(data)
             window.add(loss_summary, len(data['pid']), data_time)
             done = self.batch_idx + 1
-            if done % print_freq == 0 or done == self.num_batches:
+            logged = done % print_freq == 0 or done == self.num_batches
+            if logged:
                 self._log_window(window, done)
-            if done < self.num_batches and self._stop_requested():
+            if done < self.num_batches and self._stop_requested(logged):
                 if window.steps:
                     self._log_window(window, done)
                 self._preempt(self.epoch, done)
@@ -85,7 +86,9 @@ class TrainLoop:
 
     def _log_window(self, window, done):
         """Print one line and write the TensorBoard scalars of the steps since the last."""
-        means, seconds, steps, throughput, data_time = window.flush()
+        # a pre-emption signal travels in the log's reduction (no collective of its own)
+        means, seconds, steps, throughput, data_time = window.flush(self._stop_signalled())
+        self._stop_agreed = window.flag
         step_time = seconds / max(1, steps)
         eta = step_time * (self.num_batches - done
                            + max(0, self.max_epoch - self.epoch - 1) * self.num_batches)

@@ -53,11 +53,16 @@ class ModalitySharedEnhancementLoss(LossTerm):
             intra = (dist * intra_mask).sum(1) / n_intra.clamp(min=1)
             cross = (dist * cross_mask).sum(1) / n_cross.clamp(min=1)
             gap = (cross - intra).pow(2)
-            per_modality = [gap[valid & (modality == m)].mean() for m in (0, 1)
-                            if (valid & (modality == m)).any()]
-            if not per_modality:
-                return feats.sum() * 0.
-            return sum(per_modality) / len(per_modality)
+            # the mean over each modality's valid anchors, and the mean over the modalities
+            # that have one: masked sums and counts, no host sync (no .any(), no indexing)
+            total = gap.new_zeros(())
+            present = gap.new_zeros(())
+            for m in (0, 1):
+                chosen = valid & (modality == m)
+                count = chosen.sum()
+                total = total + torch.where(chosen, gap, 0.).sum() / count.clamp(min=1)
+                present = present + (count > 0).to(gap.dtype)
+            return total / present.clamp(min=1)
 
     def extra_repr(self):
         return '{}, start_epoch={}'.format(super().extra_repr(), self.start_epoch)

@@ -20,9 +20,11 @@ __all__ = ['PrototypeTextLoss', 'prototype_text_loss']
 
 def prototype_text_loss(feats, text, pid, modality, temperature=0.07):
     with torch.autocast(device_type=feats.device.type, enabled=False):
-        protos, p_pid, _ = group_means(feats.float(), pid, modality)
+        # prototypes in batch-size slots, the empty ones masked: no host sync
+        protos, p_pid, _, used = group_means(feats.float(), pid, modality)
         logits = text_logits(protos, text, normalize=True, scale=1.0 / temperature)
-        return F.cross_entropy(logits, p_pid)
+        per_row = F.cross_entropy(logits, p_pid, reduction='none')
+        return torch.where(used, per_row, 0.).sum() / used.sum().clamp(min=1)
 
 
 @LOSSES.register('proto_text')

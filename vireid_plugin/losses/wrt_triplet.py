@@ -5,7 +5,8 @@ For anchor i, positives P (other samples of its pid) and negatives N (other pids
 ``d_p = sum_j softmax_P(d_ij) d_ij`` (far positives weigh more), ``d_n = sum_k
 softmax_N(-d_ik) d_ik`` (close negatives weigh more), loss = mean over anchors of
 ``softplus(d_p - d_n)`` (PyTorch's SoftMarginLoss with target 1). Anchors without a
-positive or a negative in the batch are left out; none left gives 0.
+positive or a negative in the batch are left out; none left gives 0. Masked means of
+fixed size: no step of it waits for the GPU (no ``.any()`` test, no boolean indexing).
 """
 import torch
 import torch.nn.functional as F
@@ -18,9 +19,10 @@ __all__ = ['WeightedRegularizationTriplet', 'wrt_triplet']
 
 
 def _masked_softmax(x, mask):
-    x = x.masked_fill(~mask, float('-inf'))
-    w = torch.softmax(x, dim=1)
-    return torch.nan_to_num(w, nan=0.0)  # rows without any candidate
+    """Softmax over each row's ``mask``ed entries; 0 in rows without any (their gradient
+    too: such a row is softmaxed over zeros and masked, never through NaN)."""
+    x = torch.where(mask.any(1, keepdim=True), x.masked_fill(~mask, float('-inf')), 0.)
+    return torch.softmax(x, dim=1) * mask
 
 
 def wrt_triplet(feats, pid, normalize_feature=False):
@@ -35,10 +37,10 @@ def wrt_triplet(feats, pid, normalize_feature=False):
         pos, neg = same & ~eye, ~same
         d_p = (_masked_softmax(dist, pos) * dist).sum(1)
         d_n = (_masked_softmax(-dist, neg) * dist).sum(1)
+        # the mean over the anchors with both (none: 0), without a host sync
         valid = pos.any(1) & neg.any(1)
-        if not valid.any():
-            return x.sum() * 0.
-        return F.softplus(d_p[valid] - d_n[valid]).mean()
+        per_anchor = torch.where(valid, F.softplus(d_p - d_n), 0.)
+        return per_anchor.sum() / valid.sum().clamp(min=1)
 
 
 @LOSSES.register('wrt_triplet')

@@ -26,6 +26,11 @@ class TemporalAvgReID(nn.Module):
     TEST_DISTANCE_SOURCE = ('MITML (HITSZ-VCM) and AuxNet (BUPTCampus): cosine of '
                             'L2-normalised BN features (AuxNet: Euclidean of them, same ranking)')
 
+    def unused_parameters(self):
+        """Names of parameters a training step leaves without a gradient: none (DDP can
+        skip its search for them, ``train.ddp_find_unused_parameters auto``)."""
+        return []
+
     def attention_spec(self):
         """The attention figure's layout: the image backbone's, run per frame."""
         return dict(self.backbone.attention_spec(), video=True)

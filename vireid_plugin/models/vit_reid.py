@@ -120,6 +120,11 @@ class ViTReID(nn.Module):
         self.feature_dim = embed_dim
         self.head = BNNeck(embed_dim, num_classes, test_feature)
 
+    def unused_parameters(self):
+        """Names of parameters a training step leaves without a gradient: none (DDP can
+        skip its search for them, ``train.ddp_find_unused_parameters auto``)."""
+        return []
+
     def attention_spec(self):
         """The attention figure's layout: the backbone's last block, [CLS; patches]."""
         return self.backbone.attention_spec()

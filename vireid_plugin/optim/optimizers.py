@@ -16,7 +16,7 @@ from timm.optim import create_optimizer_v2
 from ..registry import OPTIMIZERS
 from .param_groups import param_groups
 
-__all__ = ['build_optimizer', 'FUSED', 'implementation']
+__all__ = ['build_optimizer', 'FUSED', 'implementation', 'place_state']
 
 #: train.optim names that PyTorch implements as a fused kernel on CUDA
 FUSED = frozenset({'sgd', 'adam', 'adamw', 'amsgrad'})
@@ -85,3 +85,32 @@ def build_optimizer(modules, optim='sgd', lr=0.01, weight_decay=5e-4, bias_lr_fa
     kwargs.update(implementation(optim, device))
     return create_optimizer_v2(groups, opt=timm_name, lr=lr, weight_decay=weight_decay,
                                momentum=momentum, **kwargs)
+
+
+def place_state(optimizer):
+    """Put every state tensor where this optimizer's implementation reads it, after a
+    ``load_state_dict`` of a checkpoint another device or implementation wrote.
+
+    torch's ``load_state_dict`` places ``state['step']`` by the *saved* groups' flags: a
+    CPU (foreach) checkpoint leaves it on the CPU, where a fused or capturable CUDA kernel
+    would read a host pointer (an illegal memory access at the first step), and a fused
+    checkpoint puts it on the device, where the foreach path syncs for it every step.
+    This applies the rule to the groups as they are now: ``step`` as float32 on the
+    parameter's device for fused/capturable groups, on the CPU otherwise; every other
+    tensor on the parameter's device (floating ones in its dtype)."""
+    for group in optimizer.param_groups:
+        on_device = bool(group.get('fused') or group.get('capturable'))
+        for p in group['params']:
+            state = optimizer.state.get(p)
+            if not state:
+                continue
+            for key, value in state.items():
+                if not torch.is_tensor(value):
+                    continue
+                if key == 'step':
+                    state[key] = value.to(dtype=torch.float32,
+                                          device=p.device if on_device else 'cpu')
+                elif value.is_floating_point():
+                    state[key] = value.to(dtype=p.dtype, device=p.device)
+                else:
+                    state[key] = value.to(device=p.device)

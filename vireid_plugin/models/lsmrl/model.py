@@ -94,7 +94,7 @@ class LSMRL(nn.Module):
         self.head_lr_mult = float(head_lr_mult)
         self.prompt_stage_options = dict(prompt_stage or {})
         self.feature_dim = width + dim + (width if self.cmi_test else 0)
-        self._text_cache = None  # (prompt versions, bank, generic) in eval mode
+        self._text_cache = None  # (prompt snapshot, bank, generic) in eval mode
 
     # ---- optimizer / training-loop hooks ----------------------------------
     def lr_multipliers(self):
@@ -106,6 +106,13 @@ class LSMRL(nn.Module):
 
     def prompt_parameters(self):
         return [p for p in self.prompt_learner.parameters()]
+
+    def unused_parameters(self):
+        """Names of parameters a training step leaves without a gradient: none with the
+        recipe's loss terms (every head has its term; the text tower is frozen). A config
+        that drops the term of a head (e.g. ``cmi_id``) needs
+        ``train.ddp_find_unused_parameters True`` under DDP."""
+        return []
 
     def attention_spec(self):
         """The attention figure's layout: the image tower's last block, per frame, tokens
@@ -132,14 +139,41 @@ class LSMRL(nn.Module):
     # ---- text side -------------------------------------------------------
     def text_features(self):
         """(identity bank (C, dim), generic feature (1, dim) or None). Recomputed (with
-        gradients to the prompts) in training; computed once per prompt state in eval."""
+        gradients to the prompts) in training; in eval computed once per prompt state.
+
+        The eval cache is keyed on the prompts' values (a copy compared with
+        ``torch.equal``), not on ``Tensor._version``: fused optimizers (AdamW on CUDA)
+        update in place without bumping it. It is also dropped whenever the module
+        changes mode (``train()``/``eval()``), device or dtype, or loads a state dict,
+        so a changed text tower is never scored with an old bank either."""
         if self.training:
             return self._encode_prompts()
-        versions = tuple(p._version for p in self.prompt_parameters())
-        if self._text_cache is None or self._text_cache[0] != versions:
+        prompts = self.prompt_parameters()
+        if not self._cache_fits(prompts):
             with torch.no_grad():
-                self._text_cache = (versions,) + self._encode_prompts()
+                snapshot = [p.detach().clone() for p in prompts]
+                self._text_cache = (snapshot,) + self._encode_prompts()
         return self._text_cache[1:]
+
+    def _cache_fits(self, prompts):
+        if self._text_cache is None:
+            return False
+        snapshot = self._text_cache[0]
+        return len(snapshot) == len(prompts) and all(
+            s.device == p.device and s.dtype == p.dtype and torch.equal(s, p)
+            for s, p in zip(snapshot, prompts))
+
+    def train(self, mode=True):
+        self._text_cache = None
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._text_cache = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._text_cache = None
+        return super()._load_from_state_dict(*args, **kwargs)
 
     def _encode_prompts(self):
         bank = self.prompt_learner(self.text_encoder)

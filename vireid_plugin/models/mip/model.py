@@ -121,6 +121,17 @@ class MIPReID(nn.Module):
         self.necks = nn.ModuleList(BNNeck(embed_dim, num_classes)
                                    for _ in range(1 + self.num_parts))
         self.feature_dim = embed_dim * (1 + self.num_parts)
+        # the backbone's blocks it does not run (the heads run copies of the last one, the
+        # released early exit skips one more) and, with the heads, its final norm: they stay
+        # in the state dict (pretrained, released and older checkpoints load unchanged) as
+        # frozen weights, so no optimizer, gradient or DDP reducer carries them
+        replaced = ['backbone.blocks.{}'.format(i) for i in range(self.num_blocks, depth)]
+        if jpm:
+            replaced.append('backbone.norm')
+        for name in replaced:
+            self.get_submodule(name).requires_grad_(False)
+        self._unused = [n for n, _ in self.named_parameters()
+                        if any(n.startswith(r + '.') for r in replaced)]
 
     # ---- construction helpers -------------------------------------------
     def reset_heads_from_backbone(self):
@@ -132,8 +143,16 @@ class MIPReID(nn.Module):
 
     def iael_head(self):
         """A fresh copy of the last pretrained block + final norm (the released IAEL's
-        ``b3``), ``forward(tokens) -> (B, D)`` at the first token."""
-        return LastBlockHead(self.backbone.blocks[-1], self.backbone.norm)
+        ``b3``), ``forward(tokens) -> (B, D)`` at the first token; trainable."""
+        return LastBlockHead(self.backbone.blocks[-1], self.backbone.norm).requires_grad_(True)
+
+    def unused_parameters(self):
+        """Names of the parameters no training step uses: the backbone's blocks it does not
+        run and, with the heads, its final norm (frozen). Every other trainable parameter
+        gets a gradient in every step, so under DDP ``train.ddp_find_unused_parameters
+        auto`` is False for this model, and DDP ignores these (``distributed.wrap_model``),
+        even if something un-freezes them."""
+        return list(self._unused)
 
     def lr_multipliers(self):
         mults = {}
