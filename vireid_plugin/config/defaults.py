@@ -139,6 +139,7 @@ def get_default_config():
     cfg.test.protocol_matrix = False  # plugin: every mode of each target dataset
     cfg.test.eval_before_train = False  # plugin: also score the untrained model (demo)
     cfg.test.autocast = False       # plugin: extract test features under train.amp's autocast (False: fp32, as the MIP authors)
+    cfg.test.flip_average = False   # plugin: features averaged with the flipped image's (CAJ's testa.py)
     cfg.test.select_on = 'last'     # plugin: reported model: last epoch, best on SYSU's val ids, or best on test (labelled)
 
     return add_registered_sections(cfg)

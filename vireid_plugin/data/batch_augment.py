@@ -31,13 +31,15 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
+from .channel_aug import CHANNEL_NAMES, ChannelSteps
+
 __all__ = ['BatchAugment', 'BATCH_TRANSFORMS', 'UNSUPPORTED']
 
 #: names the batch form implements, in the order torchreid's pipeline applies its own
 TORCHREID_ORDER = ('random_flip', 'random_crop', 'color_jitter')
 #: the plugin's names (applied after torchreid's, in the order they are named)
 PLUGIN_ORDER = ('random_grayscale', 'random_pad_crop', 'jitter_or_blur')
-BATCH_TRANSFORMS = TORCHREID_ORDER + PLUGIN_ORDER + ('random_erase',)
+BATCH_TRANSFORMS = TORCHREID_ORDER + PLUGIN_ORDER + ('random_erase',) + CHANNEL_NAMES
 #: steps that only move pixels (run on uint8 before the conversion to float)
 UINT8_STEPS = ('random_flip', 'random_pad_crop')
 UNSUPPORTED = {'random_patch': 'keeps a pool of patches taken from earlier images'}
@@ -80,6 +82,7 @@ class BatchAugment(torch.nn.Module):
         self.steps = [n for n in TORCHREID_ORDER if n in names] + \
             [n for n in names if n in PLUGIN_ORDER]
         self.erase = 'random_erase' in names
+        self.channel = ChannelSteps(names)   # CAJ's, last, from each item's own seed
         self.size = (int(height), int(width))
         self.mean = torch.tensor(norm_mean, dtype=torch.float32)
         self.std = torch.tensor(norm_std, dtype=torch.float32)
@@ -108,6 +111,7 @@ class BatchAugment(torch.nn.Module):
     def forward(self, imgs, seed=None):
         """uint8 (or [0, 255] float) ``(B, C, H, W)`` / ``(B, T, C, H, W)`` -> normalised
         float32 of the same shape."""
+        item_seeds = seed
         if torch.is_tensor(seed):
             seed = int(seed.reshape(-1)[0]) if seed.numel() else None
         video = imgs.dim() == 5
@@ -132,6 +136,8 @@ class BatchAugment(torch.nn.Module):
         x = x.sub_(mean).div_(std)
         if self.erase:
             x = self._random_erase(x, gen)
+        if self.channel:
+            x = self.channel(x, item_seeds)
         return x if video else x.squeeze(1)
 
     def _normalisation(self, device):

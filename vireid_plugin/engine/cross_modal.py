@@ -93,6 +93,8 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
             resumable checkpoint (``engine/preemption.py``); empty: the default handlers.
         on_write_error: 'stop' or 'retry' when a checkpoint/results write fails
             (``engine/write_policy.py``).
+        flip_average: evaluation features are the mean of the image's and its horizontal
+            flip's (``test.flip_average``; CAJ's ``testa.py``).
     """
 
     def __init__(self, datamanager, model, optimizer, criterion, scheduler=None,
@@ -102,7 +104,8 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
                  checkpoint_every=1, checkpoint_every_iters=0, keep_checkpoints=3,
                  select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None,
                  compile=False, find_unused_parameters=True, sync_bn=False,
-                 batch_transform=None, preempt_signals=DEFAULT_SIGNALS, on_write_error='stop'):
+                 batch_transform=None, preempt_signals=DEFAULT_SIGNALS, on_write_error='stop',
+                 flip_average=False):
         super().__init__(datamanager, use_gpu)
         # uint8 image cache: augmentation + normalisation per batch on the device
         self.batch_transform = batch_transform if batch_transform is not None else \
@@ -131,6 +134,7 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         self.precision = Precision(amp, self.device)
         # evaluation features: fp32 unless asked (reduced precision perturbs the ranking)
         self.eval_precision = self.precision if eval_autocast else Precision('off', self.device)
+        self.flip_average = bool(flip_average)   # features averaged with the flipped image's
         self.grad_clip = grad_clip
         self.protocol_matrix = protocol_matrix
         self.eval_before_train = eval_before_train
@@ -190,5 +194,6 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
             if distributed.is_distributed() else None
         return extract_pool_features(self._feature_fn, dataset, batch, workers, self.device,
                                      self.eval_precision.autocast, pool=pool,
-                                     transform=transform, shard=shard)
+                                     transform=transform, shard=shard,
+                                     flip_average=self.flip_average)
 
