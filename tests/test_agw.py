@@ -406,3 +406,75 @@ def test_flip_average_in_the_feature_extraction():
     assert plain[0].tolist() == [0, 1, 2, 3, 4, 5]
     # (row + reversed row) / 2: every entry (0 + 5) / 2 = 2.5; the second item 12.5
     assert flipped.tolist() == [[2.5] * 6, [12.5] * 6]
+
+
+# ---------------------------------------------------------------- through the data manager
+@pytest.fixture(scope='module')
+def small_sysu(tmp_path_factory):
+    from vireid_plugin.data.synthetic import make_sysu_mm01
+    root = str(tmp_path_factory.mktemp('agw_sysu'))
+    make_sysu_mm01(root, num_train=8, num_val=2, num_test=6, images_per_cam=2, size=(64, 32))
+    return root
+
+
+def _cfg(root, *extra):
+    import os
+    from vireid_plugin.config import load_config
+    demo = os.path.join(os.path.dirname(__file__), '..', 'configs', 'demo_agw.yaml')
+    return load_config(demo, ['data.root', root, 'data.synthetic', 'False',
+                              'train.batch_size', '16', 'data.workers', '0'] + list(extra))
+
+
+CAJ = '[random_flip,random_pad_crop,channel_erase,channel_adap_gray_infrared,' \
+      'channel_exchange_view]'
+
+
+def test_caj_batches_hold_the_exchanged_visible_views(small_sysu, tmp_path):
+    from vireid_plugin.runner import build_data_manager
+    dm = build_data_manager(_cfg(small_sysu, 'data.transforms', CAJ, 'data_cache.enabled',
+                                 'False', 'data.save_dir', str(tmp_path)))
+    data = next(iter(dm.train_loader))
+    # 2 ids x (4 visible + 4 infrared) = 16, plus the 8 visible items' second views
+    assert data['img'].shape[0] == 24 and data['pid'].shape[0] == 24
+    assert (data['modality'] == 0).sum() == 16 and (data['modality'][16:] == 0).all()
+    visible = (data['modality'][:16] == 0).nonzero().flatten()
+    assert torch.equal(data['pid'][16:], data['pid'][visible])
+    views = data['img'][16:]
+    assert torch.equal(views[:, 0], views[:, 1]) and torch.equal(views[:, 1], views[:, 2])
+    again = next(iter(dm.train_loader))       # a second pass of epoch 0: the same draws
+    assert torch.equal(again['img'], data['img'])
+
+
+def test_uint8_cache_path_runs_the_channel_steps_and_refuses_the_scoped_ones(small_sysu,
+                                                                            tmp_path):
+    from vireid_plugin.config import ConfigError
+    from vireid_plugin.runner import build_data_manager
+    dm = build_data_manager(_cfg(small_sysu, 'data.transforms', '[random_flip,channel_erase]',
+                                 'data_cache.enabled', 'True', 'data_cache.dir',
+                                 str(tmp_path / 'cache'), 'data.save_dir', str(tmp_path)))
+    assert dm.batch_transform.channel.names == ['channel_erase']
+    data = next(iter(dm.train_loader))
+    out = dm.batch_transform(data['img'], data['aug_seed'])
+    assert out.shape == (16, 3, 64, 32) and out.dtype == torch.float32
+    with pytest.raises(ConfigError, match=r"channel_adap_gray_infrared.*gpu_augment False"):
+        build_data_manager(_cfg(small_sysu, 'data.transforms', CAJ, 'data_cache.enabled',
+                                'True', 'data_cache.dir', str(tmp_path / 'cache'),
+                                'data.save_dir', str(tmp_path)))
+
+
+def test_caj_recipe_settings_train_and_evaluate_end_to_end(cli, small_sysu, tmp_path):
+    import json
+    import os
+    demo = os.path.join(os.path.dirname(__file__), '..', 'configs', 'demo_agw.yaml')
+    rc = cli.main(['--config-file', demo, 'data.root', small_sysu, 'data.synthetic', 'False',
+                   'data.save_dir', str(tmp_path), 'data.transforms', CAJ,
+                   'data_cache.enabled', 'False', 'train.batch_size', '16',
+                   'train.max_epoch', '1', 'train.optim', 'sgd', 'train.lr', '0.01',
+                   'train.lr_scheduler', 'warmup_multi_step', 'train.warmup_epochs', '10',
+                   'train.stepsize', '[20, 50]', 'loss.adp_triplet.square', 'True',
+                   'test.flip_average', 'True', 'test.num_trials', '1',
+                   'test.eval_before_train', 'False'])
+    assert rc == 0
+    with open(os.path.join(str(tmp_path), 'results.json')) as f:
+        rows = json.load(f)[-1]['rows']
+    assert rows[0]['mAP'] > 0
