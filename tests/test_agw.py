@@ -136,32 +136,83 @@ def test_backbone_lr_multiplier_leaves_neck_and_classifier_at_the_lr(tiny):
 
 
 # ---------------------------------------------------------------- released checkpoints
+def _value(name, shape):
+    """A tensor of plausible scale for ``name`` (so a forward stays finite)."""
+    if name.endswith('num_batches_tracked'):
+        return torch.tensor(7)
+    if name.endswith('running_var'):
+        return torch.rand(shape) + 0.5
+    if name.endswith('running_mean') or name.endswith('bias'):
+        return torch.randn(shape) * 0.1
+    if len(shape) == 1:                                       # BN weights
+        return torch.rand(shape) * 0.5 + 0.5
+    fan_in = math.prod(shape[1:])
+    return torch.randn(shape) * math.sqrt(1.0 / fan_in)
+
+
 def _their_state_dict(num_classes=395):
     """Their embed_net's keys and shapes, built from torchvision's ResNet-50 (their resnet.py
     has the same names, no fc) and their Non_local (g = Sequential(conv), W = (conv, BN))."""
     import torchvision
-    resnet = {k: v for k, v in torchvision.models.resnet50().state_dict().items()
+    resnet = {k: v.shape for k, v in torchvision.models.resnet50().state_dict().items()
               if not k.startswith('fc.')}
     torch.manual_seed(2)
     sd = {}
     for prefix in ('visible_module.visible.', 'thermal_module.thermal.', 'base_resnet.base.'):
-        for k, v in resnet.items():
-            sd[prefix + k] = torch.randn(v.shape) if v.is_floating_point() else v.clone()
+        for k, shape in resnet.items():
+            sd[prefix + k] = _value(k, shape)
     for layer, (count, c) in {2: (2, 512), 3: (3, 1024)}.items():
         for i in range(count):
             p = 'NL_{}.{}.'.format(layer, i)
-            for name in ('g.0', 'theta', 'phi'):
-                sd[p + name + '.weight'] = torch.randn(1, c, 1, 1)
-                sd[p + name + '.bias'] = torch.randn(1)
-            sd[p + 'W.0.weight'], sd[p + 'W.0.bias'] = torch.randn(c, 1, 1, 1), torch.randn(c)
-            for name in ('weight', 'bias', 'running_mean', 'running_var'):
-                sd[p + 'W.1.' + name] = torch.randn(c)
-            sd[p + 'W.1.num_batches_tracked'] = torch.tensor(7)
-    for name in ('weight', 'bias', 'running_mean', 'running_var'):
-        sd['bottleneck.' + name] = torch.randn(2048)
-    sd['bottleneck.num_batches_tracked'] = torch.tensor(7)
-    sd['classifier.weight'] = torch.randn(num_classes, 2048)
+            shapes = {'g.0.weight': (1, c, 1, 1), 'g.0.bias': (1,), 'theta.weight': (1, c, 1, 1),
+                      'theta.bias': (1,), 'phi.weight': (1, c, 1, 1), 'phi.bias': (1,),
+                      'W.0.weight': (c, 1, 1, 1), 'W.0.bias': (c,), 'W.1.weight': (c,),
+                      'W.1.bias': (c,), 'W.1.running_mean': (c,), 'W.1.running_var': (c,),
+                      'W.1.num_batches_tracked': ()}
+            for k, shape in shapes.items():
+                sd[p + k] = _value(k, shape)
+    for k in ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked'):
+        sd['bottleneck.' + k] = _value(k, (2048,))
+    sd['classifier.weight'] = torch.randn(num_classes, 2048) * 0.01
     return sd
+
+
+def _their_features(sd, x, prefix):
+    """Their embed_net in eval mode, written from their model.py with torch.nn.functional
+    and torchvision's ResNet-50 layers: the stem of ``prefix``, layer1-4 (last stride 1) with
+    Non_local (f = theta^T phi / N, y = f g, z = W(y) + x) after blocks 2, 3 of layer2 and
+    3, 4, 5 of layer3, GeM p = 3, the BN neck, l2-normalised (their "FC" feature)."""
+    import torchvision
+
+    def bn(t, p):
+        return F.batch_norm(t, sd[p + 'running_mean'], sd[p + 'running_var'], sd[p + 'weight'],
+                            sd[p + 'bias'], False, 0.0, 1e-5)
+
+    def non_local(t, p):
+        b, c, h, w = t.shape
+        g = F.conv2d(t, sd[p + 'g.0.weight'], sd[p + 'g.0.bias']).view(b, 1, -1).permute(0, 2, 1)
+        th = F.conv2d(t, sd[p + 'theta.weight'], sd[p + 'theta.bias']).view(b, 1, -1)
+        ph = F.conv2d(t, sd[p + 'phi.weight'], sd[p + 'phi.bias']).view(b, 1, -1)
+        f = torch.matmul(th.permute(0, 2, 1), ph)
+        y = torch.matmul(f / f.size(-1), g).permute(0, 2, 1).reshape(b, 1, h, w)
+        return bn(F.conv2d(y, sd[p + 'W.0.weight'], sd[p + 'W.0.bias']), p + 'W.1.') + t
+
+    t = F.conv2d(x, sd[prefix + 'conv1.weight'], stride=2, padding=3)
+    t = F.max_pool2d(F.relu(bn(t, prefix + 'bn1.')), 3, 2, 1)
+    base = torchvision.models.resnet50()
+    base.load_state_dict({k[len('base_resnet.base.'):]: v for k, v in sd.items()
+                          if k.startswith('base_resnet.base.')}, strict=False)
+    base.layer4[0].conv2.stride = (1, 1)
+    base.layer4[0].downsample[0].stride = (1, 1)
+    base.eval()
+    for k, nl in ((1, []), (2, [2, 3]), (3, [3, 4, 5]), (4, [])):
+        for i, block in enumerate(getattr(base, 'layer{}'.format(k))):
+            t = block(t)
+            if i in nl:
+                t = non_local(t, 'NL_{}.{}.'.format(k, nl.index(i)))
+    pooled = (t.flatten(2).pow(3).mean(-1) + 1e-12).pow(1 / 3)
+    feat = bn(pooled, 'bottleneck.')
+    return feat / feat.norm(dim=1, keepdim=True)
 
 
 @pytest.fixture(scope='module')
@@ -194,6 +245,16 @@ def test_their_checkpoint_loads_strictly_with_their_tensors_in_place(their_check
                          ('classifier.weight', 'classifier.weight')]:
         assert torch.equal(own[ours], sd[theirs]), ours
     assert 'AGW/CAJ authors' in report.summary()
+    # and it gives their features: their forward from the same tensors, for each stem
+    model.eval()
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        for modality, prefix in ((0, 'visible_module.visible.'), (1, 'thermal_module.thermal.')):
+            ours = model(x, modality=torch.full((2,), modality))
+            theirs = _their_features(sd, x, prefix)
+            assert torch.isfinite(theirs).all()
+            assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
 
 
 @pytest.mark.parametrize('name,options', [('agw_resnet_tiny', {}),
