@@ -539,3 +539,26 @@ def test_caj_recipe_settings_train_and_evaluate_end_to_end(cli, small_sysu, tmp_
     with open(os.path.join(str(tmp_path), 'results.json')) as f:
         rows = json.load(f)[-1]['rows']
     assert rows[0]['mAP'] > 0
+
+
+def test_stem_bn_takes_its_statistics_from_its_own_modality_only():
+    # their visible stem sees only x1: its BN's batch statistics are of the visible items
+    from vireid_plugin.models.agw.model import masked_batch_norm
+    torch.manual_seed(4)
+    ref = torch.nn.BatchNorm2d(3)
+    ours = torch.nn.BatchNorm2d(3)
+    for bn in (ref, ours):
+        torch.nn.init.uniform_(bn.weight, 0.5, 1.5)
+        torch.nn.init.uniform_(bn.bias, -0.5, 0.5)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 3, 4, 2)
+    mask = torch.tensor([True, False, True, True, False])
+    expect = ref.train()(x[mask])                    # PyTorch's BN on the masked items alone
+    out = masked_batch_norm(ours, x, mask)
+    assert torch.allclose(out[mask], expect, atol=1e-5)
+    for name in ('running_mean', 'running_var', 'num_batches_tracked'):
+        assert torch.allclose(getattr(ours, name).float(), getattr(ref, name).float(),
+                              atol=1e-6), name
+    before = ours.running_mean.clone()
+    masked_batch_norm(ours, x, torch.zeros(5, dtype=torch.bool))   # no item: stats unchanged
+    assert torch.equal(ours.running_mean, before) and int(ours.num_batches_tracked) == 1

@@ -2,8 +2,8 @@
 no_local='on', gm_pool='on')`` (mangye16/Cross-Modal-Re-ID-baseline ``model.py``).
 
 - One stem per modality (conv1, bn1, ReLU, max-pool of a ResNet-50): visible images
-  go through ``visible_stem``, infrared ones through ``thermal_stem``; the BN of each
-  stem sees its own modality only, as theirs.
+  go through ``visible_stem``, infrared ones through ``thermal_stem``; in training the
+  BN of each stem takes its statistics from its own modality only, as theirs.
 - Shared ``layer1``-``layer4`` with last stride 1 (no dilation); the shared layers
   see the whole mixed batch (BN statistics over both modalities, as their
   ``torch.cat((x1, x2), 0)``).
@@ -28,7 +28,8 @@ from ..contract import engine_required, outputs_for
 from .nonlocal_block import NonLocal
 from .released import released_checkpoint_filter
 
-__all__ = ['AGWReID', 'ModalityStem', 'gem', 'TEST_FEATURES', 'POOLINGS', 'NON_LOCAL']
+__all__ = ['AGWReID', 'ModalityStem', 'masked_batch_norm', 'gem', 'TEST_FEATURES', 'POOLINGS',
+           'NON_LOCAL']
 
 TEST_FEATURES = ('bn', 'pool')
 POOLINGS = ('gem', 'avg')
@@ -46,16 +47,48 @@ def non_local_positions(num_blocks, count):
     return sorted(num_blocks - (i + 1) for i in range(min(count, num_blocks)))
 
 
+def masked_batch_norm(bn, x, mask):
+    """``bn`` (a ``BatchNorm2d``) in training mode with its batch statistics taken over the
+    items of ``mask`` (B,) only, running statistics updated from them as PyTorch's BN does
+    (unbiased variance, ``bn.momentum``; left alone when ``mask`` selects nothing). Every
+    item is normalised with those statistics. No data-dependent control flow or shapes,
+    so it compiles into one graph."""
+    w = mask.to(x.dtype).view(-1, 1, 1, 1)
+    n = w.sum() * x.shape[2] * x.shape[3]
+    mean = (x * w).sum((0, 2, 3)) / n.clamp(min=1)
+    var = ((x - mean.view(1, -1, 1, 1)).pow(2) * w).sum((0, 2, 3)) / n.clamp(min=1)
+    out = (x - mean.view(1, -1, 1, 1)) * torch.rsqrt(var.view(1, -1, 1, 1) + bn.eps)
+    out = out * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
+    if bn.track_running_stats:
+        with torch.no_grad():
+            seen = n > 0
+            m = bn.momentum
+            unbiased = var * n / (n - 1).clamp(min=1)
+            bn.running_mean.copy_(torch.where(seen, (1 - m) * bn.running_mean + m * mean,
+                                              bn.running_mean))
+            bn.running_var.copy_(torch.where(seen, (1 - m) * bn.running_var + m * unbiased,
+                                             bn.running_var))
+            bn.num_batches_tracked.add_(seen.long())
+    return out
+
+
 class ModalityStem(nn.Module):
-    """conv1, bn1, ReLU, max-pool of a ResNet (timm's names: ``act1`` is the ReLU)."""
+    """conv1, bn1, ReLU, max-pool of a ResNet (timm's names: ``act1`` is the ReLU).
+    ``forward(x, mask)`` in training takes bn1's batch statistics over the items of
+    ``mask`` only: the stem's own modality, as their stem that only sees its images."""
 
     def __init__(self, resnet):
         super().__init__()
         self.conv1, self.bn1, self.act1, self.maxpool = \
             resnet.conv1, resnet.bn1, resnet.act1, resnet.maxpool
 
-    def forward(self, x):
-        return self.maxpool(self.act1(self.bn1(self.conv1(x))))
+    def forward(self, x, mask=None):
+        x = self.conv1(x)
+        if self.training and mask is not None:
+            x = masked_batch_norm(self.bn1, x, mask)
+        else:
+            x = self.bn1(x)
+        return self.maxpool(self.act1(x))
 
 
 class AGWReID(nn.Module):
@@ -124,16 +157,13 @@ class AGWReID(nn.Module):
 
     # ---- forward -----------------------------------------------------------------------
     def stems(self, x, modality):
-        """Each image through the stem of its modality (0 visible, 1 infrared)."""
-        infrared = modality.to(x.device) == 1
-        if not infrared.any():
-            return self.visible_stem(x)
-        if infrared.all():
-            return self.thermal_stem(x)
-        vis, ir = self.visible_stem(x[~infrared]), self.thermal_stem(x[infrared])
-        out = vis.new_empty((x.shape[0],) + vis.shape[1:])
-        out[~infrared], out[infrared] = vis, ir
-        return out
+        """Each image through the stem of its modality (0 visible, 1 infrared). Both stems
+        run on the whole batch and each item keeps its own stem's output; in training each
+        stem's BN takes its statistics from its own modality's items only, as their stems,
+        which see only their images (one graph, no data-dependent shapes)."""
+        infrared = (modality.to(x.device) == 1)
+        return torch.where(infrared.view(-1, 1, 1, 1), self.thermal_stem(x, infrared),
+                           self.visible_stem(x, ~infrared))
 
     def forward_features(self, x, modality):
         """Images -> the (B, C, h, w) map of layer4 (stems, shared layers, non-local)."""
