@@ -562,3 +562,20 @@ def test_stem_bn_takes_its_statistics_from_its_own_modality_only():
     before = ours.running_mean.clone()
     masked_batch_norm(ours, x, torch.zeros(5, dtype=torch.bool))   # no item: stats unchanged
     assert torch.equal(ours.running_mean, before) and int(ours.num_batches_tracked) == 1
+
+
+def test_pretrained_asks_timm_for_torchvisions_resnet50_weights(monkeypatch):
+    # timm's resnet50.tv_in1k is torchvision's ResNet-50; its key names are torchvision's
+    import torchvision
+    from vireid_plugin.models.agw import builder
+    torch.manual_seed(5)
+    ref = torchvision.models.resnet50()
+    asked = []
+    monkeypatch.setattr(builder, 'download_timm_weights',
+                        lambda name: asked.append(name) or ref.state_dict())
+    model = build_model('agw_resnet50', 4)
+    assert asked == ['resnet50.tv_in1k']
+    assert torch.equal(model.visible_stem.conv1.weight, ref.conv1.weight)
+    assert torch.equal(model.thermal_stem.bn1.running_var, ref.bn1.running_var)
+    assert torch.equal(model.layer4[2].conv3.weight, ref.layer4[2].conv3.weight)
+    assert torch.equal(model.layer1[0].downsample[1].weight, ref.layer1[0].downsample[1].weight)
