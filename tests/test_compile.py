@@ -15,6 +15,7 @@ TINY = {
     'vit_tiny_video_avg': (B, 2, 3, 64, 32),
     'mip_vit_tiny': (B, 3, 64, 32),
     'lsmrl_clip_tiny': (B, 2, 3, 64, 32),
+    'agw_resnet_tiny': (B, 3, 64, 32),
 }
 
 

@@ -325,11 +325,12 @@ def _unreadable(path, exc):
 
 
 def state_dict_of(ckpt, path):
-    """The {name: tensor} inside a loaded checkpoint: unwraps 'state_dict' / 'model' (also
-    nested) and strips the 'module.' prefix of DataParallel/DDP checkpoints."""
+    """The {name: tensor} inside a loaded checkpoint: unwraps 'state_dict' / 'model' / 'net'
+    (the AGW/CAJ authors' files; also nested) and strips the 'module.' prefix of
+    DataParallel/DDP checkpoints."""
     for _ in range(2):
         if isinstance(ckpt, dict):
-            for key in ('state_dict', 'model'):
+            for key in ('state_dict', 'model', 'net'):
                 if isinstance(ckpt.get(key), dict):
                     ckpt = ckpt[key]
                     break

@@ -140,6 +140,7 @@ def get_default_config():
     cfg.test.eval_before_train = False  # plugin: also score the untrained model (demo)
     cfg.test.autocast = False       # plugin: extract test features under train.amp's autocast (False: fp32, as the MIP authors)
     cfg.test.tf32 = False           # plugin: fp32 test features may use TF32 matmuls on Ampere+ GPUs (recorded as tf32); False: true fp32
+    cfg.test.flip_average = False   # plugin: features averaged with the flipped image's (CAJ's testa.py)
     cfg.test.select_on = 'last'     # plugin: reported model: last epoch, best on SYSU's val ids, or best on test (labelled)
     cfg.test.select_metric = 'r1_map'  # plugin: selection score: (R1 + mAP) / 2 (MIP's rule), mAP (MITML's) or R1 (VLD's)
     cfg.test.select_mode = ''       # plugin: the row (mode name) scored for selection; '' = the first target's first row

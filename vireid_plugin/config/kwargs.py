@@ -123,7 +123,8 @@ def engine_kwargs(cfg):
                 max_nonfinite_steps=cfg.train.max_nonfinite_steps, compile=cfg.train.compile,
                 find_unused_parameters=cfg.train.ddp_find_unused_parameters,
                 sync_bn=cfg.train.sync_bn, preempt_signals=list(cfg.train.preempt_signals),
-                on_write_error=cfg.train.on_write_error)
+                on_write_error=cfg.train.on_write_error,
+                flip_average=cfg.test.flip_average)
 
 
 #: the settings that define the LR schedule: a resume must not change them silently

@@ -34,13 +34,15 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
+from .channel_aug import CHANNEL_NAMES, ChannelSteps
+
 __all__ = ['BatchAugment', 'ItemDraws', 'BATCH_TRANSFORMS', 'UNSUPPORTED']
 
 #: names the batch form implements, in the order torchreid's pipeline applies its own
 TORCHREID_ORDER = ('random_flip', 'random_crop', 'color_jitter')
 #: the plugin's names (applied after torchreid's, in the order they are named)
 PLUGIN_ORDER = ('random_grayscale', 'random_pad_crop', 'jitter_or_blur')
-BATCH_TRANSFORMS = TORCHREID_ORDER + PLUGIN_ORDER + ('random_erase',)
+BATCH_TRANSFORMS = TORCHREID_ORDER + PLUGIN_ORDER + ('random_erase',) + CHANNEL_NAMES
 #: steps that only move pixels (run on uint8 before the conversion to float)
 UINT8_STEPS = ('random_flip', 'random_pad_crop')
 UNSUPPORTED = {'random_patch': 'keeps a pool of patches taken from earlier images'}
@@ -136,6 +138,7 @@ class BatchAugment(torch.nn.Module):
         self.steps = [n for n in TORCHREID_ORDER if n in names] + \
             [n for n in names if n in PLUGIN_ORDER]
         self.erase = 'random_erase' in names
+        self.channel = ChannelSteps(names)   # CAJ's, last, from each item's own seed
         self.size = (int(height), int(width))
         self.mean = torch.tensor(norm_mean, dtype=torch.float32)
         self.std = torch.tensor(norm_std, dtype=torch.float32)
@@ -180,6 +183,7 @@ class BatchAugment(torch.nn.Module):
         """uint8 (or [0, 255] float) ``(B, C, H, W)`` / ``(B, T, C, H, W)`` -> normalised
         float32 of the same shape. ``seed``: one per item (a (B,) tensor), one int for the
         batch, or None (see the module doc)."""
+        item_seeds = seed   # the channel steps draw from each item's seed (channel_aug)
         video = imgs.dim() == 5
         if not video and imgs.dim() != 4:
             raise ValueError('BatchAugment expects (B, C, H, W) or (B, T, C, H, W), got '
@@ -202,6 +206,8 @@ class BatchAugment(torch.nn.Module):
         x = x.sub_(mean).div_(std)
         if self.erase:
             x = self._random_erase(x, gen)
+        if self.channel:
+            x = self.channel(x, item_seeds)
         return x if video else x.squeeze(1)
 
     def _normalisation(self, device):

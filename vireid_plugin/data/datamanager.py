@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..registry import SAMPLERS
 from .bad_images import ON_BAD_IMAGE, ReplaceBadItems, skip_bad_images
 from .cache.dataset import CachedTrainItems, cached_train_loader
+from .channel_aug import VIEW_NAME, ChannelAugItems, channel_names, collate_views
 from .datasets.options import scoped_options
 from .identity_modality_sampler import RandomIdentityModalitySampler
 from .sampler import CrossModalIdentitySampler  # noqa: F401  (registers the sampler)
@@ -73,9 +74,12 @@ class _CrossModalLoaders:
         self._add_plugin_transforms(transforms, dict(
             resize_interpolation=resize_interpolation, erase_fill=erase_fill,
             grayscale_after_erase=grayscale_after_erase))
+        self._channel_setup(transforms, data_cache)
         self._resample_train_loader(batch_size_train, num_instances, workers)
         if (data_cache or {}).get('enabled'):
             self._use_image_cache(data_cache, transforms, workers)
+        if self._exchange_view:   # CAJ: the second visible views join the batch
+            self.train_loader.collate_fn = collate_views
         if on_bad_image == 'skip':
             self.train_loader = skip_bad_images(self.train_loader, max_bad_fraction)
 
@@ -94,6 +98,30 @@ class _CrossModalLoaders:
             self.transform_tr = apply_pipeline_options(self.transform_tr, names, self.height,
                                                        self.width, **options)
         self.train_set.transform = self.transform_tr
+
+    def _channel_setup(self, names, data_cache):
+        """CAJ's channel augmentations (``channel_aug.py``): applied per item after the
+        pipeline, by the modality of the item, from its seed (a plugin sampler's)."""
+        names = [names] if isinstance(names, str) else list(names or [])
+        self._channel_names = channel_names(names)
+        self._exchange_view = VIEW_NAME in [n.lower() for n in names]
+        if (self._channel_names or self._exchange_view) and not self._want_cross_modal:
+            raise ConfigError('data.transforms {} need per-item seeds: use one of the '
+                              'plugin\'s samplers ({}) as sampler.train_sampler'.format(
+                                  self._channel_names + [VIEW_NAME] * self._exchange_view,
+                                  ', '.join(SAMPLERS.names())))
+        gpu = (data_cache or {}).get('enabled') and (data_cache or {}).get('gpu_augment', True)
+        scoped = [n for n in self._channel_names if n.endswith(('_visible', '_infrared'))]
+        if gpu and (self._exchange_view or scoped):
+            raise ConfigError('data.transforms {} (by modality, or a second view of each '
+                              'visible item) have no batch form; set data_cache.gpu_augment '
+                              'False to run the PIL pipeline on the cached images'.format(
+                                  scoped + [VIEW_NAME] * self._exchange_view))
+
+    def _channel_items(self, dataset):
+        if not (self._channel_names or self._exchange_view):
+            return dataset
+        return ChannelAugItems(dataset, self._channel_names, view=self._exchange_view)
 
     def _resample_train_loader(self, batch_size, num_instances, workers):
         if not self._want_cross_modal:
@@ -117,7 +145,8 @@ class _CrossModalLoaders:
         generator = torch.Generator()
         generator.manual_seed(0 if self._seed is None else int(self._seed))
         self.train_loader = torch.utils.data.DataLoader(
-            SeededItems(old.dataset), sampler=sampler, batch_size=sampler.local_batch_size,
+            SeededItems(self._channel_items(old.dataset)), sampler=sampler,
+            batch_size=sampler.local_batch_size,
             shuffle=False,
             num_workers=workers, pin_memory=self.use_gpu, drop_last=True,
             persistent_workers=workers > 0, generator=generator)
@@ -135,7 +164,8 @@ class _CrossModalLoaders:
             self.train_loader, self.train_set, '+'.join(self.sources),
             (self.height, self.width), names, list(norm.mean), list(norm.std), seed=self._seed,
             folder=options.get('dir', ''), gpu_augment=options.get('gpu_augment', True),
-            workers=workers, pin_memory=self.use_gpu, wrap=SeededItems if seeded else None,
+            workers=workers, pin_memory=self.use_gpu,
+            wrap=(lambda d: SeededItems(self._channel_items(d))) if seeded else None,
             on_bad=self._on_bad_image, max_bad_fraction=self._max_bad_fraction,
             root=self._data_root)
 
@@ -150,7 +180,8 @@ class _CrossModalLoaders:
         """The training dataset (unwrapped from ``SeededItems``, the image cache and the
         replacement of unreadable items)."""
         dataset = self.train_loader.dataset
-        while isinstance(dataset, (SeededItems, CachedTrainItems, ReplaceBadItems)):
+        while isinstance(dataset, (SeededItems, CachedTrainItems, ReplaceBadItems,
+                                   ChannelAugItems)):
             dataset = dataset.dataset
         return dataset
 

@@ -2,11 +2,15 @@
 
 torchreid's ``build_transforms`` knows random_flip, random_crop, random_patch,
 color_jitter and random_erase and ignores other names; the plugin's names are
-inserted into the torchreid-built pipeline before ``ToTensor``.
+inserted into the torchreid-built pipeline before ``ToTensor``. CAJ's channel
+augmentations (``channel_aug.py``: ``channel_erase``, ``channel_adap_gray``, ...) run on
+the normalised tensor and may depend on the item's modality: the data manager applies
+them to each item after this pipeline.
 """
 import torchvision.transforms as T
 
 from ..registry import TRANSFORMS
+from .channel_aug import CHANNEL_NAMES, VIEW_NAME
 
 TORCHREID_TRANSFORMS = ('random_flip', 'random_crop', 'random_patch', 'color_jitter',
                         'random_erase')
@@ -24,10 +28,11 @@ PLUGIN_TRANSFORMS = {
 
 
 def check_transform_names(names):
-    unknown = [n for n in names if n.lower() not in TORCHREID_TRANSFORMS + tuple(PLUGIN_TRANSFORMS)]
+    known = TORCHREID_TRANSFORMS + tuple(PLUGIN_TRANSFORMS) + CHANNEL_NAMES + (VIEW_NAME,)
+    unknown = [n for n in names if n.lower() not in known]
     if unknown:
         raise ValueError('unknown transform(s) {}; available: {}'.format(
-            unknown, ', '.join(TORCHREID_TRANSFORMS + tuple(PLUGIN_TRANSFORMS))))
+            unknown, ', '.join(known)))
 
 
 def add_plugin_transforms(transform, names, height, width):

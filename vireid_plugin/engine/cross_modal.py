@@ -101,6 +101,8 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
             resumable checkpoint (``engine/preemption.py``); empty: the default handlers.
         on_write_error: 'stop' or 'retry' when a checkpoint/results write fails
             (``engine/write_policy.py``).
+        flip_average: evaluation features are the mean of the image's and its horizontal
+            flip's (``test.flip_average``; CAJ's ``testa.py``).
     """
 
     def __init__(self, datamanager, model, optimizer, criterion, scheduler=None,
@@ -112,7 +114,7 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
                  select_on='last', on_nonfinite='skip', max_nonfinite_steps=10, schedule=None,
                  compile=False, find_unused_parameters='auto', sync_bn=False,
                  batch_transform=None, preempt_signals=DEFAULT_SIGNALS, on_write_error='stop',
-                 select_metric='r1_map', select_mode=''):
+                 select_metric='r1_map', select_mode='', flip_average=False):
         super().__init__(datamanager, use_gpu)
         # uint8 image cache: augmentation + normalisation per batch on the device
         self.batch_transform = batch_transform if batch_transform is not None else \
@@ -145,6 +147,7 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
         # TF32 off unless eval_tf32 (the runner allows it globally for training)
         self.eval_precision = self.precision if eval_autocast else Precision(
             'off', self.device, tf32=eval_tf32)
+        self.flip_average = bool(flip_average)   # features averaged with the flipped image's
         self.grad_clip = grad_clip
         self.protocol_matrix = protocol_matrix
         self.eval_before_train = eval_before_train
@@ -238,5 +241,6 @@ class CrossModalEngine(TrainLoop, Checkpointing, RunLoop, Testing, compat.Engine
             if distributed.is_distributed() else None
         return extract_pool_features(self._feature_fn, dataset, batch, workers, self.device,
                                      self.eval_precision.autocast, pool=pool,
-                                     transform=transform, shard=shard)
+                                     transform=transform, shard=shard,
+                                     flip_average=self.flip_average)
 

@@ -25,9 +25,11 @@ RESULTS_FILE = 'results.json'
 
 @torch.no_grad()
 def extract_pool_features(feature_fn, dataset, batch_size, workers, device, autocast, pool=None,
-                          transform=None, shard=None):
+                          transform=None, shard=None, flip_average=False):
     """Features (float32, on ``device``) of ``pool`` (default ``dataset.test_pool``) in pool
     order, read by ``dataset`` (with ``transform`` instead of its own when given).
+    ``flip_average`` (``test.flip_average``): the mean of the features of each image and
+    of its horizontal flip (CAJ's ``testa.py``).
 
     ``shard=(rank, world_size)`` (several processes): this rank extracts its contiguous
     part of the pool, then the parts are gathered, so every rank returns the whole pool.
@@ -53,6 +55,8 @@ def extract_pool_features(feature_fn, dataset, batch_size, workers, device, auto
         camid = data['camid'].to(device)
         with autocast():
             f = feature_fn(imgs, modality, camid)
+            if flip_average:
+                f = (f.float() + feature_fn(imgs.flip(-1), modality, camid).float()) / 2
         feats.append(f.float())
     feats = torch.cat(feats, 0)
     return distributed.all_gather_rows(feats, num_items) if shard is not None else feats

@@ -8,6 +8,7 @@ factory over the groups of :func:`param_groups`) and
 from .optimizers import build_optimizer
 from .param_groups import param_groups
 from .schedulers import EpochScheduler, WarmupCosineLR, build_lr_scheduler
+from .warmup_step import WarmupMultiStepLR  # noqa: F401  (registers warmup_multi_step)
 
 __all__ = ['build_optimizer', 'param_groups', 'build_lr_scheduler', 'EpochScheduler',
            'WarmupCosineLR']
