@@ -282,11 +282,12 @@ def test_load_weights_sharing_no_key_with_the_model(tmp_path, tiny_tree, run_cli
     assert str(path) in assert_one_line_error(err)
 
 
-@pytest.mark.parametrize('key,value,target', [('llcm.protocol', 'official', 'llcm'),
-                                              ('bupt.protocol', 'paper', 'buptcampus')])
-def test_unknown_dataset_protocol(tmp_path, run_cli, key, value, target):
+@pytest.mark.parametrize('key,value,target,choices', [
+    ('llcm.protocol', 'official', 'llcm', "'corrected', 'reference'"),
+    ('bupt.protocol', 'paper', 'buptcampus', "'auxnet', 'm3reid'")])
+def test_unknown_dataset_protocol(tmp_path, run_cli, key, value, target, choices):
     rc, err = run_cli(['-s', target, '-t', target] + fast_args(tmp_path, tmp_path / 'none',
                                                                 key, value))
     assert rc == 2   # the dataset's config section declares the choices: a config error
     line = assert_one_line_error(err)
-    assert repr(key) in line and repr(value) in line and "'auxnet', 'm3reid'" in line
+    assert repr(key) in line and repr(value) in line and choices in line
