@@ -1,9 +1,11 @@
 """distributed.all_reduce_grads: 2 gloo processes take the single-process step, also when a
 loss term skips its parameters on some ranks or on all of them (SGD with momentum and
 weight decay would move a parameter whose missing gradient became a zero)."""
-import importlib.util
+import importlib
 import os
 import socket
+import sys
+import types
 
 import torch
 import torch.multiprocessing as mp
@@ -14,13 +16,15 @@ LR, MOMENTUM, DECAY = 0.1, 0.9, 0.05
 
 
 def distributed_module():
-    """vireid_plugin/distributed.py itself (it needs torch only): the spawned processes load
-    it without the package's registrations (torchreid, timm, open_clip), seconds each."""
-    spec = importlib.util.spec_from_file_location(
-        'vireid_distributed_under_test', os.path.join(REPO, 'vireid_plugin', 'distributed.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """vireid_plugin/distributed.py itself (it needs torch and errors.py only): the spawned
+    processes load it under a bare stand-in package, without the package's __init__ and its
+    registrations (torchreid, timm, open_clip), seconds each."""
+    name = 'vireid_distributed_under_test'
+    if name not in sys.modules:
+        package = types.ModuleType(name)
+        package.__path__ = [os.path.join(REPO, 'vireid_plugin')]
+        sys.modules[name] = package
+    return importlib.import_module(name + '.distributed')
 
 
 def build():
