@@ -32,7 +32,7 @@ def args(root, save_dir, *extra):
     # drop path on: the run depends on every RNG it has, so an inexact resume shows
     return [str(a) for a in [
         '--config-file', DEMO, '--root', root, 'data.save_dir', save_dir,
-        'data.synthetic', 'False', 'data.workers', '0', 'data.height', '64', 'data.width', '32',
+        'data.synthetic', 'True', 'data.workers', '0', 'data.height', '64', 'data.width', '32',
         'vit.stride_size', '16', 'vit.drop_path_rate', '0.1', 'train.batch_size', '16',
         'train.print_freq', '100', 'train.warmup_epochs', '0.5', 'train.max_epoch', '2',
         'train.keep_checkpoints', '50', 'test.num_trials', '1',

@@ -18,6 +18,7 @@ build their data manager and model with the same functions.
 """
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -30,9 +31,10 @@ from .config import (ConfigError, engine_kwargs, engine_run_kwargs, imagedata_kw
                      load_config, loss_kwargs, model_kwargs, optimizer_kwargs,
                      schedule_settings, scheduler_kwargs, videodata_kwargs)
 from .data import CrossModalImageDataManager, CrossModalVideoDataManager, num_cameras
-from .data.prepare import prepare_datasets
+from .data.prepare import check_real_data, prepare_datasets
 from .engine import (PREEMPTED_EXIT_STATUS, CrossModalEngine, Precision, Preempted,
                      resume_target, run_prompt_stage)
+from .engine.save_dir import check_save_dir
 from .errors import UserError
 from .losses import build_loss
 from .models import build_model, load_weights
@@ -106,12 +108,25 @@ def check_writable(folder):
             folder, exc.strerror or exc)) from None
 
 
+def preflight(cfg, main_rank=True):
+    """What can be found wrong before any data is read or anything written (each one
+    line): a synthetic tree where a run wants the real data, a save dir holding another
+    run. Returns what the run resumes from (``resume_target``)."""
+    check_real_data(cfg)
+    resume = resume_target(cfg.model.resume, cfg.data.save_dir)
+    check_save_dir(cfg.data.save_dir, resume=bool(cfg.model.resume or resume),
+                   evaluate=cfg.test.evaluate, start_over=cfg.data.start_over, move=main_rank)
+    return resume
+
+
 def run(cfg):
     """Train and/or evaluate as ``cfg`` says; returns the engine. Replaces ``sys.stdout``
     with the run's log (``main`` puts it back)."""
     # torchrun's variables -> process group (a plain run stays one process)
     dist_info = distributed.init_distributed(cfg.use_gpu)
     main_rank = dist_info.rank == 0
+    resume = preflight(cfg, main_rank)
+    distributed.barrier()   # a run moved aside (--start-over) is gone for every rank
     check_writable(cfg.data.save_dir)
     if main_rank:
         # the run's config beside its results: scripts/visualize.py rebuilds the model from it
@@ -149,7 +164,6 @@ def run(cfg):
         print(load_weights(model, cfg.model.load_weights,
                            strict=cfg.model.load_weights_strict).summary())
     model = model.to(device)  # optimizer state follows the params
-    resume = resume_target(cfg.model.resume, cfg.data.save_dir)
     if not cfg.test.evaluate and not resume:
         # a model with learnable prompts may ask for a prompt-only first stage (LSMRL)
         run_prompt_stage(model, datamanager, device, Precision(cfg.train.amp, device).autocast,
@@ -178,6 +192,9 @@ def build_parser():
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='PATH',
                    help='continue a run: from PATH, or (no PATH) from the newest good '
                         'checkpoint in data.save_dir (= model.resume PATH|auto)')
+    p.add_argument('--start-over', action='store_true',
+                   help='data.save_dir holds another run: move it aside to '
+                        '<save_dir>.old-<time> and start again (= data.start_over True)')
     plugins.add_argument(p)   # --plugin MODULE: datasets of your own
     p.add_argument('opts', default=None, nargs=argparse.REMAINDER,
                    help='modify config options using the command line (KEY VALUE ...)')
@@ -197,6 +214,23 @@ def split_resume(opts):
     return rest, 'auto'
 
 
+_KEY = re.compile(r'^[A-Za-z_]\w*(\.\w+)+$')
+
+
+def split_list_overrides(args):
+    """``-t regdb test.evaluate True``: argparse gives every word after ``-s``/``-t``/
+    ``--transforms`` to that flag. A word shaped like a config key (``section.key``; no
+    dataset or transform name has a dot) and what follows it are the KEY VALUE overrides:
+    moved in front of ``args.opts``."""
+    for attr in ('sources', 'targets', 'transforms'):
+        values = getattr(args, attr) or []
+        cut = next((i for i, v in enumerate(values) if _KEY.match(v)), None)
+        if cut is not None:
+            args.opts = values[cut:] + list(args.opts or [])
+            setattr(args, attr, values[:cut] or None)
+    return args
+
+
 def user_message(exc):
     """One line for the user: an error re-raised from a DataLoader worker carries the
     worker's whole traceback in its message; its last line is the original message."""
@@ -210,13 +244,15 @@ def user_message(exc):
 def main(argv=None):
     """``scripts/main.py``: returns the exit status (0; 1 data or files; 2 config;
     ``PREEMPTED_EXIT_STATUS`` when a pre-emption signal stopped the run after a checkpoint)."""
-    args = build_parser().parse_args(argv)
+    args = split_list_overrides(build_parser().parse_args(argv))
     stdout = sys.stdout
     try:
         opts, resume_flag = split_resume(list(args.opts or ()))
         resume_flag = resume_flag or args.resume
         if resume_flag:
             opts += ['model.resume', resume_flag]
+        if args.start_over or '--start-over' in opts:   # also written after the overrides
+            opts = [o for o in opts if o != '--start-over'] + ['data.start_over', 'True']
         plugins.load(args.plugin)   # before the config: their sections' keys
         cfg = load_config(args.config_file, opts, sources=args.sources,
                           targets=args.targets, root=args.root, transforms=args.transforms)
