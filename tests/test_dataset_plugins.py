@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+from vireid_plugin.data.synthetic import SYNTHETIC_MARKER
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -79,7 +81,8 @@ def test_cli_trains_and_evaluates_a_dataset_from_a_plugin_module(tmp_path):
     out = run(['scripts/main.py', '--plugin', module, '--config-file', config])
     assert out.returncode == 0, out.stderr[-3000:]
     # data.synthetic: the plugin's writer made the tree the plugin's loader read
-    assert sorted(os.listdir(root / 'Toy')) == ['test', 'train', 'train_ids.txt']
+    assert sorted(os.listdir(root / 'Toy')) == [SYNTHETIC_MARKER, 'test', 'train',
+                                                 'train_ids.txt']
     assert len(os.listdir(root / 'Toy' / 'test' / '7')) == 6
     with open(save_dir / 'results.json') as f:
         records = json.load(f)
@@ -114,7 +117,8 @@ def test_make_synthetic_data_writes_a_plugin_dataset(tmp_path):
     assert sorted(os.listdir(root / 'Toy' / 'train')) == ['1', '2', '3', '4', '5', '6']
     again = run(['scripts/make_synthetic_data.py', '--root', root, '--dataset', 'toy',
                  '--plugin', module])
-    assert again.returncode == 1 and 'already exists' in again.stderr
+    # a synthetic tree already there is kept (the command can be rerun)
+    assert again.returncode == 0 and 'already holds synthetic toy: kept' in again.stdout
 
 
 def test_entry_points_of_installed_distributions_are_imported(tmp_path):

@@ -201,6 +201,19 @@ def build_parser():
     return p
 
 
+#: KEY VALUE overrides appended to every command line of ``main`` (the docs test runs each
+#: documented command with tiny settings this way; docs/getting-started.md)
+ENV_OPTS = 'VIREID_OPTS'
+
+
+def env_overrides(env=None):
+    """The words of ``$VIREID_OPTS`` (announced on stderr when set)."""
+    words = (os.environ if env is None else env).get(ENV_OPTS, '').split()
+    if words:
+        print('=> {} adds: {}'.format(ENV_OPTS, ' '.join(words)), file=sys.stderr)
+    return words
+
+
 def split_resume(opts):
     """``--resume [PATH]`` written after the KEY VALUE overrides (argparse hands it over with
     them): (the overrides without it, 'auto' or PATH or None). The overrides come in pairs,
@@ -247,7 +260,7 @@ def main(argv=None):
     args = split_list_overrides(build_parser().parse_args(argv))
     stdout = sys.stdout
     try:
-        opts, resume_flag = split_resume(list(args.opts or ()))
+        opts, resume_flag = split_resume(list(args.opts or ()) + env_overrides())
         resume_flag = resume_flag or args.resume
         if resume_flag:
             opts += ['model.resume', resume_flag]
