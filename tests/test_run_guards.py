@@ -221,3 +221,29 @@ def test_overrides_after_a_dataset_list_are_overrides():
     assert args.opts == ['test.evaluate', 'True', 'train.max_epoch', '2']
     args = split_list_overrides(build_parser().parse_args(['-s', 'sysu_mm01', 'x.y', '1']))
     assert args.sources == ['sysu_mm01'] and args.opts == ['x.y', '1']
+
+
+# ---------------------------------------------------------------- checkpoints, finished runs
+
+@pytest.mark.parametrize('key', ['model.load_weights', 'model.resume'])
+def test_a_bad_checkpoint_is_found_before_the_data(run_cli, synthetic_root, tmp_path, key):
+    path = tmp_path / 'zeros.pth'
+    path.write_bytes(b'\0' * 4096)
+    rc, out = run_cli(cheap(synthetic_root, tmp_path / 'log', 'data.synthetic', 'True',
+                            key, path))
+    assert rc == 1
+    line = one_line(out.err)
+    assert key in line and str(path) in line
+    assert 'Config:' not in out.out and not (tmp_path / 'log').exists()
+
+
+def test_resuming_a_finished_run_says_so_and_trains_nothing(run_cli, synthetic_root, tmp_path):
+    save_dir = tmp_path / 'done'
+    base = cheap(synthetic_root, save_dir, 'data.synthetic', 'True', 'train.max_epoch', '1',
+                 'sampler.num_instances', '2', 'train.print_freq', '1000')
+    rc, _ = run_cli(base)
+    assert rc == 0 and (save_dir / 'model' / 'model.pth.tar-1').is_file()
+    rc, out = run_cli(base + ['--resume'])
+    assert rc == 0
+    assert 'has trained all 1 epochs of train.max_epoch: nothing to train' in out.out
+    assert 'Start training' not in out.out

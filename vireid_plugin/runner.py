@@ -32,8 +32,8 @@ from .config import (ConfigError, engine_kwargs, engine_run_kwargs, imagedata_kw
                      schedule_settings, scheduler_kwargs, videodata_kwargs)
 from .data import CrossModalImageDataManager, CrossModalVideoDataManager, num_cameras
 from .data.prepare import check_real_data, prepare_datasets
-from .engine import (PREEMPTED_EXIT_STATUS, CrossModalEngine, Precision, Preempted,
-                     resume_target, run_prompt_stage)
+from .engine import (PREEMPTED_EXIT_STATUS, CheckpointError, CrossModalEngine, Precision,
+                     Preempted, load_checkpoint, resume_target, run_prompt_stage)
 from .engine.save_dir import check_save_dir
 from .errors import UserError
 from .losses import build_loss
@@ -110,13 +110,20 @@ def check_writable(folder):
 
 def preflight(cfg, main_rank=True):
     """What can be found wrong before any data is read or anything written (each one
-    line): a synthetic tree where a run wants the real data, a save dir holding another
-    run. Returns what the run resumes from (``resume_target``)."""
+    line): a checkpoint to load that is missing or unreadable, a synthetic tree where a
+    run wants the real data, a save dir holding another run."""
+    for key, path in (('model.load_weights', cfg.model.load_weights),
+                      ('model.resume', '' if cfg.model.resume == 'auto' else cfg.model.resume)):
+        if path:
+            try:
+                load_checkpoint(path)   # read again where it is used; a bad file stops here
+            except CheckpointError as exc:
+                raise CheckpointError('{}: {}'.format(key, exc)) from None
     check_real_data(cfg)
-    resume = resume_target(cfg.model.resume, cfg.data.save_dir)
-    check_save_dir(cfg.data.save_dir, resume=bool(cfg.model.resume or resume),
+    # a worker restarted by torchrun resumes by itself (resume_target)
+    restarted = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0') or 0) > 0
+    check_save_dir(cfg.data.save_dir, resume=bool(cfg.model.resume) or restarted,
                    evaluate=cfg.test.evaluate, start_over=cfg.data.start_over, move=main_rank)
-    return resume
 
 
 def run(cfg):
@@ -125,7 +132,7 @@ def run(cfg):
     # torchrun's variables -> process group (a plain run stays one process)
     dist_info = distributed.init_distributed(cfg.use_gpu)
     main_rank = dist_info.rank == 0
-    resume = preflight(cfg, main_rank)
+    preflight(cfg, main_rank)
     distributed.barrier()   # a run moved aside (--start-over) is gone for every rank
     check_writable(cfg.data.save_dir)
     if main_rank:
@@ -164,6 +171,7 @@ def run(cfg):
         print(load_weights(model, cfg.model.load_weights,
                            strict=cfg.model.load_weights_strict).summary())
     model = model.to(device)  # optimizer state follows the params
+    resume = resume_target(cfg.model.resume, cfg.data.save_dir)
     if not cfg.test.evaluate and not resume:
         # a model with learnable prompts may ask for a prompt-only first stage (LSMRL)
         run_prompt_stage(model, datamanager, device, Precision(cfg.train.amp, device).autocast,
@@ -176,6 +184,13 @@ def run(cfg):
     if resume:
         run_kwargs['start_epoch'] = engine.resume(resume, cfg.data.save_dir,
                                                   cfg.train.resume_rebuild_schedule)
+        done = engine.start_epoch >= cfg.train.max_epoch and not engine._start_iteration
+        if done and not cfg.test.evaluate:
+            print('=> {} has trained all {} epochs of train.max_epoch: nothing to train '
+                  '(raise train.max_epoch to train further; test.evaluate True '
+                  'model.load_weights CHECKPOINT data.save_dir OTHER evaluates it)'.format(
+                      cfg.data.save_dir, cfg.train.max_epoch))
+            return engine
     engine.run(**run_kwargs)
     return engine
 

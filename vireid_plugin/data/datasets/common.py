@@ -12,7 +12,9 @@ __all__ = ['DatasetNotFoundError', 'dataset_error', 'locate_dataset', 'list_imag
            'ExistingFiles', 'SyntheticDataError', 'check_not_synthetic']
 
 DEMO_HINT = ('To try the plugin without the real data, run the synthetic demo: '
-             'python scripts/main.py --config-file configs/demo.yaml')
+             'python scripts/main.py --config-file configs/demo.yaml (it writes a synthetic '
+             'tree under datasets/ of the current folder), or write one where you choose: '
+             'python scripts/make_synthetic_data.py --root DIR --dataset NAME')
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 
