@@ -247,3 +247,14 @@ def test_resuming_a_finished_run_says_so_and_trains_nothing(run_cli, synthetic_r
     assert rc == 0
     assert 'has trained all 1 epochs of train.max_epoch: nothing to train' in out.out
     assert 'Start training' not in out.out
+
+
+def test_a_batch_the_training_set_cannot_fill_is_one_config_line(run_cli, synthetic_root,
+                                                                 tmp_path):
+    # 5 training ids (4 train + 1 val), and 16 / (2 x 1) = 8 ids per batch asked for
+    rc, out = run_cli(cheap(synthetic_root, tmp_path / 'log', 'data.synthetic', 'True',
+                            'train.batch_size', '16', 'sampler.num_instances', '1'))
+    assert rc == 2
+    line = one_line(out.err)
+    assert 'P=8 ids per batch' in line and 'only 5 ids' in line
+    assert 'train.batch_size' in line
