@@ -258,3 +258,15 @@ def test_a_batch_the_training_set_cannot_fill_is_one_config_line(run_cli, synthe
     line = one_line(out.err)
     assert 'P=8 ids per batch' in line and 'only 5 ids' in line
     assert 'train.batch_size' in line
+
+
+def test_a_torchreid_built_model_names_its_input_size():
+    import torchreid
+    model = torchreid.reid.models.build_model('vit_tiny_reid', 4, pretrained=False).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 128, 64)).shape[0] == 1   # its size (README table)
+        with pytest.raises(ConfigError) as exc:
+            model(torch.zeros(1, 3, 256, 128))
+    msg = str(exc.value)
+    assert 'vit_tiny_reid takes 128x64 images' in msg and 'got 256x128' in msg
+    assert 'height=128, width=64' in msg and '\n' not in msg

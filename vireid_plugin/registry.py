@@ -71,10 +71,10 @@ class Registry:
             raise ValueError('{} name {!r} is already taken by {}; {} cannot be registered '
                              'under it too (give it another name)'.format(
                                  self.kind, name, origin(old), origin(obj)))
+        for listener in self._listeners:   # a listener that refuses leaves nothing behind
+            listener(name, obj)
         # the same definition again (a re-import, importlib.reload) replaces the entry
         self._table[name] = obj
-        for listener in self._listeners:
-            listener(name, obj)
         return obj
 
     def get(self, name):
