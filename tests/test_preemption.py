@@ -89,8 +89,12 @@ def test_sigterm_mid_epoch_writes_a_checkpoint_at_that_step_and_resume_is_bitwis
     assert signal.getsignal(signal.SIGTERM) is before        # the handler was put back
     # the step during which the signal came finished; no further step ran
     assert calls['n'] == per_epoch + 2
-    err = capfd.readouterr().err
+    captured = capfd.readouterr()
+    err = captured.err
     assert 'SIGTERM' in err and 'model.resume auto' in err
+    # the 1-based epoch of the log and the file's count of whole epochs, side by side
+    assert ('stopping at epoch 2 iteration 2 with a checkpoint (model.pth.tar-1-it2: 1 whole '
+            'epochs and 2 iterations of the next)') in captured.out
     names = sorted(os.listdir(save / 'model'))
     assert 'model.pth.tar-1-it2' in names and 'model.pth.tar-2' not in names
     ckpt = load_checkpoint(str(save / 'model' / 'model.pth.tar-1-it2'))
