@@ -85,7 +85,8 @@ def prepare_datasets(cfg):
         if writer is None:
             continue
         if not osp.isdir(path):
-            made.append(_ensure(writer, root))
+            if path != root:   # a root named like the dataset folder is never nested into
+                made.append(_ensure(writer, root))
         elif not is_synthetic(path):
             print('=> data.synthetic True, but {} holds a dataset that is not a synthetic '
                   'tree (the real {}?): it is used as it is'.format(path, folder))
