@@ -270,3 +270,23 @@ def test_a_torchreid_built_model_names_its_input_size():
     msg = str(exc.value)
     assert 'vit_tiny_reid takes 128x64 images' in msg and 'got 256x128' in msg
     assert 'height=128, width=64' in msg and '\n' not in msg
+
+
+def test_a_dataset_registered_after_the_import_reaches_torchreid_without_a_call():
+    """Plain torchreid code that imports a module of its own registering a dataset: the
+    module's decorator is all it takes (docs/adding-a-dataset.md shows the same)."""
+    from vireid_plugin import compat
+    from vireid_plugin.data.datasets import CrossModalImageDataset
+    from vireid_plugin.registry import IMAGE_DATASETS
+
+    table = vars(compat.datasets)['__image_datasets']
+    assert 'late_toy_issue26' not in table
+
+    class LateToy(CrossModalImageDataset):
+        dataset_dir = 'LateToy'
+    try:
+        IMAGE_DATASETS.register('late_toy_issue26', LateToy)
+        assert table['late_toy_issue26'] is LateToy
+    finally:
+        IMAGE_DATASETS._table.pop('late_toy_issue26', None)
+        table.pop('late_toy_issue26', None)
