@@ -26,7 +26,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNABLE = {'bash': 'bash', 'sh': 'bash', 'shell': 'bash', 'python': 'python', 'py': 'python'}
-TINY = 'train.max_epoch 1 test.num_trials 1 test.eval_before_train False train.print_freq 1000'
+TINY = ('train.max_epoch 1 test.num_trials 1 test.eval_before_train False train.print_freq 1000 '
+        'data.height 64 data.width 32')
 LINKED = ('configs', 'scripts', 'vireid_plugin', 'setup.py', 'pyproject.toml')
 FENCE = re.compile(r'^(`{3,}|~{3,})\s*([\w+-]*)')
 DIRECTIVE = re.compile(r'^\s*<!--\s*(no-run|file)\s*:\s*(.*?)\s*-->\s*$')
