@@ -290,3 +290,14 @@ def test_a_dataset_registered_after_the_import_reaches_torchreid_without_a_call(
     finally:
         IMAGE_DATASETS._table.pop('late_toy_issue26', None)
         table.pop('late_toy_issue26', None)
+
+
+def test_missing_pretrained_weights_are_found_before_the_data(run_cli, synthetic_root,
+                                                               tmp_path):
+    missing = tmp_path / 'vit_base.safetensors'
+    rc, out = run_cli(cheap(synthetic_root, tmp_path / 'log', 'data.synthetic', 'True',
+                            'model.pretrained', 'True', 'model.pretrained_path', missing))
+    assert rc == 1
+    line = one_line(out.err)
+    assert 'model.pretrained_path' in line and str(missing) in line
+    assert 'Config:' not in out.out

@@ -110,7 +110,8 @@ def check_writable(folder):
 
 def preflight(cfg, main_rank=True):
     """What can be found wrong before any data is read or anything written (each one
-    line): a checkpoint to load that is missing or unreadable, a synthetic tree where a
+    line): a checkpoint to load that is missing or unreadable, pretrained weights named by
+    path that are not there, a synthetic tree where a
     run wants the real data, a save dir holding another run."""
     for key, path in (('model.load_weights', cfg.model.load_weights),
                       ('model.resume', '' if cfg.model.resume == 'auto' else cfg.model.resume)):
@@ -119,6 +120,11 @@ def preflight(cfg, main_rank=True):
                 load_checkpoint(path)   # read again where it is used; a bad file stops here
             except CheckpointError as exc:
                 raise CheckpointError('{}: {}'.format(key, exc)) from None
+    path = cfg.model.pretrained_path
+    if cfg.model.pretrained and path and not os.path.isfile(os.path.expanduser(path)):
+        raise CheckpointError('model.pretrained_path: file not found: {} (python '
+                              'scripts/download_weights.py fetches the weights; '
+                              'docs/data-and-weights.md)'.format(path))
     check_real_data(cfg)
     # a worker restarted by torchrun resumes by itself (resume_target)
     restarted = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0') or 0) > 0
