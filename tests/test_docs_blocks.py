@@ -29,7 +29,7 @@ RUNNABLE = {'bash': 'bash', 'sh': 'bash', 'shell': 'bash', 'python': 'python', '
 TINY = ('train.max_epoch 1 test.num_trials 1 test.eval_before_train False train.print_freq 1000 '
         'data.height 64 data.width 32')
 LINKED = ('configs', 'scripts', 'vireid_plugin', 'setup.py', 'pyproject.toml')
-FENCE = re.compile(r'^(`{3,}|~{3,})\s*([\w+-]*)')
+FENCE = re.compile(r'^\s*(`{3,}|~{3,})\s*([\w+-]*)')   # indented ones (in lists) too
 DIRECTIVE = re.compile(r'^\s*<!--\s*(no-run|file)\s*:\s*(.*?)\s*-->\s*$')
 
 Block = collections.namedtuple('Block', 'page line info text directive arg')
@@ -53,12 +53,14 @@ def blocks(path):
             continue
         fence, info = m.group(1), m.group(2).lower()
         end = i + 1
-        while end < len(lines) and not lines[end].startswith(fence):
+        while end < len(lines) and not lines[end].strip().startswith(fence):
             end += 1
         d = DIRECTIVE.match(lines[i - 1]) if i else None
-        out.append(Block(os.path.relpath(path, REPO), i + 1, info,
-                         '\n'.join(lines[i + 1:end]) + '\n', d.group(1) if d else None,
-                         d.group(2) if d else None))
+        indent = len(lines[i]) - len(lines[i].lstrip())   # a fence inside a list item
+        body = [line[indent:] if not line[:indent].strip() else line
+                for line in lines[i + 1:end]]
+        out.append(Block(os.path.relpath(path, REPO), i + 1, info, '\n'.join(body) + '\n',
+                         d.group(1) if d else None, d.group(2) if d else None))
         i = end + 1
     return out
 
