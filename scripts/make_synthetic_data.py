@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vireid_plugin import plugins  # noqa: E402
 from vireid_plugin.data.prepare import write_synthetic  # noqa: E402
+from vireid_plugin.data.synthetic import is_synthetic  # noqa: E402
 from vireid_plugin.errors import ConfigError  # noqa: E402
 from vireid_plugin.registry import SYNTHETIC_WRITERS  # noqa: E402
 
@@ -36,6 +37,11 @@ def main(argv=None):
     except (ConfigError, KeyError) as exc:
         parser.exit(2, 'error: {}\n'.format(exc.args[0]))
     for name in names:
+        target = os.path.join(args.root, SYNTHETIC_WRITERS.get(name).folder)
+        if is_synthetic(target) and not args.overwrite:
+            print('{} already holds synthetic {}: kept (--overwrite writes it again)'.format(
+                target, name))
+            continue
         try:
             write_synthetic(name, args.root, seed=args.seed, overwrite=args.overwrite,
                             flat=args.flat)

@@ -45,3 +45,10 @@ def test_cli_prints_the_table(tmp_path, capsys):
     assert '85.00 ± 5.00' in capsys.readouterr().out
     assert json.loads(out_json.read_text())[0]['mAP'] == pytest.approx(72.0)
     assert module.main([str(tmp_path / 'missing.json')]) == 1
+
+
+def test_cli_takes_run_folders_as_visualize_does(tmp_path, capsys):
+    from vireid_plugin import aggregate as module
+    run_file(tmp_path, 't1', 80.0, 70.0), run_file(tmp_path, 't2', 90.0, 74.0)
+    assert module.main([str(tmp_path / 't1'), str(tmp_path / 't2' / 'results.json')]) == 0
+    assert '85.00 ± 5.00' in capsys.readouterr().out

@@ -226,7 +226,7 @@ def test_a_training_run_skips_logs_and_counts(cli, tmp_path, one_thread):
     make_sysu_mm01(root, num_train=6, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
     save_dir = str(tmp_path / 'log')
     args = ['--config-file', os.path.join(REPO, 'configs', 'demo.yaml'), '--root', root,
-            'data.save_dir', save_dir, 'data.synthetic', 'False', 'data.workers', '0',
+            'data.save_dir', save_dir, 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '32', 'data.width', '16', 'vit.stride_size', '8',
             'train.batch_size', '8', 'sampler.num_instances', '2', 'train.max_epoch', '1',
             'train.print_freq', '1', 'test.num_trials', '1', 'test.eval_before_train', 'False',

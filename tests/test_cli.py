@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from vireid_plugin.data.synthetic import make_sysu_mm01
+from vireid_plugin.data.synthetic import is_synthetic, make_sysu_mm01
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
@@ -51,9 +51,12 @@ def assert_one_line_error(err):
 
 def fast_args(tmp_path, root, *extra):
     """Demo config made cheap: small images, no worker processes, a tmp save_dir, PIL
-    loading (no image cache, whose progress line would precede the error under test)."""
+    loading (no image cache, whose progress line would precede the error under test);
+    data.synthetic True where ``root`` holds the synthetic tree of ``tiny_tree`` (nothing
+    is generated), False elsewhere (a missing dataset is reported, not generated)."""
+    synthetic = is_synthetic(os.path.join(str(root), 'SYSU-MM01'))
     return ['--config-file', DEMO, '--root', root, 'data.save_dir', tmp_path / 'log',
-            'data.synthetic', 'False', 'data.workers', '0', 'data.height', '64',
+            'data.synthetic', str(synthetic), 'data.workers', '0', 'data.height', '64',
             'data.width', '32', 'train.batch_size', '8', 'test.eval_before_train', 'False',
             'test.num_trials', '1', 'data_cache.enabled', 'False'] + list(extra)
 
@@ -286,8 +289,9 @@ def test_load_weights_sharing_no_key_with_the_model(tmp_path, tiny_tree, run_cli
     ('llcm.protocol', 'official', 'llcm', "'corrected', 'reference'"),
     ('bupt.protocol', 'paper', 'buptcampus', "'auxnet', 'm3reid'")])
 def test_unknown_dataset_protocol(tmp_path, run_cli, key, value, target, choices):
+    kind = 'video' if target == 'buptcampus' else 'image'
     rc, err = run_cli(['-s', target, '-t', target] + fast_args(tmp_path, tmp_path / 'none',
-                                                                key, value))
+                                                                key, value, 'data.type', kind))
     assert rc == 2   # the dataset's config section declares the choices: a config error
     line = assert_one_line_error(err)
     assert repr(key) in line and repr(value) in line and choices in line

@@ -287,7 +287,7 @@ def test_tiny_training_run_with_the_cache_and_batch_augment(cli, sysu_root, tmp_
                                                              one_thread):
     save_dir = str(tmp_path / 'log')
     rc = cli.main(['--config-file', os.path.join(REPO, 'configs', 'demo.yaml'),
-                   '--root', sysu_root, 'data.save_dir', save_dir, 'data.synthetic', 'False',
+                   '--root', sysu_root, 'data.save_dir', save_dir, 'data.synthetic', 'True',
                    'data.workers', '0', 'data.height', '32', 'data.width', '16',
                    'vit.stride_size', '8', 'train.batch_size', '16', 'train.max_epoch', '1',
                    'train.print_freq', '1', 'test.num_trials', '1',

@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+from vireid_plugin.data.synthetic import SYNTHETIC_MARKER
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -24,36 +26,16 @@ def doc_example():
 
 TOY_MODULE = doc_example()
 
-TOY_CONFIG = '''model:
-  name: vit_tiny_reid
-  pretrained: False
-vit:
-  stride_size: 16
-data:
-  root: {root}
-  sources: [toy]
-  targets: [toy]
-  synthetic: True
-  height: 64
-  width: 32
-  workers: 0
-  save_dir: {save_dir}
-sampler:
-  num_instances: 2
-train:
-  optim: adam
-  lr: 0.001
-  batch_size: 8
-  max_epoch: 2
-  warmup_epochs: 1
-  print_freq: 1
-  amp: 'off'
-test:
-  batch_size: 16
-  eval_before_train: False
-toy:
-  query_modality: visible
-'''
+def doc_config():
+    """The config the guide saves as my.yaml (its yaml block after ``<!-- file: my.yaml
+    -->``); the tests point its data root and save dir elsewhere."""
+    with open(os.path.join(REPO, 'docs', 'adding-a-dataset.md')) as f:
+        text = f.read()
+    start = text.index('```yaml\n', text.index('<!-- file: my.yaml -->')) + len('```yaml\n')
+    return text[start:text.index('```', start)]
+
+
+TOY_CONFIG = doc_config()
 
 
 def write_toy(folder):
@@ -75,11 +57,13 @@ def test_cli_trains_and_evaluates_a_dataset_from_a_plugin_module(tmp_path):
     module = write_toy(tmp_path)
     root, save_dir = tmp_path / 'data', tmp_path / 'log'
     config = tmp_path / 'toy.yaml'
-    config.write_text(TOY_CONFIG.format(root=root, save_dir=save_dir))
-    out = run(['scripts/main.py', '--plugin', module, '--config-file', config])
+    config.write_text(TOY_CONFIG)
+    out = run(['scripts/main.py', '--plugin', module, '--config-file', config,
+               'data.root', root, 'data.save_dir', save_dir, 'train.print_freq', '1'])
     assert out.returncode == 0, out.stderr[-3000:]
     # data.synthetic: the plugin's writer made the tree the plugin's loader read
-    assert sorted(os.listdir(root / 'Toy')) == ['test', 'train', 'train_ids.txt']
+    assert sorted(os.listdir(root / 'Toy')) == [SYNTHETIC_MARKER, 'test', 'train',
+                                                 'train_ids.txt']
     assert len(os.listdir(root / 'Toy' / 'test' / '7')) == 6
     with open(save_dir / 'results.json') as f:
         records = json.load(f)
@@ -114,7 +98,8 @@ def test_make_synthetic_data_writes_a_plugin_dataset(tmp_path):
     assert sorted(os.listdir(root / 'Toy' / 'train')) == ['1', '2', '3', '4', '5', '6']
     again = run(['scripts/make_synthetic_data.py', '--root', root, '--dataset', 'toy',
                  '--plugin', module])
-    assert again.returncode == 1 and 'already exists' in again.stderr
+    # a synthetic tree already there is kept (the command can be rerun)
+    assert again.returncode == 0 and 'already holds synthetic toy: kept' in again.stdout
 
 
 def test_entry_points_of_installed_distributions_are_imported(tmp_path):

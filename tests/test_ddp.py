@@ -102,7 +102,7 @@ def register_toy():
 
 def argv(root, save_dir):
     return ['--root', root, 'data.save_dir', save_dir, 'model.name', TOY,
-            'model.pretrained', 'False', 'data.synthetic', 'False', 'data.workers', '0',
+            'model.pretrained', 'False', 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '32', 'data.width', '16', 'data.transforms', '[random_flip]',
             'loss.terms', '[id]', 'loss.weights', '[1.0]', 'train.optim', 'sgd',
             'train.lr', '0.5', 'train.batch_size', '16', 'sampler.num_instances', '2',

@@ -44,7 +44,7 @@ def run(cli, root, save, monkeypatch, *extra):
     monkeypatch.setattr(CrossModalEngine, 'extract_features', extract)
     monkeypatch.setattr(CrossModalEngine, 'forward_backward', step)
     argv = ['--config-file', DEMO, '--root', root, 'data.save_dir', str(save),
-            'data.synthetic', 'False', 'data.workers', '0', 'data.height', '32',
+            'data.synthetic', 'True', 'data.workers', '0', 'data.height', '32',
             'data.width', '16', 'vit.stride_size', '8', 'train.batch_size', '8',
             'sampler.num_instances', '2', 'train.max_epoch', '1', 'train.print_freq', '100',
             'test.num_trials', '1', 'test.eval_before_train', 'True', 'train.amp', 'bf16'] + \

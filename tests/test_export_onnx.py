@@ -114,7 +114,7 @@ def export_cli():
 
 def cheap(root, tmp_path):
     return ['--root', str(root), 'data.save_dir', str(tmp_path / 'log'), 'data.workers', '0',
-            'data.synthetic', 'False']
+            'data.synthetic', 'True']
 
 
 def test_script_exports_an_image_model_and_checks_it_on_dataset_images(

@@ -119,7 +119,7 @@ def test_two_stage_cli_run(tmp_path, cli):
     try:
         rc = cli.main([
             '--config-file', os.path.join(REPO, 'configs', 'demo_lsmrl.yaml'), '--root', str(root),
-            'data.save_dir', str(save_dir), 'data.synthetic', 'False', 'data.workers', '0',
+            'data.save_dir', str(save_dir), 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '64', 'data.width', '32', 'vcm.min_seq_len', '6',
             'video.seq_len', '3', 'train.batch_size', '8', 'train.max_epoch', '1',
             'lsmrl.stage1_epochs', '2', 'lsmrl.stage1_batch_size', '8', 'use_gpu', 'False',

@@ -13,7 +13,7 @@ DEMO = os.path.join(REPO, 'configs', 'demo_mip.yaml')
 
 def args(root, save_dir, *extra):
     return ['--config-file', DEMO, '--root', root, 'data.save_dir', save_dir,
-            'data.synthetic', 'False', 'data.workers', '0', 'data.height', '64',
+            'data.synthetic', 'True', 'data.workers', '0', 'data.height', '64',
             'data.width', '32', 'train.batch_size', '16', 'train.print_freq', '1',
             'test.num_trials', '2', 'test.eval_before_train', 'False',
             'loss.msel.start_epoch', '2'] + list(extra)

@@ -32,7 +32,7 @@ def args(root, save_dir, *extra):
     # drop path on: the run depends on every RNG it has, so an inexact resume shows
     return [str(a) for a in [
         '--config-file', DEMO, '--root', root, 'data.save_dir', save_dir,
-        'data.synthetic', 'False', 'data.workers', '0', 'data.height', '64', 'data.width', '32',
+        'data.synthetic', 'True', 'data.workers', '0', 'data.height', '64', 'data.width', '32',
         'vit.stride_size', '16', 'vit.drop_path_rate', '0.1', 'train.batch_size', '16',
         'train.print_freq', '100', 'train.warmup_epochs', '0.5', 'train.max_epoch', '2',
         'train.keep_checkpoints', '50', 'test.num_trials', '1',
@@ -89,8 +89,12 @@ def test_sigterm_mid_epoch_writes_a_checkpoint_at_that_step_and_resume_is_bitwis
     assert signal.getsignal(signal.SIGTERM) is before        # the handler was put back
     # the step during which the signal came finished; no further step ran
     assert calls['n'] == per_epoch + 2
-    err = capfd.readouterr().err
+    captured = capfd.readouterr()
+    err = captured.err
     assert 'SIGTERM' in err and 'model.resume auto' in err
+    # the 1-based epoch of the log and the file's count of whole epochs, side by side
+    assert ('stopping at epoch 2 iteration 2 with a checkpoint (model.pth.tar-1-it2: 1 whole '
+            'epochs and 2 iterations of the next)') in captured.out
     names = sorted(os.listdir(save / 'model'))
     assert 'model.pth.tar-1-it2' in names and 'model.pth.tar-2' not in names
     ckpt = load_checkpoint(str(save / 'model' / 'model.pth.tar-1-it2'))

@@ -128,12 +128,18 @@ def test_register_all_never_replaces_a_torchreid_name(registry, name, table_of):
 
     table = getattr(registries, registry)
     original = table_of()[name]
-    table.register(name, impostor)
+    # registering mirrors into torchreid at once (issue 26): the registration is refused
+    with pytest.raises(ValueError) as info:
+        table.register(name, impostor)
+    assert name not in table
+    # an entry that reached the plugin's table another way is refused by register_all
+    table._table[name] = impostor
     try:
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(ValueError) as again:
             vireid_plugin.register_all()
     finally:
         table._table.pop(name)
+    assert str(again.value) == str(info.value)
     vireid_plugin.register_all()
     message = str(info.value)
     assert "name {!r} is already registered in torchreid by {}".format(

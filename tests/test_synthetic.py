@@ -10,6 +10,7 @@ from PIL import Image
 
 from vireid_plugin.data import synthetic as syn
 from vireid_plugin.data.prepare import ensure_synthetic, write_synthetic
+from vireid_plugin.data.synthetic import SYNTHETIC_MARKER
 from vireid_plugin.registry import SYNTHETIC_WRITERS
 
 
@@ -36,7 +37,8 @@ def test_sysu_layout(tmp_path):
                               images_per_cam=2)
     assert path == os.path.join(str(tmp_path), 'SYSU-MM01')
     assert sorted(os.listdir(tmp_path)) == ['SYSU-MM01']   # no temp folder left over
-    assert sorted(os.listdir(path)) == ['cam1', 'cam2', 'cam3', 'cam4', 'cam5', 'cam6', 'exp']
+    assert sorted(os.listdir(path)) == [SYNTHETIC_MARKER, 'cam1', 'cam2', 'cam3', 'cam4',
+                                        'cam5', 'cam6', 'exp']
     groups = {}
     for name in ('train_id', 'val_id', 'test_id', 'available_id'):
         text = _read(os.path.join(path, 'exp', name + '.txt'))
@@ -65,7 +67,7 @@ def test_sysu_layout(tmp_path):
 
 def test_regdb_layout(tmp_path):
     path = syn.make_regdb(str(tmp_path), num_ids=6, images_per_id=3, num_trials=4)
-    assert sorted(os.listdir(path)) == ['Thermal', 'Visible', 'idx']
+    assert sorted(os.listdir(path)) == [SYNTHETIC_MARKER, 'Thermal', 'Visible', 'idx']
     for folder, letter in (('Visible', 'v'), ('Thermal', 't')):
         assert sorted(os.listdir(os.path.join(path, folder)), key=int) == list('123456')
         for pid in range(1, 7):
@@ -232,9 +234,22 @@ def test_existing_target_is_refused_and_untouched(tmp_path):
         syn.make_regdb(str(tmp_path), num_ids=2, images_per_id=1, num_trials=1)
     assert os.listdir(tmp_path) == ['RegDB'] and os.listdir(target) == ['keep.txt']
     assert (target / 'keep.txt').read_text() == 'mine'
-    syn.make_regdb(str(tmp_path), num_ids=2, images_per_id=1, num_trials=1, overwrite=True)
+    # overwrite replaces a synthetic tree only: a folder without the marker (the real
+    # dataset) is never replaced
+    with pytest.raises(FileExistsError, match='not a synthetic tree'):
+        syn.make_regdb(str(tmp_path), num_ids=2, images_per_id=1, num_trials=1, overwrite=True)
+    assert os.listdir(tmp_path) == ['RegDB'] and os.listdir(target) == ['keep.txt']
+    (target / 'keep.txt').unlink()
+    target.rmdir()
+    syn.make_regdb(str(tmp_path), num_ids=2, images_per_id=1, num_trials=1)
+    first = (target / 'Visible' / '1').iterdir().__next__().read_bytes()
+    with pytest.raises(FileExistsError, match='--overwrite'):
+        syn.make_regdb(str(tmp_path), num_ids=2, images_per_id=1, num_trials=1, seed=5)
+    syn.make_regdb(str(tmp_path), num_ids=2, images_per_id=1, num_trials=1, seed=5,
+                   overwrite=True)
     assert os.listdir(tmp_path) == ['RegDB']
-    assert sorted(os.listdir(target)) == ['Thermal', 'Visible', 'idx']
+    assert sorted(os.listdir(target)) == [SYNTHETIC_MARKER, 'Thermal', 'Visible', 'idx']
+    assert (target / 'Visible' / '1').iterdir().__next__().read_bytes() != first
 
 
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
@@ -290,7 +305,8 @@ LLCM_LINE = re.compile(r'(vis|nir)/(\d{4})/(\d{4})_c(\d{2})_s(\d{6})_f(\d+)_(vis
 
 def test_llcm_layout(tmp_path):
     path = syn.make_llcm(str(tmp_path), num_train=5, num_test=4, images=(1, 2), size=(32, 16))
-    assert sorted(os.listdir(path)) == ['idx', 'nir', 'test_nir', 'test_vis', 'vis']
+    assert sorted(os.listdir(path)) == [SYNTHETIC_MARKER, 'idx', 'nir', 'test_nir',
+                                        'test_vis', 'vis']
     assert sorted(os.listdir(os.path.join(path, 'idx'))) == [
         'test_id.txt', 'test_nir.txt', 'test_vis.txt', 'train_nir.txt', 'train_vis.txt']
     text = _read(os.path.join(path, 'idx', 'test_id.txt'))
@@ -331,8 +347,9 @@ def test_llcm_layout(tmp_path):
 def test_buptcampus_layout(tmp_path):
     path = syn.make_buptcampus(str(tmp_path), num_train=4, num_aux=2, num_test=6,
                                lengths=(3, 5), size=(32, 16))
-    assert sorted(os.listdir(path)) == ['DATA', 'data_paths.json', 'gallery.txt', 'query.txt',
-                                        'train.txt', 'train_auxiliary.txt']
+    assert sorted(os.listdir(path)) == [SYNTHETIC_MARKER, 'DATA', 'data_paths.json',
+                                        'gallery.txt', 'query.txt', 'train.txt',
+                                        'train_auxiliary.txt']
     with open(os.path.join(path, 'data_paths.json')) as f:
         paths = json.load(f)
     rows = {}

@@ -29,7 +29,7 @@ def run_main(cli, argv):
 def args(root, save_dir, *extra):
     # 64x32 images with stride 8: a 7x3 token grid for the tiny ViT
     return ['--config-file', DEMO, '--root', root, 'data.save_dir', save_dir,
-            'data.synthetic', 'False', 'data.workers', '0', 'data.height', '64',
+            'data.synthetic', 'True', 'data.workers', '0', 'data.height', '64',
             'data.width', '32', 'vit.stride_size', '8', 'train.batch_size', '32',
             'train.lr', '0.005', 'train.warmup_epochs', '0.5', 'train.print_freq', '1',
             'test.num_trials', '3'] + list(extra)

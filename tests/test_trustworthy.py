@@ -31,7 +31,7 @@ def root(tmp_path_factory):
 def args(root, save_dir, *extra):
     # drop path and random flips/grayscale: the run depends on every RNG it has
     return ['--config-file', DEMO, '--root', root, 'data.save_dir', save_dir,
-            'data.synthetic', 'False', 'data.workers', '0', 'data.height', '64',
+            'data.synthetic', 'True', 'data.workers', '0', 'data.height', '64',
             'data.width', '32', 'vit.stride_size', '16', 'vit.drop_path_rate', '0.1',
             'train.batch_size', '16', 'train.print_freq', '100', 'train.warmup_epochs', '0.5',
             'test.num_trials', '1', 'test.eval_before_train', 'False'] + list(extra)

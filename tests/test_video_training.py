@@ -39,7 +39,7 @@ def video_run(tmp_path_factory, monkeypatch_module, cli):
         rc = cli.main([
             '--config-file', os.path.join(REPO, 'configs', 'demo_vcm.yaml'),
             '--root', str(root),
-            'data.save_dir', str(save_dir), 'data.synthetic', 'False', 'data.workers', '0',
+            'data.save_dir', str(save_dir), 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', str(HEIGHT), 'data.width', str(WIDTH),
             'vit.stride_size', '16', 'vcm.min_seq_len', '6',
             'video.seq_len', str(SEQ_LEN), 'sampler.num_instances', '2',

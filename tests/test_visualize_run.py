@@ -28,7 +28,7 @@ def root(tmp_path_factory):
 
 def _train(cli, root, save_dir, config, *extra):
     argv = ['--config-file', os.path.join(REPO, 'configs', config), '--root', root,
-            'data.save_dir', save_dir, 'data.synthetic', 'False', 'data.workers', '0',
+            'data.save_dir', save_dir, 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '64', 'data.width', '32', 'train.batch_size', '16',
             'train.max_epoch', '1', 'test.num_trials', '2', 'train.print_freq', '100',
             'test.batch_size', '32'] + list(extra)
@@ -134,7 +134,7 @@ def test_visualize_a_video_run_draws_per_frame_attention(cli, tmp_path):
     make_hitsz_vcm(root, num_train=8, num_test=6, size=(64, 32))
     save_dir = str(tmp_path / 'lsmrl')
     argv = ['--config-file', os.path.join(REPO, 'configs', 'demo_lsmrl.yaml'), '--root', root,
-            'data.save_dir', save_dir, 'data.synthetic', 'False', 'data.workers', '0',
+            'data.save_dir', save_dir, 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '64', 'data.width', '32', 'train.batch_size', '8',
             'train.max_epoch', '1', 'test.eval_before_train', 'False', 'video.seq_len', '3',
             'train.print_freq', '100']

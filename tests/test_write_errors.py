@@ -257,7 +257,7 @@ def test_a_full_disk_at_a_checkpoint_stops_the_run_and_resume_continues(cli, tmp
     make_sysu_mm01(root, num_train=6, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
     argv = ['--config-file', os.path.join(os.path.dirname(os.path.dirname(
                 os.path.abspath(__file__))), 'configs', 'demo.yaml'),
-            '--root', root, 'data.save_dir', save_dir, 'data.synthetic', 'False',
+            '--root', root, 'data.save_dir', save_dir, 'data.synthetic', 'True',
             'data.workers', '0', 'data.height', '32', 'data.width', '16',
             'vit.stride_size', '8', 'train.batch_size', '8', 'sampler.num_instances', '2',
             'train.max_epoch', '2', 'train.print_freq', '100', 'test.num_trials', '1',
@@ -294,7 +294,7 @@ def test_retry_keeps_training_past_a_full_disk_and_writes_at_the_next_checkpoint
     make_sysu_mm01(root, num_train=6, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
     argv = ['--config-file', os.path.join(os.path.dirname(os.path.dirname(
                 os.path.abspath(__file__))), 'configs', 'demo.yaml'),
-            '--root', root, 'data.save_dir', save_dir, 'data.synthetic', 'False',
+            '--root', root, 'data.save_dir', save_dir, 'data.synthetic', 'True',
             'data.workers', '0', 'data.height', '32', 'data.width', '16',
             'vit.stride_size', '8', 'train.batch_size', '8', 'sampler.num_instances', '2',
             'train.max_epoch', '3', 'train.print_freq', '100', 'test.num_trials', '1',

@@ -6,12 +6,13 @@ dataset and mode (``engine.evaluation.average_runs``).
 """
 import argparse
 import json
+import os
 import sys
 
 from tabulate import tabulate
 
 from .checkpoint_io import atomic_write
-from .engine.evaluation import average_runs
+from .engine.evaluation import RESULTS_FILE, average_runs
 
 __all__ = ['averages_table', 'main']
 
@@ -28,10 +29,17 @@ def averages_table(rows):
     return tabulate(table, headers=list(_KEYS) + metrics, tablefmt='github')
 
 
+def results_path(run):
+    """A run folder's ``results.json`` (``scripts/visualize.py`` takes folders too), or the
+    file given."""
+    return os.path.join(run, RESULTS_FILE) if os.path.isdir(run) else run
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         description='Average the final results of several runs, e.g. RegDB\'s ten trials.')
-    p.add_argument('results', nargs='+', help='results.json files of the runs')
+    p.add_argument('results', nargs='+', metavar='RUN',
+                   help='the runs: their folders (data.save_dir) or results.json files')
     p.add_argument('--json', default='', help='also write the averaged rows here')
     return p
 
@@ -40,7 +48,7 @@ def main(argv=None):
     """Prints the table; exit status 1 (one ``error:`` line) when the runs do not fit."""
     args = build_parser().parse_args(argv)
     try:
-        rows = average_runs(args.results)
+        rows = average_runs([results_path(r) for r in args.results])
     except ValueError as exc:
         print('error: {}'.format(exc), file=sys.stderr)
         return 1

@@ -94,7 +94,36 @@ def register_video_dataset(name, cls):
 
 
 def register_model(name, builder):
-    _put(_registry(models, '__model_factory'), 'model', name, builder)
+    _put(_registry(models, '__model_factory'), 'model', name, _sized_builder(name, builder))
+
+
+def _sized_builder(name, builder):
+    """``builder`` as torchreid's ``build_model`` calls it (with no image size): the model
+    it returns refuses, in one line, an input of another height x width than the one it
+    was built for (its patch embedding's ``img_size``), instead of timm's error deep in
+    the forward pass."""
+    @functools.wraps(builder)
+    def build(*args, **kwargs):
+        model = builder(*args, **kwargs)
+        size = next((tuple(m.img_size) for m in model.modules()
+                     if isinstance(getattr(m, 'img_size', None), (tuple, list))
+                     and getattr(m, 'strict_img_size', True)), None)
+        if size is not None and hasattr(model, 'register_forward_pre_hook'):
+            model.register_forward_pre_hook(functools.partial(_check_input_size, name, size))
+        return model
+    return build
+
+
+def _check_input_size(name, size, module, args):
+    x = args[0] if args else None
+    if getattr(x, 'dim', None) is not None and x.dim() >= 4 and tuple(x.shape[-2:]) != size:
+        from .errors import ConfigError
+        raise ConfigError(
+            '{} takes {}x{} images (torchreid\'s build_model passes no size), got {}x{}: '
+            'give the data manager height={}, width={}, or build it at your size with '
+            'vireid_plugin.models.build_model({!r}, num_classes, img_size=({}, {}))'.format(
+                name, size[0], size[1], x.shape[-2], x.shape[-1], size[0], size[1], name,
+                x.shape[-2], x.shape[-1]))
 
 
 def image_dataset_names():

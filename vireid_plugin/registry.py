@@ -3,9 +3,10 @@
 Models, losses, datasets, optimizers, LR schedulers, train samplers and config
 sections register here with a decorator; ``register_all`` copies datasets and models into
 torchreid's own registries so torchreid's data managers and ``build_model``
-accept them. An unknown name is one ``KeyError`` line listing close matches; a
-name already taken by another definition is a ``ValueError`` naming both (the same
-definition again, from a re-import or ``importlib.reload``, replaces its entry).
+accept them, and what registers later is copied as it registers (``on_register``). An
+unknown name is one ``KeyError`` line listing close matches; a name already taken by
+another definition is a ``ValueError`` naming both (the same definition again, from a
+re-import or ``importlib.reload``, replaces its entry).
 """
 import difflib
 
@@ -48,6 +49,13 @@ class Registry:
     def __init__(self, kind):
         self.kind = kind
         self._table = {}
+        self._listeners = []
+
+    def on_register(self, listener):
+        """Call ``listener(name, obj)`` for every entry registered from now on (``import
+        vireid_plugin`` mirrors datasets and models into torchreid's registries this way,
+        so a module of one's own is visible to torchreid as soon as it is imported)."""
+        self._listeners.append(listener)
 
     def register(self, name=None, obj=None):
         if obj is not None:
@@ -63,6 +71,8 @@ class Registry:
             raise ValueError('{} name {!r} is already taken by {}; {} cannot be registered '
                              'under it too (give it another name)'.format(
                                  self.kind, name, origin(old), origin(obj)))
+        for listener in self._listeners:   # a listener that refuses leaves nothing behind
+            listener(name, obj)
         # the same definition again (a re-import, importlib.reload) replaces the entry
         self._table[name] = obj
         return obj

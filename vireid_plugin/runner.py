@@ -18,6 +18,7 @@ build their data manager and model with the same functions.
 """
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -31,11 +32,12 @@ from .config import (ConfigError, engine_kwargs, engine_run_kwargs, imagedata_kw
                      load_config, loss_kwargs, model_kwargs, optimizer_kwargs,
                      schedule_settings, scheduler_kwargs, videodata_kwargs)
 from .data import CrossModalImageDataManager, CrossModalVideoDataManager, num_cameras
-from .data.prepare import prepare_datasets
+from .data.prepare import check_real_data, prepare_datasets
 from .data.seeded import seed_cuda
-from .engine import (PREEMPTED_EXIT_STATUS, CrossModalEngine, Preempted, resume_target,
-                     run_prompt_stage)
+from .engine import (PREEMPTED_EXIT_STATUS, CheckpointError, CrossModalEngine, Preempted,
+                     load_checkpoint, resume_target, run_prompt_stage)
 from .engine.precision import prompt_stage_precision
+from .engine.save_dir import check_save_dir
 from .errors import UserError
 from .losses import build_loss
 from .models import build_model, load_weights
@@ -111,6 +113,30 @@ def check_writable(folder):
             folder, exc.strerror or exc)) from None
 
 
+def preflight(cfg, main_rank=True):
+    """What can be found wrong before any data is read or anything written (each one
+    line): a checkpoint to load that is missing or unreadable, pretrained weights named by
+    path that are not there, a synthetic tree where a
+    run wants the real data, a save dir holding another run."""
+    for key, path in (('model.load_weights', cfg.model.load_weights),
+                      ('model.resume', '' if cfg.model.resume == 'auto' else cfg.model.resume)):
+        if path:
+            try:
+                load_checkpoint(path)   # read again where it is used; a bad file stops here
+            except CheckpointError as exc:
+                raise CheckpointError('{}: {}'.format(key, exc)) from None
+    path = cfg.model.pretrained_path
+    if cfg.model.pretrained and path and not os.path.isfile(os.path.expanduser(path)):
+        raise CheckpointError('model.pretrained_path: file not found: {} (python '
+                              'scripts/download_weights.py fetches the weights; '
+                              'docs/data-and-weights.md)'.format(path))
+    check_real_data(cfg)
+    # a worker restarted by torchrun resumes by itself (resume_target)
+    restarted = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0') or 0) > 0
+    check_save_dir(cfg.data.save_dir, resume=bool(cfg.model.resume) or restarted,
+                   evaluate=cfg.test.evaluate, start_over=cfg.data.start_over, move=main_rank)
+
+
 def run(cfg):
     """Train and/or evaluate as ``cfg`` says; returns the engine. Replaces ``sys.stdout``
     with the run's log (``main`` puts it back)."""
@@ -118,6 +144,8 @@ def run(cfg):
     dist_info = distributed.init_distributed(cfg.use_gpu)
     main_rank = dist_info.rank == 0
     check_device(cfg, dist_info.device)   # fp16 on a CPU: refused before any data work
+    preflight(cfg, main_rank)
+    distributed.barrier()   # a run moved aside (--start-over) is gone for every rank
     check_writable(cfg.data.save_dir)
     if main_rank:
         # the run's config beside its results: scripts/visualize.py rebuilds the model from it
@@ -172,6 +200,13 @@ def run(cfg):
     if resume:
         run_kwargs['start_epoch'] = engine.resume(resume, cfg.data.save_dir,
                                                   cfg.train.resume_rebuild_schedule)
+        done = engine.start_epoch >= cfg.train.max_epoch and not engine._start_iteration
+        if done and not cfg.test.evaluate:
+            print('=> {} has trained all {} epochs of train.max_epoch: nothing to train '
+                  '(raise train.max_epoch to train further; test.evaluate True '
+                  'model.load_weights CHECKPOINT data.save_dir OTHER evaluates it)'.format(
+                      cfg.data.save_dir, cfg.train.max_epoch))
+            return engine
     engine.run(**run_kwargs)
     return engine
 
@@ -188,10 +223,26 @@ def build_parser():
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='PATH',
                    help='continue a run: from PATH, or (no PATH) from the newest good '
                         'checkpoint in data.save_dir (= model.resume PATH|auto)')
+    p.add_argument('--start-over', action='store_true',
+                   help='data.save_dir holds another run: move it aside to '
+                        '<save_dir>.old-<time> and start again (= data.start_over True)')
     plugins.add_argument(p)   # --plugin MODULE: datasets of your own
     p.add_argument('opts', default=None, nargs=argparse.REMAINDER,
                    help='modify config options using the command line (KEY VALUE ...)')
     return p
+
+
+#: KEY VALUE overrides appended to every command line of ``main`` (the docs test runs each
+#: documented command with tiny settings this way; docs/getting-started.md)
+ENV_OPTS = 'VIREID_OPTS'
+
+
+def env_overrides(env=None):
+    """The words of ``$VIREID_OPTS`` (announced on stderr when set)."""
+    words = (os.environ if env is None else env).get(ENV_OPTS, '').split()
+    if words:
+        print('=> {} adds: {}'.format(ENV_OPTS, ' '.join(words)), file=sys.stderr)
+    return words
 
 
 def split_resume(opts):
@@ -207,6 +258,23 @@ def split_resume(opts):
     return rest, 'auto'
 
 
+_KEY = re.compile(r'^[A-Za-z_]\w*(\.\w+)+$')
+
+
+def split_list_overrides(args):
+    """``-t regdb test.evaluate True``: argparse gives every word after ``-s``/``-t``/
+    ``--transforms`` to that flag. A word shaped like a config key (``section.key``; no
+    dataset or transform name has a dot) and what follows it are the KEY VALUE overrides:
+    moved in front of ``args.opts``."""
+    for attr in ('sources', 'targets', 'transforms'):
+        values = getattr(args, attr) or []
+        cut = next((i for i, v in enumerate(values) if _KEY.match(v)), None)
+        if cut is not None:
+            args.opts = values[cut:] + list(args.opts or [])
+            setattr(args, attr, values[:cut] or None)
+    return args
+
+
 def user_message(exc):
     """One line for the user: an error re-raised from a DataLoader worker carries the
     worker's whole traceback in its message; its last line is the original message."""
@@ -220,13 +288,15 @@ def user_message(exc):
 def main(argv=None):
     """``scripts/main.py``: returns the exit status (0; 1 data or files; 2 config;
     ``PREEMPTED_EXIT_STATUS`` when a pre-emption signal stopped the run after a checkpoint)."""
-    args = build_parser().parse_args(argv)
+    args = split_list_overrides(build_parser().parse_args(argv))
     stdout = sys.stdout
     try:
-        opts, resume_flag = split_resume(list(args.opts or ()))
+        opts, resume_flag = split_resume(list(args.opts or ()) + env_overrides())
         resume_flag = resume_flag or args.resume
         if resume_flag:
             opts += ['model.resume', resume_flag]
+        if args.start_over or '--start-over' in opts:   # also written after the overrides
+            opts = [o for o in opts if o != '--start-over'] + ['data.start_over', 'True']
         plugins.load(args.plugin)   # before the config: their sections' keys
         cfg = load_config(args.config_file, opts, sources=args.sources,
                           targets=args.targets, root=args.root, transforms=args.transforms)

@@ -42,6 +42,7 @@ def get_default_config():
     cfg.data.norm_mean = [0.485, 0.456, 0.406]
     cfg.data.norm_std = [0.229, 0.224, 0.225]
     cfg.data.save_dir = 'log'
+    cfg.data.start_over = False   # plugin: a save_dir holding another run is moved aside (<save_dir>.old-<time>) instead of refused (--start-over)
     cfg.data.load_train_targets = False
     cfg.data.synthetic = False    # plugin: generate synthetic data where a dataset folder is missing
     cfg.data.on_bad_image = 'stop'  # plugin: an unreadable training image: stop, or skip (replaced by another of its id and modality)

@@ -5,8 +5,9 @@ from .sections import loss_section_name
 
 def dataset_options(cfg):
     """{config key: value} of every key a registered dataset reads (its ``config_keys``):
-    the data managers hand them to the datasets they build (``data/datasets/options.py``)."""
-    out = {}
+    the data managers hand them to the datasets they build (``data/datasets/options.py``),
+    with ``data.synthetic`` (a run for real data refuses a synthetic tree)."""
+    out = {'data.synthetic': bool(cfg.data.synthetic)}
     for registry in (IMAGE_DATASETS, VIDEO_DATASETS):
         for _, cls in registry.items():
             for key in getattr(cls, 'config_keys', ()):

@@ -12,6 +12,7 @@ import re
 import yaml
 from yacs.config import CfgNode as CN
 
+from .. import compat
 from ..errors import ConfigError
 from ..metrics.distance import DIST_METRICS
 from ..metrics.selection import SELECT_METRICS
@@ -48,17 +49,47 @@ def _explain(exc, cfg, source):
     return ConfigError('{}: {}'.format(source, msg))
 
 
-def _read_yaml(path, seen=()):
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml's safe loader without anchors and aliases: a config needs none, and nested
+    aliases let a few hundred bytes expand to gigabytes when the config is printed."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, 'aliases (*{}) are not allowed in config files; write the value '
+                'out'.format(event.anchor), event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _yaml_problem(exc):
+    """'line L, column C: problem' of a yaml error (1-based, as editors count)."""
+    mark = getattr(exc, 'problem_mark', None) or getattr(exc, 'context_mark', None)
+    problem = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
+    if mark is None:
+        return problem
+    return 'line {}, column {}: {}'.format(mark.line + 1, mark.column + 1, problem)
+
+
+def _read_yaml(path, seen=(), included_by=None):
     if not os.path.isfile(path):
+        if included_by:
+            raise ConfigError('config file {} not found: {} {} of {} (a path relative to that '
+                              'file)'.format(path, BASE_KEY, os.path.relpath(
+                                  path, os.path.dirname(included_by)), included_by))
         raise ConfigError('config file not found: {}'.format(path))
     if os.path.abspath(path) in seen:
         raise ConfigError('config file {} includes itself through {}'.format(path, BASE_KEY))
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
+        with open(path, encoding='utf-8') as f:
+            data = yaml.load(f, Loader=_NoAliasLoader) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError('config file {} is not UTF-8 text (byte 0x{:02x} at offset {}); '
+                          'save it as UTF-8'.format(path, exc.object[exc.start],
+                                                    exc.start)) from None
     except yaml.YAMLError as exc:
-        raise ConfigError('config file {} is not valid YAML: {}'.format(
-            path, str(exc).splitlines()[0])) from None
+        raise ConfigError('config file {} is not valid YAML at {}'.format(
+            path, _yaml_problem(exc))) from None
     if not isinstance(data, dict):
         raise ConfigError('config file {} must hold a mapping of sections, got {}'.format(
             path, type(data).__name__))
@@ -66,7 +97,7 @@ def _read_yaml(path, seen=()):
     base = data.pop(BASE_KEY, None)
     if base:
         base_path = os.path.join(os.path.dirname(path), base)
-        chain = _read_yaml(base_path, seen + (os.path.abspath(path),))
+        chain = _read_yaml(base_path, seen + (os.path.abspath(path),), included_by=path)
     return chain + [(path, data)]
 
 
@@ -131,6 +162,7 @@ def check_config(cfg):
         _check_name(key, cfg[sec][name], registry)
     for term in cfg.loss.terms:
         _check_name('loss.terms', term, LOSSES)
+    _check_dataset_names(cfg)
     _check_sections(cfg)
     choices = {'train.amp': ('auto', 'bf16', 'fp16', 'off'),
                'test.select_on': ('last', 'val', 'test'),
@@ -210,6 +242,34 @@ def _check_name(key, value, registry):
         registry.get(value)
     except KeyError as exc:
         raise ConfigError('config key {!r}: {}'.format(key, exc.args[0])) from None
+
+
+def _check_dataset_names(cfg):
+    """data.sources / data.targets: names torchreid's data manager of data.type knows (the
+    plugin's are registered there), with close names for a typo and data.type for a name
+    of the other kind; found before any data is read."""
+    if cfg.data.type not in ('image', 'video'):
+        return   # check_config names the allowed values
+    video = cfg.data.type == 'video'
+    known = compat.video_dataset_names() if video else compat.image_dataset_names()
+    other = compat.image_dataset_names() if video else compat.video_dataset_names()
+    for key in ('sources', 'targets'):
+        names = list(cfg.data[key])
+        if not names:
+            raise ConfigError('data.{} is empty: name at least one dataset (e.g. {})'.format(
+                key, known[0] if known else 'sysu_mm01'))
+        for name in names:
+            if name in known:
+                continue
+            if name in other:
+                raise ConfigError('data.{}: {} is {} dataset and data.type is {!r}: set '
+                                  'data.type {}'.format(key, name, 'an image' if video else
+                                                        'a video', cfg.data.type,
+                                                        'image' if video else 'video'))
+            close = difflib.get_close_matches(str(name), known + other, n=3, cutoff=0.6)
+            raise ConfigError('data.{}: unknown dataset {!r}{}; {} datasets: {}'.format(
+                key, name, ' (did you mean {}?)'.format(', '.join(close)) if close else '',
+                cfg.data.type, ', '.join(known)))
 
 
 def _check_sections(cfg):

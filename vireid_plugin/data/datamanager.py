@@ -134,8 +134,13 @@ class _CrossModalLoaders:
         extra = {}
         if cls is RandomIdentityModalitySampler:
             extra['padding'] = self._padding_rule()
-        sampler = cls(old.dataset.train, batch_size, num_instances, seed=self._seed,
-                      item_seeds=True, num_replicas=self.num_replicas, rank=self.rank, **extra)
+        try:
+            sampler = cls(old.dataset.train, batch_size, num_instances, seed=self._seed,
+                          item_seeds=True, num_replicas=self.num_replicas, rank=self.rank,
+                          **extra)
+        except ValueError as exc:   # a batch the training set cannot fill: the config's
+            raise ConfigError('sampler {}: {}; lower train.batch_size or raise '
+                              'sampler.num_instances'.format(cls.__name__, exc)) from None
         if self.num_replicas > 1 and sampler.num_pids_per_batch // self.num_replicas < 2:
             print('=> Warning: each of the {} processes gets 1 identity per batch (P = {}): '
                   'batch-hard triplet terms find no negative on a rank and give 0. Raise '

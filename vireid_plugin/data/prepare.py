@@ -9,7 +9,8 @@ import os.path as osp
 import time
 
 from ..registry import IMAGE_DATASETS, SYNTHETIC_WRITERS, VIDEO_DATASETS
-from .synthetic import writer_for_folder
+from .datasets.common import check_not_synthetic
+from .synthetic import is_synthetic, writer_for_folder
 
 
 def dataset_class(name):
@@ -47,22 +48,46 @@ def write_synthetic(name, root, seed=0, overwrite=False, flat=False):
     return path
 
 
+def _dataset_folders(cfg):
+    """(dataset folder name, its path under data.root) of every source and target."""
+    root = osp.abspath(osp.expanduser(cfg.data.root))
+    for name in dict.fromkeys(list(cfg.data.sources) + list(cfg.data.targets)):
+        folder = getattr(dataset_class(name), 'dataset_dir', None)
+        if folder:
+            yield folder, root if osp.basename(root) == folder else osp.join(root, folder)
+
+
+def check_real_data(cfg):
+    """Without ``data.synthetic``: refuse a synthetic tree where a dataset of the run is
+    read (before any data is loaded; the loaders check it again)."""
+    if cfg.data.synthetic:
+        return
+    for folder, path in _dataset_folders(cfg):
+        if osp.isdir(path):
+            check_not_synthetic(path, folder, synthetic=False)
+
+
 def prepare_datasets(cfg):
     """With ``data.synthetic``, generate every missing plugin dataset under ``data.root``.
 
     A root that is itself the dataset folder, or a dataset already present, is
-    left alone; without ``data.synthetic`` nothing is written and a missing
+    left alone (one line says when it is not a synthetic tree); without
+    ``data.synthetic`` nothing is written, a synthetic tree is refused and a missing
     dataset is reported by the dataset class itself.
     """
     if not cfg.data.synthetic:
+        check_real_data(cfg)
         return []
     made = []
     root = osp.abspath(osp.expanduser(cfg.data.root))
-    for name in dict.fromkeys(list(cfg.data.sources) + list(cfg.data.targets)):
-        folder = getattr(dataset_class(name), 'dataset_dir', None)
-        writer = writer_for_folder(folder) if folder else None
-        if writer is None or osp.basename(root) == folder:
+    for folder, path in _dataset_folders(cfg):
+        writer = writer_for_folder(folder)
+        if writer is None:
             continue
-        if not osp.isdir(osp.join(root, folder)):
-            made.append(_ensure(writer, root))
+        if not osp.isdir(path):
+            if path != root:   # a root named like the dataset folder is never nested into
+                made.append(_ensure(writer, root))
+        elif not is_synthetic(path):
+            print('=> data.synthetic True, but {} holds a dataset that is not a synthetic '
+                  'tree (the real {}?): it is used as it is'.format(path, folder))
     return made

@@ -289,25 +289,46 @@ def write_lines(path, lines):
         f.write(''.join(line + '\n' for line in lines))
 
 
+#: the file every synthetic tree carries at its top (``write_atomic`` writes it): the loaders
+#: read it, so a synthetic tree is never taken for the real dataset (``is_synthetic``)
+SYNTHETIC_MARKER = '.vireid-synthetic'
+
+
+def is_synthetic(folder):
+    """Whether ``folder`` is a tree a synthetic writer made (it holds ``SYNTHETIC_MARKER``)."""
+    return os.path.isfile(os.path.join(folder, SYNTHETIC_MARKER))
+
+
 def write_atomic(root, folder, build, overwrite, name=None):
-    """Build ``<root>/<folder>`` in a hidden sibling folder (``build(tmp)``), then rename it
-    into place; ``name`` (default: the folder) names the dataset in the refusal message."""
+    """Build ``<root>/<folder>`` in a hidden sibling folder (``build(tmp)``), mark it as
+    synthetic (``SYNTHETIC_MARKER``), then rename it into place; ``name`` (default: the
+    folder) names the dataset in the messages. ``overwrite`` replaces an existing
+    synthetic tree, never a folder without the marker (the real dataset)."""
     name = name or folder
     target = os.path.join(root, folder)
 
     def refuse():
+        if os.path.exists(target) and not is_synthetic(target):
+            raise FileExistsError(
+                'synthetic {} not written: {} already exists and is not a synthetic tree '
+                '(no {} file: the real dataset?); it is never replaced, choose another '
+                'root'.format(name, target, SYNTHETIC_MARKER))
         raise FileExistsError(
-            'synthetic {} not written: {} already exists (pass overwrite=True to replace '
-            'it)'.format(name, target))
-    if os.path.exists(target) and not overwrite:
+            'synthetic {} not written: {} already exists (replace it with '
+            'scripts/make_synthetic_data.py --overwrite, or overwrite=True in '
+            'Python)'.format(name, target))
+    if os.path.exists(target) and (not overwrite or not is_synthetic(target)):
         refuse()
     os.makedirs(root, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix='.{}.partial-'.format(folder), dir=root)
     try:
         os.chmod(tmp, 0o755)   # mkdtemp makes it private
         build(tmp)
+        with open(os.path.join(tmp, SYNTHETIC_MARKER), 'w') as f:
+            f.write('synthetic {} written by vireid_plugin (data.synthetic, '
+                    'scripts/make_synthetic_data.py): not the real dataset\n'.format(name))
         if os.path.exists(target):
-            if not overwrite:   # someone else finished first
+            if not overwrite or not is_synthetic(target):   # someone else finished first
                 refuse()
             trash = tempfile.mkdtemp(prefix='.{}.old-'.format(folder), dir=root)
             os.rename(target, os.path.join(trash, folder))

@@ -86,9 +86,17 @@ class CheckpointManager:
         save_checkpoint(state, path)
         if best:
             save_checkpoint(state, os.path.join(self.folder, BEST))
-        for _, _, old in self.regular()[:-self.keep]:
-            os.remove(old)
+        self.prune((epoch, iteration))
         return path
+
+    def prune(self, newest):
+        """Keep the ``keep`` newest regular checkpoints up to ``newest`` (epoch, iteration),
+        the one just written included; files of later steps (another run's, or a branch
+        this run resumed before) are never counted against it, so a checkpoint reported
+        as saved is never deleted by its own pruning."""
+        earlier = [path for e, i, path in self.regular() if (e, i) < tuple(newest)]
+        for old in earlier[:max(0, len(earlier) - (self.keep - 1))]:
+            os.remove(old)
 
     def latest_good(self, log=print):
         """The newest regular checkpoint that loads; unreadable ones are reported and skipped.

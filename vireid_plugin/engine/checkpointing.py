@@ -15,7 +15,7 @@ from .. import distributed
 from ..checkpoint_io import WriteError, atomic_write
 from ..data.seeded import cuda_rng_states, rng_state, set_rng_state
 from ..errors import bounded_repr
-from .checkpoint import (CheckpointError, CheckpointManager, load_checkpoint,
+from .checkpoint import (CheckpointError, CheckpointManager, checkpoint_name, load_checkpoint,
                          restore_training_state, schedule_changes)
 from .preemption import PREEMPTED_FILE, Preempted
 
@@ -90,9 +90,11 @@ class Checkpointing:
         """Write the checkpoint at (epoch, iteration) unless it was just ``saved`` (to
         ``path``), then ``preempted.json``; raise ``Preempted`` (every rank)."""
         signame = self._preemption.signame
-        print('=> {} received: stopping {} with a checkpoint'.format(
+        print('=> {} received: stopping {} with a checkpoint ({})'.format(
             signame, 'at epoch {} iteration {}'.format(epoch + 1, iteration) if iteration
-            else 'after epoch {}'.format(epoch)))
+            else 'after epoch {}'.format(epoch), checkpoint_name(epoch, iteration)
+            + (': {} whole epochs and {} iterations of the next'.format(epoch, iteration)
+               if iteration else '')))
         if not saved:
             path = self.save_training_checkpoint(epoch, iteration, policy=False)
         elif path is None and distributed.is_main():   # failed under 'retry': now or never

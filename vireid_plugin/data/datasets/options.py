@@ -21,7 +21,8 @@ from types import MappingProxyType
 from ...errors import DatasetOptionError
 from ...registry import CONFIG_SECTIONS
 
-__all__ = ['DatasetOptionError', 'dataset_option', 'scoped_options', 'default_option']
+__all__ = ['DatasetOptionError', 'dataset_option', 'scoped_options', 'default_option',
+           'scoped_value']
 
 #: the options of the data manager being constructed (None outside a construction)
 _SCOPE = contextvars.ContextVar('vireid_plugin_dataset_options', default=None)
@@ -49,6 +50,13 @@ def scoped_options(options):
         yield
     finally:
         _SCOPE.reset(token)
+
+
+def scoped_value(key):
+    """The value a run's data manager set for ``key``, or None outside a run's scope (a
+    plain torchreid data manager, a dataset built by hand)."""
+    scoped = _SCOPE.get()
+    return scoped.get(key) if scoped is not None else None
 
 
 def dataset_option(key, explicit=None):

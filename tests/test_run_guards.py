@@ -1,0 +1,303 @@
+"""What a run checks before it reads data or writes anything (issue 26): a synthetic tree
+is never taken for the real dataset, a save dir holding another run is never mixed with a
+new one (and pruning never deletes the checkpoint just reported), config files and dataset
+names that are wrong get one line."""
+import os
+import sys
+
+import pytest
+import torch
+
+from vireid_plugin.config import ConfigError, load_config
+from vireid_plugin.data.datasets.common import SyntheticDataError
+from vireid_plugin.data.datasets.options import scoped_options
+from vireid_plugin.data.datasets.sysu_mm01.dataset import SYSUMM01
+from vireid_plugin.data.synthetic import SYNTHETIC_MARKER, make_sysu_mm01
+from vireid_plugin.engine.checkpoint import CheckpointManager
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
+
+
+@pytest.fixture(scope='module')
+def synthetic_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('syn'))
+    make_sysu_mm01(root, num_train=4, num_val=1, num_test=2, images_per_cam=1, size=(64, 32))
+    return root
+
+
+@pytest.fixture
+def run_cli(cli, capfd):
+    def call(argv):
+        capfd.readouterr()
+        rc = cli.main([str(a) for a in argv])
+        sys.__stderr__.flush()
+        return rc, capfd.readouterr()
+    return call
+
+
+def one_line(err):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('error: '), err
+    return lines[0]
+
+
+def cheap(root, save_dir, *extra):
+    return ['--config-file', DEMO, '--root', root, 'data.save_dir', save_dir,
+            'data.workers', '0', 'data.height', '64', 'data.width', '32',
+            'train.batch_size', '8', 'test.eval_before_train', 'False', 'test.num_trials', '1',
+            'data_cache.enabled', 'False'] + [str(e) for e in extra]
+
+
+# ---------------------------------------------------------------- synthetic vs real
+
+def test_a_real_data_run_refuses_a_synthetic_tree_before_anything(run_cli, synthetic_root,
+                                                                  tmp_path):
+    save_dir = tmp_path / 'log'
+    rc, out = run_cli(cheap(synthetic_root, save_dir, 'data.synthetic', 'False'))
+    assert rc == 1
+    line = one_line(out.err)
+    tree = os.path.join(synthetic_root, 'SYSU-MM01')
+    assert 'synthetic' in line and tree in line and SYNTHETIC_MARKER in line
+    assert 'put the real SYSU-MM01 at' in line and 'data.synthetic True' in line
+    assert 'Config:' not in out.out   # found before the config dump and any data work
+    assert not save_dir.exists()      # nothing written
+
+
+def test_the_loader_reads_the_marker_both_ways(synthetic_root, tmp_path, capsys):
+    # a run for real data (the plugin's data managers scope data.synthetic False) refuses it
+    with scoped_options({'data.synthetic': False}), pytest.raises(SyntheticDataError) as exc:
+        SYSUMM01(root=synthetic_root)
+    assert str(exc.value).count('\n') == 0
+    # a run on synthetic data reads it
+    with scoped_options({'data.synthetic': True}):
+        assert len(SYSUMM01(root=synthetic_root).train) > 0
+    # plain torchreid code (no run) reads it, and is told in one line what it is
+    capsys.readouterr()
+    SYSUMM01(root=synthetic_root)
+    assert 'a synthetic SYSU-MM01' in capsys.readouterr().out
+    # the same files without the marker (what a real tree looks like) are read by a
+    # real-data run
+    real = tmp_path / 'real'
+    make_sysu_mm01(str(real), num_train=4, num_val=1, num_test=2, images_per_cam=1,
+                   size=(64, 32))
+    os.remove(os.path.join(str(real), 'SYSU-MM01', SYNTHETIC_MARKER))
+    with scoped_options({'data.synthetic': False}):
+        assert len(SYSUMM01(root=str(real)).train) > 0
+    # the root itself being the dataset folder is checked too
+    with scoped_options({'data.synthetic': False}), pytest.raises(SyntheticDataError):
+        SYSUMM01(root=os.path.join(synthetic_root, 'SYSU-MM01'))
+
+
+def test_prepare_never_overwrites_a_real_tree(tmp_path):
+    from vireid_plugin.data.prepare import check_real_data, prepare_datasets
+    cfg = load_config(DEMO, ['data.root', str(tmp_path)])
+    (tmp_path / 'SYSU-MM01' / 'exp').mkdir(parents=True)   # a "real" (unmarked) tree
+    assert prepare_datasets(cfg) == []
+    assert os.listdir(str(tmp_path / 'SYSU-MM01')) == ['exp']
+    check_real_data(load_config(DEMO, ['data.root', str(tmp_path), 'data.synthetic', 'False']))
+
+
+# ---------------------------------------------------------------- one run per save dir
+
+def _old_run(save_dir):
+    (save_dir / 'model').mkdir(parents=True)
+    (save_dir / 'model' / 'model.pth.tar-10').write_bytes(b'old run')
+    (save_dir / 'results.json').write_text('[]')
+
+
+def test_a_save_dir_holding_a_run_is_refused(run_cli, synthetic_root, tmp_path):
+    save_dir = tmp_path / 'res'
+    _old_run(save_dir)
+    rc, out = run_cli(cheap(synthetic_root, save_dir, 'data.synthetic', 'True',
+                            'train.max_epoch', '1'))
+    assert rc == 1
+    line = one_line(out.err)
+    assert str(save_dir) in line and 'model/model.pth.tar-10' in line
+    assert '--resume' in line and 'another data.save_dir' in line and '--start-over' in line
+    assert sorted(os.listdir(str(save_dir))) == ['model', 'results.json']   # untouched
+    # an evaluation into it would overwrite its features and mix its results too
+    rc, out = run_cli(cheap(synthetic_root, save_dir, 'data.synthetic', 'True',
+                            'test.evaluate', 'True'))
+    assert rc == 1 and '--resume' not in one_line(out.err)
+
+
+def test_resume_passes_the_save_dir_check(run_cli, synthetic_root, tmp_path):
+    save_dir = tmp_path / 'res'
+    _old_run(save_dir)
+    rc, out = run_cli(cheap(synthetic_root, save_dir, 'data.synthetic', 'True', '--resume',
+                            save_dir / 'model' / 'model.pth.tar-10'))
+    assert rc == 1
+    line = one_line(out.err)   # it goes on to the checkpoint, which is not one
+    assert 'holds another run' not in line and 'model.pth.tar-10' in line
+
+
+def test_start_over_moves_the_old_run_aside(run_cli, synthetic_root, tmp_path):
+    save_dir = tmp_path / 'res'
+    _old_run(save_dir)
+    # the run stops at once on a config error of the engine; the old run is aside by then
+    rc, out = run_cli(cheap(synthetic_root, save_dir, 'data.synthetic', 'True',
+                            '--start-over', 'train.max_epoch', '1', 'train.amp', 'fp16'))
+    moved = [p for p in os.listdir(str(tmp_path)) if p.startswith('res.old-')]
+    assert len(moved) == 1
+    old = tmp_path / moved[0]
+    assert (old / 'model' / 'model.pth.tar-10').read_bytes() == b'old run'
+    assert (old / 'results.json').read_text() == '[]'
+    assert 'now in {}'.format(old) in out.out
+    assert not (save_dir / 'results.json').exists()
+
+
+def _state(value):
+    return {'state_dict': {'w': torch.full((2,), float(value))}, 'epoch': value}
+
+
+def test_pruning_keeps_the_newest_and_never_the_one_just_saved(tmp_path):
+    manager = CheckpointManager(str(tmp_path), keep=3)
+    for epoch in range(1, 6):
+        manager.save(_state(epoch), epoch)
+    assert [e for e, _, _ in manager.regular()] == [3, 4, 5]
+    # checkpoints of later steps (another run's, an abandoned branch) do not push out the
+    # one this run just wrote, and are left alone
+    path = manager.save(_state(1), 1)
+    assert os.path.isfile(path)
+    assert [e for e, _, _ in manager.regular()] == [1, 3, 4, 5]
+    manager.save(_state(2), 2, iteration=7)
+    assert [(e, i) for e, i, _ in manager.regular()] == [(1, 0), (2, 7), (3, 0), (4, 0),
+                                                         (5, 0)]
+
+
+# ---------------------------------------------------------------- config files and names
+
+@pytest.mark.parametrize('text,expected', [
+    ('train:\n  lr: 0.1\n   max_epoch: 3\n', 'line 3, column 13'),
+    ('a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n'
+     'test:\n  ranks: *b\n', 'aliases (*a) are not allowed'),
+])
+def test_bad_yaml_names_file_line_and_column(tmp_path, text, expected):
+    path = tmp_path / 'bad.yaml'
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(str(path))
+    msg = str(exc.value)
+    assert str(path) in msg and expected in msg and '\n' not in msg
+
+
+def test_a_non_utf8_config_file_is_one_line(tmp_path):
+    path = tmp_path / 'latin1.yaml'
+    path.write_bytes('train:\n  lr: 0.1  # caf\xe9\n'.encode('latin-1'))
+    with pytest.raises(ConfigError, match=r'latin1\.yaml is not UTF-8 text \(byte 0xe9'):
+        load_config(str(path))
+
+
+def test_a_missing_base_names_the_including_file(tmp_path):
+    child = tmp_path / 'child.yaml'
+    child.write_text('_BASE_: parent.yaml\ntrain:\n  max_epoch: 2\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(str(child))
+    msg = str(exc.value)
+    assert str(tmp_path / 'parent.yaml') in msg and str(child) in msg and '_BASE_' in msg
+
+
+@pytest.mark.parametrize('argv,expected', [
+    (['-s', 'sysu_mm02'], ["unknown dataset 'sysu_mm02'", 'did you mean sysu_mm01']),
+    (['-s', 'hitsz_vcm'], ['hitsz_vcm is a video dataset', 'data.type video']),
+    (['-t', 'sysu_mm01', 'data.type', 'video'], ['sysu_mm01 is an image dataset',
+                                                 'data.type image']),
+])
+def test_dataset_names_are_checked_with_the_config(run_cli, tmp_path, argv, expected):
+    rc, out = run_cli(argv[:2] + ['--config-file', DEMO, 'data.save_dir', tmp_path / 'log']
+                      + argv[2:])
+    assert rc == 2
+    line = one_line(out.err)
+    assert all(e in line for e in expected), line
+    assert 'Config:' not in out.out
+
+
+def test_overrides_after_a_dataset_list_are_overrides():
+    from vireid_plugin.runner import build_parser, split_list_overrides
+    args = split_list_overrides(build_parser().parse_args(
+        ['-t', 'regdb', 'regdb_t2v', 'test.evaluate', 'True', 'train.max_epoch', '2']))
+    assert args.targets == ['regdb', 'regdb_t2v']
+    assert args.opts == ['test.evaluate', 'True', 'train.max_epoch', '2']
+    args = split_list_overrides(build_parser().parse_args(['-s', 'sysu_mm01', 'x.y', '1']))
+    assert args.sources == ['sysu_mm01'] and args.opts == ['x.y', '1']
+
+
+# ---------------------------------------------------------------- checkpoints, finished runs
+
+@pytest.mark.parametrize('key', ['model.load_weights', 'model.resume'])
+def test_a_bad_checkpoint_is_found_before_the_data(run_cli, synthetic_root, tmp_path, key):
+    path = tmp_path / 'zeros.pth'
+    path.write_bytes(b'\0' * 4096)
+    rc, out = run_cli(cheap(synthetic_root, tmp_path / 'log', 'data.synthetic', 'True',
+                            key, path))
+    assert rc == 1
+    line = one_line(out.err)
+    assert key in line and str(path) in line
+    assert 'Config:' not in out.out and not (tmp_path / 'log').exists()
+
+
+def test_resuming_a_finished_run_says_so_and_trains_nothing(run_cli, synthetic_root, tmp_path):
+    save_dir = tmp_path / 'done'
+    base = cheap(synthetic_root, save_dir, 'data.synthetic', 'True', 'train.max_epoch', '1',
+                 'sampler.num_instances', '2', 'train.print_freq', '1000')
+    rc, _ = run_cli(base)
+    assert rc == 0 and (save_dir / 'model' / 'model.pth.tar-1').is_file()
+    rc, out = run_cli(base + ['--resume'])
+    assert rc == 0
+    assert 'has trained all 1 epochs of train.max_epoch: nothing to train' in out.out
+    assert 'Start training' not in out.out
+
+
+def test_a_batch_the_training_set_cannot_fill_is_one_config_line(run_cli, synthetic_root,
+                                                                 tmp_path):
+    # 5 training ids (4 train + 1 val), and 16 / (2 x 1) = 8 ids per batch asked for
+    rc, out = run_cli(cheap(synthetic_root, tmp_path / 'log', 'data.synthetic', 'True',
+                            'train.batch_size', '16', 'sampler.num_instances', '1'))
+    assert rc == 2
+    line = one_line(out.err)
+    assert 'P=8 ids per batch' in line and 'only 5 ids' in line
+    assert 'train.batch_size' in line
+
+
+def test_a_torchreid_built_model_names_its_input_size():
+    import torchreid
+    model = torchreid.reid.models.build_model('vit_tiny_reid', 4, pretrained=False).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 128, 64)).shape[0] == 1   # its size (README table)
+        with pytest.raises(ConfigError) as exc:
+            model(torch.zeros(1, 3, 256, 128))
+    msg = str(exc.value)
+    assert 'vit_tiny_reid takes 128x64 images' in msg and 'got 256x128' in msg
+    assert 'height=128, width=64' in msg and '\n' not in msg
+
+
+def test_a_dataset_registered_after_the_import_reaches_torchreid_without_a_call():
+    """Plain torchreid code that imports a module of its own registering a dataset: the
+    module's decorator is all it takes (docs/adding-a-dataset.md shows the same)."""
+    from vireid_plugin import compat
+    from vireid_plugin.data.datasets import CrossModalImageDataset
+    from vireid_plugin.registry import IMAGE_DATASETS
+
+    table = vars(compat.datasets)['__image_datasets']
+    assert 'late_toy_issue26' not in table
+
+    class LateToy(CrossModalImageDataset):
+        dataset_dir = 'LateToy'
+    try:
+        IMAGE_DATASETS.register('late_toy_issue26', LateToy)
+        assert table['late_toy_issue26'] is LateToy
+    finally:
+        IMAGE_DATASETS._table.pop('late_toy_issue26', None)
+        table.pop('late_toy_issue26', None)
+
+
+def test_missing_pretrained_weights_are_found_before_the_data(run_cli, synthetic_root,
+                                                               tmp_path):
+    missing = tmp_path / 'vit_base.safetensors'
+    rc, out = run_cli(cheap(synthetic_root, tmp_path / 'log', 'data.synthetic', 'True',
+                            'model.pretrained', 'True', 'model.pretrained_path', missing))
+    assert rc == 1
+    line = one_line(out.err)
+    assert 'model.pretrained_path' in line and str(missing) in line
+    assert 'Config:' not in out.out
