@@ -482,7 +482,7 @@ def _cfg(root, *extra):
     import os
     from vireid_plugin.config import load_config
     demo = os.path.join(os.path.dirname(__file__), '..', 'configs', 'demo_agw.yaml')
-    return load_config(demo, ['data.root', root, 'data.synthetic', 'False',
+    return load_config(demo, ['data.root', root, 'data.synthetic', 'True',
                               'train.batch_size', '16', 'data.workers', '0'] + list(extra))
 
 
@@ -527,7 +527,7 @@ def test_caj_recipe_settings_train_and_evaluate_end_to_end(cli, small_sysu, tmp_
     import json
     import os
     demo = os.path.join(os.path.dirname(__file__), '..', 'configs', 'demo_agw.yaml')
-    rc = cli.main(['--config-file', demo, 'data.root', small_sysu, 'data.synthetic', 'False',
+    rc = cli.main(['--config-file', demo, 'data.root', small_sysu, 'data.synthetic', 'True',
                    'data.save_dir', str(tmp_path), 'data.transforms', CAJ,
                    'data_cache.enabled', 'False', 'train.batch_size', '16',
                    'train.max_epoch', '1', 'train.optim', 'sgd', 'train.lr', '0.01',

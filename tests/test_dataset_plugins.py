@@ -143,11 +143,11 @@ def test_the_plugin_dataset_trains_twice_with_the_image_cache(tmp_path):
     module = write_toy(tmp_path)
     root = tmp_path / 'data'
     config = tmp_path / 'toy.yaml'
-    config.write_text(TOY_CONFIG.format(root=root, save_dir=tmp_path / 'log'))
+    config.write_text(TOY_CONFIG)
     for n in (1, 2):
         out = run(['scripts/main.py', '--plugin', module, '--config-file', config,
-                   'data.save_dir', tmp_path / 'log{}'.format(n), 'train.max_epoch', '1',
-                   'data_cache.enabled', 'True'])
+                   'data.root', root, 'data.save_dir', tmp_path / 'log{}'.format(n),
+                   'train.max_epoch', '1', 'data_cache.enabled', 'True'])
         assert out.returncode == 0, out.stderr[-3000:]
         log = ''.join(open(tmp_path / 'log{}'.format(n) / name).read()
                       for name in os.listdir(tmp_path / 'log{}'.format(n))

@@ -58,7 +58,7 @@ def torchrun(tmp_path, root, save_dir, restarts):
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc-per-node',
            '2', '--max-restarts', str(restarts), '--monitor-interval', '0.5', str(worker),
            '--root', root, 'data.save_dir', save_dir, 'model.name', 'toy_ddp_linear',
-           'model.pretrained', 'False', 'data.synthetic', 'False', 'data.workers', '0',
+           'model.pretrained', 'False', 'data.synthetic', 'True', 'data.workers', '0',
            'data.height', '32', 'data.width', '16', 'data.transforms', '[random_flip]',
            'loss.terms', '[id]', 'loss.weights', '[1.0]', 'train.optim', 'sgd',
            'train.lr', '0.5', 'train.batch_size', '16', 'sampler.num_instances', '2',

@@ -42,7 +42,7 @@ def run_dir(cli, root, tmp_path_factory):
     """A trained tiny ViT (camera embedding on, 0.5/0.5 normalisation as configs/demo.yaml)."""
     save_dir = str(tmp_path_factory.mktemp('run'))
     argv = ['--config-file', os.path.join(REPO, 'configs', 'demo.yaml'), '--root', root,
-            'data.save_dir', save_dir, 'data.synthetic', 'False', 'data.workers', '0',
+            'data.save_dir', save_dir, 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '64', 'data.width', '32', 'train.batch_size', '16',
             'train.max_epoch', '1', 'test.num_trials', '1', 'train.print_freq', '100',
             'test.batch_size', '32', 'test.eval_before_train', 'False']
@@ -222,7 +222,7 @@ def test_a_video_runs_clips_give_its_saved_pool_features(cli, tmp_path):
     make_hitsz_vcm(root, num_train=8, num_test=4, size=(64, 32))
     save_dir = str(tmp_path / 'vcm')
     assert cli.main(['--config-file', os.path.join(REPO, 'configs', 'demo_vcm.yaml'), '--root',
-                     root, 'data.save_dir', save_dir, 'data.synthetic', 'False',
+                     root, 'data.save_dir', save_dir, 'data.synthetic', 'True',
                      'data.workers', '0', 'data.height', '64', 'data.width', '32',
                      'train.batch_size', '8', 'train.max_epoch', '1', 'video.seq_len', '3',
                      'test.eval_before_train', 'False', 'train.print_freq', '100']) == 0

@@ -41,7 +41,7 @@ def test_schedule_refusal_names_the_key_and_stays_short():
 
 def _args(root, save, *extra):
     return ['--config-file', DEMO, '--root', root, 'data.save_dir', save, 'data.synthetic',
-            'False', 'data.workers', '0', 'data.height', '64', 'data.width', '32',
+            'True', 'data.workers', '0', 'data.height', '64', 'data.width', '32',
             'train.batch_size', '8', 'test.eval_before_train', 'False', 'test.num_trials', '1',
             'data_cache.enabled', 'False', 'train.max_epoch', '2'] + list(extra)
 

@@ -82,7 +82,7 @@ def run_cli(cli, root, save_dir, on_bad):
     try:
         return cli.main([
             '--config-file', os.path.join(REPO, 'configs', 'demo_lsmrl.yaml'), '--root', root,
-            'data.save_dir', save_dir, 'data.synthetic', 'False', 'data.workers', '0',
+            'data.save_dir', save_dir, 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '64', 'data.width', '32', 'video.seq_len', str(SEQ),
             'train.batch_size', '8', 'train.max_epoch', '1',
             'lsmrl.stage1_epochs', '1', 'lsmrl.stage1_batch_size', '8', 'use_gpu', 'False',

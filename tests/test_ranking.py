@@ -164,7 +164,7 @@ def test_a_run_records_distance_feature_and_selection(tmp_path, cli, capfd, one_
     root = str(tmp_path / 'data')
     make_sysu_mm01(root, num_train=6, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
     save = tmp_path / 'log'
-    argv = ['--config-file', DEMO, '--root', root, 'data.synthetic', 'False',
+    argv = ['--config-file', DEMO, '--root', root, 'data.synthetic', 'True',
             'data.save_dir', str(save), 'data.workers', '0', 'data.height', '32',
             'data.width', '16', 'vit.stride_size', '8', 'train.batch_size', '8',
             'sampler.num_instances', '2', 'train.max_epoch', '2', 'train.print_freq', '100',

@@ -86,7 +86,7 @@ def tiny_root(tmp_path_factory):
 
 def _args(root, save_dir, *extra):
     return ['--config-file', DEMO, '--root', root, 'data.save_dir', save_dir,
-            'data.synthetic', 'False', 'data.workers', '0', 'data.height', '64',
+            'data.synthetic', 'True', 'data.workers', '0', 'data.height', '64',
             'data.width', '32', 'vit.stride_size', '16', 'train.batch_size', '8',
             'test.eval_before_train', 'False', 'test.num_trials', '1',
             'data_cache.enabled', 'False', 'train.max_epoch', '1'] + list(extra)
@@ -97,11 +97,27 @@ def test_a_run_into_a_folder_with_a_dict_results_file(cli, tiny_root, tmp_path, 
     save = tmp_path / 'log'
     save.mkdir()
     (save / 'results.json').write_text('{"not": "a list"}')
-    assert cli.main([str(a) for a in _args(tiny_root, save)]) == 0
+    # a folder holding a results file holds a run (issue 26): one line, nothing touched
+    assert cli.main([str(a) for a in _args(tiny_root, save)]) != 0
+    err = capfd.readouterr().err
+    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1
+    assert (save / 'results.json').read_text() == '{"not": "a list"}'
+    # started over: the old folder is moved aside whole, the run writes a list of records
+    assert cli.main([str(a) for a in _args(tiny_root, save)] + ['--start-over']) == 0
     assert (save / 'model' / 'model.pth.tar-1').is_file()
     records = json.loads((save / 'results.json').read_text())
     assert [(r['stage'], r['epoch']) for r in records] == [('evaluation', 1)]
     assert 'Traceback' not in capfd.readouterr().err
+
+
+def test_a_dict_results_file_met_while_recording_is_set_aside(tmp_path, capsys):
+    from vireid_plugin.engine.evaluation import append_results
+    (tmp_path / 'results.json').write_text('{"not": "a list"}')
+    append_results(str(tmp_path), {'dataset': 'x', 'epoch': 1, 'rows': []})
+    assert json.loads((tmp_path / 'results.json').read_text()) == [
+        {'dataset': 'x', 'epoch': 1, 'rows': [], 'epoch_base': 1}]
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith('results.json.corrupt-')]
+    assert len(aside) == 1 and aside[0].read_text() == '{"not": "a list"}'
 
 
 @pytest.mark.usefixtures('one_thread')

@@ -137,7 +137,8 @@ def test_start_over_moves_the_old_run_aside(run_cli, synthetic_root, tmp_path):
     _old_run(save_dir)
     # the run stops at once on a config error of the engine; the old run is aside by then
     rc, out = run_cli(cheap(synthetic_root, save_dir, 'data.synthetic', 'True',
-                            '--start-over', 'train.max_epoch', '1', 'train.amp', 'fp16'))
+                            '--start-over', 'train.max_epoch', '1', 'test.select_on', 'test',
+                            'test.select_mode', 'no-such-mode'))
     moved = [p for p in os.listdir(str(tmp_path)) if p.startswith('res.old-')]
     assert len(moved) == 1
     old = tmp_path / moved[0]

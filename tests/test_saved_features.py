@@ -92,7 +92,7 @@ def test_a_features_file_that_cannot_be_written_does_not_end_the_run(cli, tmp_pa
     monkeypatch.setattr(saved_features, 'save_bytes', refuse)
     save = tmp_path / 'log'
     argv = ['--config-file', DEMO, '--root', root, 'data.save_dir', save, 'data.synthetic',
-            'False', 'data.workers', '0', 'data.height', '64', 'data.width', '32',
+            'True', 'data.workers', '0', 'data.height', '64', 'data.width', '32',
             'train.batch_size', '8', 'test.eval_before_train', 'False', 'test.num_trials', '1',
             'data_cache.enabled', 'False', 'train.max_epoch', '1']
     assert cli.main([str(a) for a in argv]) == 0
