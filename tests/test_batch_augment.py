@@ -279,3 +279,14 @@ def test_refused_and_unknown_names():
     aug = BatchAugment(['random_flip'], H, W, [0.5] * 3, [0.5] * 3)
     with pytest.raises(ValueError, match='built for 64x32'):
         aug(torch.zeros(2, 3, 32, 16, dtype=torch.uint8))
+
+
+def test_the_log_lists_every_step_the_batch_form_runs():
+    # issue 26.14: torchreid's "Building train transforms" list is replaced on the cache
+    # path; the batch form names its own steps in the order forward() runs them: torchreid's
+    # (flip), the plugin's (grayscale), normalisation, erasing
+    aug = BatchAugment(['random_erase', 'random_grayscale', 'random_flip'], 8, 4,
+                       [0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
+    assert aug.describe() == ['random_flip', 'random_grayscale',
+                              'normalize (mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])',
+                              'random_erase']

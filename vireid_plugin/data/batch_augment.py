@@ -150,6 +150,12 @@ class BatchAugment(torch.nn.Module):
     def extra_repr(self):
         return 'steps={}, erase={}, size={}'.format(self.steps, self.erase, self.size)
 
+    def describe(self):
+        """The steps in the order they run, as the training log lists them."""
+        return (list(self.steps) + ['normalize (mean={}, std={})'.format(
+            [round(float(v), 4) for v in self.mean], [round(float(v), 4) for v in self.std])]
+            + (['random_erase'] if self.erase else []) + list(self.channel.names))
+
     def generator(self, device, seed=None):
         """The generator that gives items their seeds when ``forward`` gets none (or one
         int) for ``device``; re-seeded from ``seed`` when one is given."""

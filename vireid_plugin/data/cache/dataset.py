@@ -114,6 +114,10 @@ def cached_train_loader(loader, dataset, name, size, transforms, norm_mean, norm
                                    seed=0 if seed is None else seed)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        # the pipeline torchreid printed above ("Building train transforms") is replaced
+        print('=> Training augmentation per batch on the device (data_cache.gpu_augment, '
+              'from the cached {}x{} pixels): {}'.format(size[0], size[1],
+                                                         ', '.join(augment.describe())))
     cache = open_image_cache(_training_files(dataset.data), size, name, folder=folder,
                              workers=workers, on_bad=on_bad, root=root)
     if cache.bad:
