@@ -26,17 +26,6 @@ def tiny_tree(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def run_cli(cli, capfd):
-    """Run main(argv); returns (exit code, stderr text)."""
-    def call(argv):
-        capfd.readouterr()
-        rc = cli.main([str(a) for a in argv])
-        sys.__stderr__.flush()
-        return rc, capfd.readouterr().err
-    return call
-
-
 def error_lines(err):
     return [line for line in err.splitlines() if line.strip()]
 

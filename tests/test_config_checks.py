@@ -1,7 +1,6 @@
 """Config values no run can use: one ``ConfigError`` line naming the key, when the config is
 loaded (or, for device options, when the run starts), before any data or model work."""
 import os
-import sys
 
 import pytest
 import torch
@@ -82,16 +81,6 @@ def test_fp16_on_cpu_refused_by_check_device():
     check_device(cfg, torch.device('cuda'))   # a GPU run: accepted
     with pytest.raises(ConfigError, match='train.sync_bn'):
         check_device(load_config(DEMO, ['train.sync_bn', 'True']), torch.device('cpu'))
-
-
-@pytest.fixture
-def run_cli(cli, capfd):
-    def call(argv):
-        capfd.readouterr()
-        rc = cli.main([str(a) for a in argv])
-        sys.__stderr__.flush()
-        return rc, capfd.readouterr().err
-    return call
 
 
 def _one_line(err):

@@ -3,7 +3,6 @@ is never taken for the real dataset, a save dir holding another run is never mix
 new one (and pruning never deletes the checkpoint just reported), config files and dataset
 names that are wrong get one line."""
 import os
-import sys
 
 import pytest
 import torch
@@ -26,16 +25,6 @@ def synthetic_root(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def run_cli(cli, capfd):
-    def call(argv):
-        capfd.readouterr()
-        rc = cli.main([str(a) for a in argv])
-        sys.__stderr__.flush()
-        return rc, capfd.readouterr()
-    return call
-
-
 def one_line(err):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith('error: '), err
@@ -51,10 +40,10 @@ def cheap(root, save_dir, *extra):
 
 # ---------------------------------------------------------------- synthetic vs real
 
-def test_a_real_data_run_refuses_a_synthetic_tree_before_anything(run_cli, synthetic_root,
+def test_a_real_data_run_refuses_a_synthetic_tree_before_anything(run_main, synthetic_root,
                                                                   tmp_path):
     save_dir = tmp_path / 'log'
-    rc, out = run_cli(cheap(synthetic_root, save_dir, 'data.synthetic', 'False'))
+    rc, out = run_main(cheap(synthetic_root, save_dir, 'data.synthetic', 'False'))
     assert rc == 1
     line = one_line(out.err)
     tree = os.path.join(synthetic_root, 'SYSU-MM01')
@@ -106,10 +95,10 @@ def _old_run(save_dir):
     (save_dir / 'results.json').write_text('[]')
 
 
-def test_a_save_dir_holding_a_run_is_refused(run_cli, synthetic_root, tmp_path):
+def test_a_save_dir_holding_a_run_is_refused(run_main, synthetic_root, tmp_path):
     save_dir = tmp_path / 'res'
     _old_run(save_dir)
-    rc, out = run_cli(cheap(synthetic_root, save_dir, 'data.synthetic', 'True',
+    rc, out = run_main(cheap(synthetic_root, save_dir, 'data.synthetic', 'True',
                             'train.max_epoch', '1'))
     assert rc == 1
     line = one_line(out.err)
@@ -117,26 +106,26 @@ def test_a_save_dir_holding_a_run_is_refused(run_cli, synthetic_root, tmp_path):
     assert '--resume' in line and 'another data.save_dir' in line and '--start-over' in line
     assert sorted(os.listdir(str(save_dir))) == ['model', 'results.json']   # untouched
     # an evaluation into it would overwrite its features and mix its results too
-    rc, out = run_cli(cheap(synthetic_root, save_dir, 'data.synthetic', 'True',
+    rc, out = run_main(cheap(synthetic_root, save_dir, 'data.synthetic', 'True',
                             'test.evaluate', 'True'))
     assert rc == 1 and '--resume' not in one_line(out.err)
 
 
-def test_resume_passes_the_save_dir_check(run_cli, synthetic_root, tmp_path):
+def test_resume_passes_the_save_dir_check(run_main, synthetic_root, tmp_path):
     save_dir = tmp_path / 'res'
     _old_run(save_dir)
-    rc, out = run_cli(cheap(synthetic_root, save_dir, 'data.synthetic', 'True', '--resume',
+    rc, out = run_main(cheap(synthetic_root, save_dir, 'data.synthetic', 'True', '--resume',
                             save_dir / 'model' / 'model.pth.tar-10'))
     assert rc == 1
     line = one_line(out.err)   # it goes on to the checkpoint, which is not one
     assert 'holds another run' not in line and 'model.pth.tar-10' in line
 
 
-def test_start_over_moves_the_old_run_aside(run_cli, synthetic_root, tmp_path):
+def test_start_over_moves_the_old_run_aside(run_main, synthetic_root, tmp_path):
     save_dir = tmp_path / 'res'
     _old_run(save_dir)
     # the run stops at once on a config error of the engine; the old run is aside by then
-    rc, out = run_cli(cheap(synthetic_root, save_dir, 'data.synthetic', 'True',
+    rc, out = run_main(cheap(synthetic_root, save_dir, 'data.synthetic', 'True',
                             '--start-over', 'train.max_epoch', '1', 'test.select_on', 'test',
                             'test.select_mode', 'no-such-mode'))
     moved = [p for p in os.listdir(str(tmp_path)) if p.startswith('res.old-')]
@@ -205,8 +194,8 @@ def test_a_missing_base_names_the_including_file(tmp_path):
     (['-t', 'sysu_mm01', 'data.type', 'video'], ['sysu_mm01 is an image dataset',
                                                  'data.type image']),
 ])
-def test_dataset_names_are_checked_with_the_config(run_cli, tmp_path, argv, expected):
-    rc, out = run_cli(argv[:2] + ['--config-file', DEMO, 'data.save_dir', tmp_path / 'log']
+def test_dataset_names_are_checked_with_the_config(run_main, tmp_path, argv, expected):
+    rc, out = run_main(argv[:2] + ['--config-file', DEMO, 'data.save_dir', tmp_path / 'log']
                       + argv[2:])
     assert rc == 2
     line = one_line(out.err)
@@ -227,10 +216,10 @@ def test_overrides_after_a_dataset_list_are_overrides():
 # ---------------------------------------------------------------- checkpoints, finished runs
 
 @pytest.mark.parametrize('key', ['model.load_weights', 'model.resume'])
-def test_a_bad_checkpoint_is_found_before_the_data(run_cli, synthetic_root, tmp_path, key):
+def test_a_bad_checkpoint_is_found_before_the_data(run_main, synthetic_root, tmp_path, key):
     path = tmp_path / 'zeros.pth'
     path.write_bytes(b'\0' * 4096)
-    rc, out = run_cli(cheap(synthetic_root, tmp_path / 'log', 'data.synthetic', 'True',
+    rc, out = run_main(cheap(synthetic_root, tmp_path / 'log', 'data.synthetic', 'True',
                             key, path))
     assert rc == 1
     line = one_line(out.err)
@@ -238,22 +227,22 @@ def test_a_bad_checkpoint_is_found_before_the_data(run_cli, synthetic_root, tmp_
     assert 'Config:' not in out.out and not (tmp_path / 'log').exists()
 
 
-def test_resuming_a_finished_run_says_so_and_trains_nothing(run_cli, synthetic_root, tmp_path):
+def test_resuming_a_finished_run_says_so_and_trains_nothing(run_main, synthetic_root, tmp_path):
     save_dir = tmp_path / 'done'
     base = cheap(synthetic_root, save_dir, 'data.synthetic', 'True', 'train.max_epoch', '1',
                  'sampler.num_instances', '2', 'train.print_freq', '1000')
-    rc, _ = run_cli(base)
+    rc, _ = run_main(base)
     assert rc == 0 and (save_dir / 'model' / 'model.pth.tar-1').is_file()
-    rc, out = run_cli(base + ['--resume'])
+    rc, out = run_main(base + ['--resume'])
     assert rc == 0
     assert 'has trained all 1 epochs of train.max_epoch: nothing to train' in out.out
     assert 'Start training' not in out.out
 
 
-def test_a_batch_the_training_set_cannot_fill_is_one_config_line(run_cli, synthetic_root,
+def test_a_batch_the_training_set_cannot_fill_is_one_config_line(run_main, synthetic_root,
                                                                  tmp_path):
     # 5 training ids (4 train + 1 val), and 16 / (2 x 1) = 8 ids per batch asked for
-    rc, out = run_cli(cheap(synthetic_root, tmp_path / 'log', 'data.synthetic', 'True',
+    rc, out = run_main(cheap(synthetic_root, tmp_path / 'log', 'data.synthetic', 'True',
                             'train.batch_size', '16', 'sampler.num_instances', '1'))
     assert rc == 2
     line = one_line(out.err)
@@ -293,10 +282,10 @@ def test_a_dataset_registered_after_the_import_reaches_torchreid_without_a_call(
         table.pop('late_toy_issue26', None)
 
 
-def test_missing_pretrained_weights_are_found_before_the_data(run_cli, synthetic_root,
+def test_missing_pretrained_weights_are_found_before_the_data(run_main, synthetic_root,
                                                                tmp_path):
     missing = tmp_path / 'vit_base.safetensors'
-    rc, out = run_cli(cheap(synthetic_root, tmp_path / 'log', 'data.synthetic', 'True',
+    rc, out = run_main(cheap(synthetic_root, tmp_path / 'log', 'data.synthetic', 'True',
                             'model.pretrained', 'True', 'model.pretrained_path', missing))
     assert rc == 1
     line = one_line(out.err)
