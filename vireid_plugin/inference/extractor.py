@@ -20,7 +20,6 @@ model on one batch when opened).
 """
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import List
 
@@ -34,6 +33,7 @@ from ..engine.saved_features import FEATURES_FILE, load_features
 from ..progress import progress
 from ..runner import CONFIG_FILE
 from ..visualize.run import load_run_model
+from .batches import ThreadedBatches
 from .errors import InferenceInputError, MissingModalityError, NoCheckpointError
 from .inputs import ON_BAD, ItemReader, collate, describe_item, modality_code, per_item
 from .metric import run_distance
@@ -93,30 +93,15 @@ def _frame_rule(run_dir):
     return 'chunk'
 
 
-class _Batches:
-    def __init__(self, reader, batch_size, threads):
-        self.reader, self.batch_size, self.threads = reader, int(batch_size), max(1, threads)
-
-    def __len__(self):
-        return -(-len(self.reader) // self.batch_size)
-
-    def __iter__(self):
-        """Batches in order; batch k + 1 is decoded while batch k is in the model (one
-        batch ahead: memory stays two batches whatever the input count)."""
-        n, size = len(self.reader), self.batch_size
-        with ThreadPoolExecutor(self.threads, thread_name_prefix='vireid-decode') as pool:
-            def submit(start):
-                return [pool.submit(self.reader.__getitem__, i)
-                        for i in range(start, min(start + size, n))]
-            ahead = submit(0) if n else []
-            for start in range(0, n, size):
-                current, ahead = ahead, submit(start + size) if start + size < n else []
-                yield collate([f.result() for f in current])
-
-
-def threaded_batches(reader, batch_size, threads):
-    """``collate``d batches of ``reader`` decoded by ``threads`` threads, one batch ahead."""
-    return _Batches(reader, batch_size, threads)
+def default_decode_threads(device):
+    """Decoding threads beside the model: the cores the model leaves free (on a CPU, those
+    beyond torch's intra-op threads; with a GPU, all but one), at least 1 and at most 4
+    (beyond that the GIL, not the cores, bounds PIL's per-image Python; use loader
+    processes, ``workers=``)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') \
+        else (os.cpu_count() or 1)
+    busy = 1 if torch.device(device).type != 'cpu' else torch.get_num_threads()
+    return max(1, min(4, cores - busy))
 
 
 class TorchBackend:
@@ -168,7 +153,7 @@ class Extractor:
     """
 
     def __init__(self, model, cfg, preprocessing, fingerprint, checkpoint='', device='cpu',
-                 backend='torch', onnx_file='', batch_size=None, workers=0, decode_threads=2,
+                 backend='torch', onnx_file='', batch_size=None, workers=0, decode_threads=None,
                  run_dir=''):
         self.model = model.to(device).eval()
         self.cfg = cfg
@@ -182,8 +167,10 @@ class Extractor:
         self.batch_size = int(batch_size or cfg.test.batch_size or 64)
         self.workers = int(workers)
         #: workers == 0: images are decoded by this many threads of this process while the
-        #: model runs on the previous batch (PIL and torch release the GIL)
-        self.decode_threads = int(decode_threads)
+        #: model runs (PIL and torch release the GIL); the thread running the model decodes
+        #: too while it waits (:mod:`.batches`)
+        self.decode_threads = default_decode_threads(self.device) if decode_threads is None \
+            else int(decode_threads)
         state = model.state_dict()
         sie = [v for k, v in state.items() if k.endswith('sie_embed')]
         #: cameras the model's camera embedding knows (0: it has none)
@@ -334,7 +321,8 @@ class Extractor:
                     reader, batch_size=batch_size, num_workers=workers, collate_fn=collate,
                     pin_memory=self.device.type == 'cuda')
             else:
-                loader = threaded_batches(reader, batch_size, self.decode_threads)
+                loader = ThreadedBatches(reader, batch_size, self.decode_threads,
+                                         finish=self._normalized)
             for got, x, bad in progress(loader, '{} of {} inputs'.format(desc, len(rest)),
                                         enabled=show_progress):
                 for j, msg in bad:
@@ -345,8 +333,9 @@ class Extractor:
                 if x is None:
                     continue
                 idx = [rest[j] for j in got]
-                feats.append(self.forward(self.pre.normalize(x), *self._batch_labels(
-                    mods, cams, idx)))
+                if x.dtype == torch.uint8:   # loader processes hand over uint8 batches
+                    x = self.pre.normalize(x)
+                feats.append(self.forward(x, *self._batch_labels(mods, cams, idx)))
                 kept += idx
         if skipped:
             log('{} of {} input(s) skipped (unreadable)'.format(len(skipped), len(items)))
@@ -356,6 +345,11 @@ class Extractor:
         return Extracted(features, kept, [items[i] for i in kept],
                          [None if mods is None else mods[i] for i in kept],
                          [None if cams is None else cams[i] for i in kept], skipped)
+
+    def _normalized(self, batch):
+        """A collated batch with its uint8 images normalised (in a decoding thread)."""
+        got, x, bad = batch
+        return got, None if x is None else self.pre.normalize(x), bad
 
     def _batch_labels(self, mods, cams, idx):
         m = None if mods is None else torch.tensor([mods[i] for i in idx], dtype=torch.long)

@@ -55,8 +55,9 @@ class Preprocessing:
         return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
 
     def normalize(self, batch):
-        """Model input (float32) of a uint8 batch (..., 3, H, W), as ToTensor + Normalize."""
-        x = batch.to(torch.float32).div(255)
+        """Model input (float32) of a uint8 batch (..., 3, H, W), as ToTensor + Normalize
+        (in place on a new float tensor: elementwise, so the same values as out of place)."""
+        x = batch.to(torch.float32, copy=True).div_(255)
         if not self.pixel_norm:
             return x
         shape = (3, 1, 1)

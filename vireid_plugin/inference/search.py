@@ -161,7 +161,8 @@ def build_parser():
     p.add_argument('--batch-size', type=int, default=None,
                    help="images per forward (default: the run's test.batch_size)")
     p.add_argument('--workers', type=int, default=0,
-                   help='loader processes (default 0: 2 decoding threads beside the model)')
+                   help='loader processes (default 0: decoding threads beside the model, one per '
+                        'core the model leaves free)')
     p.add_argument('--device', default='cpu')
     return p
 
