@@ -14,7 +14,10 @@ A model that cannot work from images alone (MIP selects its prompts by modality;
 LSMRL pairs visible and infrared clips of one identity and learns from its text
 features) raises :func:`engine_required` when called the torchreid way.
 """
-__all__ = ['ENGINE', 'TORCHREID_LOSSES', 'check_loss', 'outputs_for', 'engine_required']
+from ..errors import ConfigError, UserError
+
+__all__ = ['ENGINE', 'TORCHREID_LOSSES', 'check_loss', 'outputs_for', 'engine_required',
+           'EngineRequiredError']
 
 #: the engine that passes what torchreid's engines do not (modality, camid, pid)
 ENGINE = 'vireid_plugin.engine.CrossModalEngine'
@@ -27,7 +30,7 @@ def check_loss(name, loss):
     if loss is None:
         return 'softmax'
     if loss not in TORCHREID_LOSSES:
-        raise ValueError('model {!r}: loss must be one of {} (what torchreid\'s engines train '
+        raise ConfigError('model {!r}: loss must be one of {} (what torchreid\'s engines train '
                          'with), got {!r}'.format(name, ', '.join(TORCHREID_LOSSES), loss))
     return loss
 
@@ -45,9 +48,13 @@ def outputs_for(model, named, named_outputs):
     raise KeyError('Unsupported loss: {}'.format(loss))   # torchreid's own message
 
 
+class EngineRequiredError(UserError, ValueError):
+    """A model that needs the plugin's engine was called as torchreid's engines call it."""
+
+
 def engine_required(model_name, why):
     """The error a model raises when called with images only (torchreid's engines)."""
-    return ValueError(
+    return EngineRequiredError(
         '{} cannot run from images alone, as torchreid\'s engines call it (model(imgs)): {}. '
         'Train and evaluate it with {} (python scripts/main.py --config-file ...), which '
         'passes modality=, camid= and pid= with every batch and named_outputs=True.'.format(
