@@ -45,7 +45,7 @@ def _timed(fn, repeats):
     return best
 
 
-def bench_extraction(config_dir, num_ids=16, batch_size=64, workers=0, repeats=3,
+def bench_extraction(config_dir, num_ids=16, batch_size=64, workers=0, repeats=5,
                      image_size=(256, 128), log=print):
     """Images/s of ``Extractor.extract`` and torchreid's ``FeatureExtractor`` running the
     same model object (best of ``repeats`` alternating passes over the same files, after
@@ -53,6 +53,7 @@ def bench_extraction(config_dir, num_ids=16, batch_size=64, workers=0, repeats=3
     ``image_size`` (height, width) JPEGs, larger than the model's input as camera crops
     are."""
     from ..inference import Extractor
+    from ..inference.inputs import ItemReader
     with tempfile.TemporaryDirectory(prefix='vireid_bench_inference_') as tmp:
         make_sysu_mm01(os.path.join(tmp, 'data'), num_train=2, num_val=2, num_test=num_ids,
                        images_per_cam=4, size=tuple(image_size))
@@ -86,11 +87,21 @@ def bench_extraction(config_dir, num_ids=16, batch_size=64, workers=0, repeats=3
         for _ in range(repeats):   # alternating: a load change hits both alike
             t_theirs = min(t_theirs, _timed(run_theirs, 1))
             t_ours = min(t_ours, _timed(run_ours, 1))
+        # the two parts alone, one after the other in this thread: what overlapping them
+        # can at best reach is their sum over the cores (docs/inference.md)
+        reader = ItemReader(files, ours.pre)
+        inputs = [ours.pre.normalize(torch.stack([reader[i][1] for i in range(s, min(
+            s + batch_size, len(files)))])) for s in range(0, len(files), batch_size)]
+        t_decode = _timed(lambda: [reader[i] for i in range(len(files))], repeats)
+        t_model = _timed(lambda: [ours.forward(x, torch.zeros(len(x), dtype=torch.long))
+                                  for x in inputs], repeats)
     return {'model': cfg.model.name, 'input': [3, *size], 'files': list(image_size),
             'images': len(files),
             'batch': batch_size, 'workers': workers,
             'torchreid_images_per_s': len(files) / t_theirs,
-            'plugin_images_per_s': len(files) / t_ours, 'speedup': t_theirs / t_ours}
+            'plugin_images_per_s': len(files) / t_ours, 'speedup': t_theirs / t_ours,
+            'decode_resize_s': t_decode, 'model_s': t_model, 'plugin_s': t_ours,
+            'torchreid_s': t_theirs}
 
 
 def bench_search(gallery=100000, dim=768, queries=1000, topk=10, metric='euclidean', seed=0,

@@ -42,7 +42,8 @@ def format_report(result):
         out.append(_table('inference: features of image files (plugin vs torchreid '
                           'FeatureExtractor)', inf['extraction'],
                           ['model', 'input', 'files', 'images', 'batch', 'workers',
-                           'torchreid_images_per_s', 'plugin_images_per_s', 'speedup']))
+                           'torchreid_images_per_s', 'plugin_images_per_s', 'speedup',
+                           'decode_resize_s', 'model_s']))
         out.append(_table('inference: gallery search', inf['search'],
                           ['engine', 'gallery', 'dim', 'queries', 'topk', 'seconds',
                            'same_topk', 'max_abs_diff']))
