@@ -271,6 +271,34 @@ def test_item_draws_are_uniform_and_independent_of_the_batch():
     assert ints.min() == 0 and ints.max() == 20 and len(ints.unique()) == 21
 
 
+def _splitmix64_uniform(seed, call, j):
+    """The documented draw, from splitmix64's definition in unsigned 64-bit integers
+    (Python ints mod 2**64): the key mixes the seed's stream, the counter is
+    j + (call << 32) + 1, and the top 24 bits of the mix make the float."""
+    m = (1 << 64) - 1
+
+    def mix(z):
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        return z ^ (z >> 31)
+    key = mix(seed ^ 0x2545F4914F6CDD1D)
+    z = mix((key + (j + (call << 32) + 1) * 0x9E3779B97F4A7C15) & m)
+    return (z >> 40) / float(1 << 24)
+
+
+def test_item_draws_are_splitmix64_in_wrapping_int64():
+    """torch's int64 products wrap as unsigned 64-bit arithmetic does: the draws equal
+    the definition computed with Python integers (scripts/gpu_check.py compares the CUDA
+    draws with these CPU ones)."""
+    from vireid_plugin.data.batch_augment import ItemDraws
+    seeds = [0, 1, 7919, 2 ** 62 - 1, 123456789012345]
+    draws = ItemDraws(seeds)
+    first, second = draws.rand(len(seeds), 3), draws.rand(len(seeds), 2)
+    for b, seed in enumerate(seeds):
+        assert first[b].tolist() == [_splitmix64_uniform(seed, 1, j) for j in range(3)]
+        assert second[b].tolist() == [_splitmix64_uniform(seed, 2, j) for j in range(2)]
+
+
 def test_refused_and_unknown_names():
     with pytest.raises(ValueError, match='random_patch.*gpu_augment False'):
         BatchAugment(['random_flip', 'random_patch'], H, W, [0.5] * 3, [0.5] * 3)

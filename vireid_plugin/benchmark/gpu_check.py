@@ -18,6 +18,9 @@ sampler lays them out; a few minutes on one GPU):
   GPU: ``step`` on the device, the next step runs;
 - ``tf32``: fp32 evaluation features against float64 (TF32 off inside extraction), and
   what ``test.tf32 True`` changes;
+- ``draws``: the cache path's per-item augmentation draws (splitmix64 in wrapping int64
+  products) are the same numbers on the GPU as on the CPU, where a test checks them
+  against the definition in Python integers;
 - ``ddp``: with 2 or more GPUs, 2 NCCL processes train MIP 3 steps with
   ``find_unused_parameters`` auto (False): equal weights on both ranks, different CUDA
   random streams (seed + rank).
@@ -189,6 +192,17 @@ def check_tf32(device):
         rel(fp32), rel(tf32))
 
 
+def check_draws(device):
+    from ..data.batch_augment import ItemDraws
+    seeds = torch.randint(2 ** 62, (4096,), generator=torch.Generator().manual_seed(0))
+    seeds[:3] = torch.tensor([0, 1, 2 ** 62 - 1])
+    on_cpu, on_device = ItemDraws(seeds), ItemDraws(seeds.to(device))
+    same = all(torch.equal(on_cpu.rand(4096, 7), on_device.rand(4096, 7).cpu())
+               for _ in range(3))
+    return same, '3 requests of 4096 x 7 draws: identical on {} and the CPU: {}'.format(
+        device, same)
+
+
 def _ddp_worker(rank, world, port, queue):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
@@ -267,9 +281,11 @@ def run_checks(device=None, out=sys.stdout):
     if on_gpu:
         report.check('resume cpu->fused', lambda: check_resume(device))
         report.check('tf32 evaluation', lambda: check_tf32(device))
+        report.check('draws cuda = cpu', lambda: check_draws(device))
     else:
         report.line('SKIP', 'resume cpu->fused', 'needs a GPU')
         report.line('SKIP', 'tf32 evaluation', 'needs a GPU with TF32 (Ampere or newer)')
+        report.line('SKIP', 'draws cuda = cpu', 'needs a GPU')
     if on_gpu and torch.cuda.device_count() >= 2:
         report.check('ddp 2 GPUs', check_ddp)
     else:
