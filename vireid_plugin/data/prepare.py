@@ -9,7 +9,7 @@ import os.path as osp
 import time
 
 from ..registry import IMAGE_DATASETS, SYNTHETIC_WRITERS, VIDEO_DATASETS
-from .datasets.common import check_not_synthetic
+from .datasets.common import check_not_older_synthetic, check_not_synthetic
 from .synthetic import is_synthetic, writer_for_folder
 
 
@@ -59,12 +59,15 @@ def _dataset_folders(cfg):
 
 def check_real_data(cfg):
     """Without ``data.synthetic``: refuse a synthetic tree where a dataset of the run is
-    read (before any data is loaded; the loaders check it again)."""
+    read (before any data is loaded; the loaders check the marker again), and an unmarked
+    one that looks like an older writer's (``check_not_older_synthetic``)."""
     if cfg.data.synthetic:
         return
     for folder, path in _dataset_folders(cfg):
         if osp.isdir(path):
             check_not_synthetic(path, folder, synthetic=False)
+            writer = writer_for_folder(folder)
+            check_not_older_synthetic(path, folder, getattr(writer, 'real_ids', 0))
 
 
 def prepare_datasets(cfg):
