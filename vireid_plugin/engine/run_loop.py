@@ -112,10 +112,12 @@ class RunLoop:
             lines.append('Model: the last epoch (test.select_on last)')
         elif self._selection_row:
             lines.append('Model: {}, scored by {} of {} (test.select_on {}, test.select_metric '
-                         '{}, test.select_mode)'.format(
+                         '{}, {})'.format(
                              SELECTION_LABEL[self.select_on],
-                             SELECT_METRIC_LABEL[self.select_metric],
-                             self._selection_row, self.select_on, self.select_metric))
+                             SELECT_METRIC_LABEL[self.select_metric], self._selection_row,
+                             self.select_on, self.select_metric,
+                             'test.select_mode {!r}'.format(self.select_mode) if self.select_mode
+                             else 'the first row; test.select_mode names another'))
         return lines
 
     def _evaluate_epoch(self, done, test_kwargs):
