@@ -100,7 +100,7 @@ def check_fit(model, state, path, strict=True, ignore=(), hint=STRICT_HINT, name
     if not loaded:
         raise CheckpointError('{} does not fit model {}: no parameter matches by name and '
                               'shape (first keys in file: {}){}'.format(
-                                  path, label, list(state)[:3], _belongs_to(original, model)))
+                                  path, label, list(state)[:3], _belongs_to(original, model, name)))
     if strict and (mismatched or missing or unexpected):
         problems = []
         if mismatched:
@@ -110,39 +110,52 @@ def check_fit(model, state, path, strict=True, ignore=(), hint=STRICT_HINT, name
             problems.append('missing from the file: ' + _short(missing))
         if unexpected:
             problems.append('not in the model: ' + _short(unexpected))
-        guess = _belongs_to(original, model)
+        guess = _belongs_to(original, model, name)
         raise CheckpointError('{} does not fit model {} ({}){}'.format(
             path, label, '; '.join(problems), guess or '; is it a checkpoint of another model '
             'or class count? ' + hint))
     return report, loaded
 
 
-def _belongs_to(state, model):
-    """': it looks like a checkpoint of NAME ...' when another registered model (not one
-    with the keys of ``model``) has the file's keys and shapes, else ''."""
-    name = guess_model(state, not_keys=set(model.state_dict()))
-    return (': it looks like a checkpoint of {}, another model (model.name {} reads it)'.format(
-        name, name) if name else '')
+def _belongs_to(state, model, name=''):
+    """': it looks like a checkpoint of GUESS ...' when a registered model built with its
+    defaults fits the file's keys and shapes better than ``model`` (registered as
+    ``name``) does, else ''."""
+    guess = guess_model(state, model.state_dict())
+    if not guess:
+        return ''
+    if guess == name:   # the same model, with another input size or other options
+        return (': it looks like a checkpoint of {} with its default input size and options, '
+                'which this run changes (data.height, data.width, the model\'s config '
+                'section): use those of the run that wrote it'.format(guess))
+    return ': it looks like a checkpoint of {}, another model (model.name {} reads it)'.format(
+        guess, guess)
 
 
-def guess_model(state, not_keys=None, threshold=0.9):
+def _fit_score(shapes, own):
+    """The share of the keys of both state dicts ({key: shape}) with the same shape."""
+    same = sum(1 for k, s in shapes.items() if own.get(k) == s)
+    return same / max(1, len(set(shapes) | set(own)))
+
+
+def guess_model(state, loading=None, threshold=0.9):
     """The registered model whose state dict has the keys and shapes of ``state`` (at
-    least ``threshold`` of the union of both: a class- or camera-sized key may differ), or
-    None; a model whose keys are ``not_keys`` (the one loading it) is not an answer. Each
-    model is built without weights on the meta device (no memory, a fraction of a second;
-    on the CPU where a model cannot be built there)."""
+    least ``threshold`` of the union of both: a class- or camera-sized key may differ),
+    and fits it better than the state dict ``loading`` (of the model it is loaded into)
+    does; else None. Each model is built without weights on the meta device (no memory,
+    a fraction of a second; on the CPU where a model cannot be built there)."""
     from .build import build_model, model_names   # the registry: filled by the families
     shapes = {k: tuple(v.shape) for k, v in state.items() if hasattr(v, 'shape')}
     best, best_score = None, threshold
+    if loading is not None:
+        best_score = max(threshold, _fit_score(shapes, {k: tuple(v.shape)
+                                                        for k, v in loading.items()}))
     for name in model_names():
         try:
             own = {k: tuple(v.shape) for k, v in _build_shapes(build_model, name).items()}
         except Exception:   # a model that cannot be built bare here is not the answer
             continue
-        if set(own) == not_keys:
-            continue
-        same = sum(1 for k, s in shapes.items() if own.get(k) == s)
-        score = same / max(1, len(set(shapes) | set(own)))
+        score = _fit_score(shapes, own)
         if score > best_score:
             best, best_score = name, score
     return best
