@@ -416,8 +416,15 @@ def test_an_unmarked_tree_of_an_older_writer_is_refused(run_main, tmp_path):
     assert '7 identities where the real SYSU-MM01 has 491' in line
     assert 'delete it' in line and 'data.synthetic True' in line
     assert 'Config:' not in out.out and not (tmp_path / 'log').exists()
+    # a run on synthetic data uses it as such, and says what it is
+    import contextlib
+    import io
+    from vireid_plugin.data.prepare import check_real_data, prepare_datasets
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert prepare_datasets(load_config(DEMO, ['data.root', str(root)])) == []
+    assert 'looks like a synthetic SYSU-MM01 written by an older' in printed.getvalue()
     # the same tree declared real by its owner (a subset of the real data) passes the check
-    from vireid_plugin.data.prepare import check_real_data
     cfg = load_config(DEMO, ['data.root', str(root), 'data.synthetic', 'False'])
     open(os.path.join(tree, '.vireid-real'), 'w').close()
     check_real_data(cfg)

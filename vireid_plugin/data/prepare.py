@@ -10,7 +10,7 @@ import time
 
 from ..registry import IMAGE_DATASETS, SYNTHETIC_WRITERS, VIDEO_DATASETS
 from .datasets.common import check_not_older_synthetic, check_not_synthetic
-from .synthetic import is_synthetic, writer_for_folder
+from .synthetic import SYNTHETIC_MARKER, is_synthetic, older_synthetic_ids, writer_for_folder
 
 
 def dataset_class(name):
@@ -90,6 +90,10 @@ def prepare_datasets(cfg):
         if not osp.isdir(path):
             if path != root:   # a root named like the dataset folder is never nested into
                 made.append(_ensure(writer, root))
+        elif older_synthetic_ids(path, writer.real_ids) is not None:
+            print('=> {} looks like a synthetic {} written by an older vireid_plugin (no {} '
+                  'file): used as the synthetic data data.synthetic True asks for'.format(
+                      path, folder, SYNTHETIC_MARKER))
         elif not is_synthetic(path):
             print('=> data.synthetic True, but {} holds a dataset that is not a synthetic '
                   'tree (the real {}?): it is used as it is'.format(path, folder))
