@@ -430,6 +430,26 @@ def test_an_unmarked_tree_of_an_older_writer_is_refused(run_main, tmp_path):
     check_real_data(cfg)
 
 
+@pytest.mark.parametrize('name,kwargs,ids', [
+    ('sysu_mm01', dict(num_train=4, num_val=1, num_test=2, images_per_cam=1), 7),
+    ('regdb', dict(num_ids=6, images_per_id=1, num_trials=1), 6),
+    ('hitsz_vcm', dict(num_train=3, num_test=3, lengths=(8, 14)), 6),
+    ('hitsz_vcm', dict(flat=True, num_train=3, num_test=3, lengths=(8, 14)), 6),
+    ('llcm', dict(num_train=4, num_test=3, images=(1, 1)), 7),
+    ('buptcampus', dict(num_train=3, num_aux=0, num_test=4, lengths=(2, 3)), 7),
+])
+def test_every_writer_s_tree_without_its_marker_is_recognised(tmp_path, name, kwargs, ids):
+    """The signature holds for the trees of all five writers (their identity folders are
+    counted where each layout keeps them), and only without the marker."""
+    from vireid_plugin.data.synthetic import older_synthetic_ids
+    from vireid_plugin.registry import SYNTHETIC_WRITERS
+    writer = SYNTHETIC_WRITERS.get(name)
+    tree = writer(str(tmp_path), size=(32, 16), **kwargs)
+    assert older_synthetic_ids(tree, writer.real_ids) is None   # marked: a synthetic tree
+    os.remove(os.path.join(tree, SYNTHETIC_MARKER))
+    assert older_synthetic_ids(tree, writer.real_ids) == ids
+
+
 def test_a_tree_shaped_like_the_real_one_is_accepted(tmp_path):
     """Not made by the generator, with the real RegDB's 412 identities (one image a
     modality each): read as real data; with a quarter of them it would be refused."""
