@@ -331,6 +331,19 @@ def test_a_checkpoint_of_another_model_is_found_before_the_data(run_main, tmp_pa
     assert not (tmp_path / 'log').exists()
 
 
+def test_resume_auto_checks_the_newest_checkpoint_before_the_data(run_main, tmp_path):
+    save_dir = tmp_path / 'log'
+    (save_dir / 'model').mkdir(parents=True)
+    newest = _checkpoint(save_dir / 'model' / 'model.pth.tar-3', 'mip_vit_tiny')
+    rc, out = run_main(_no_data(tmp_path, 'vit_tiny_reid', '--resume'))
+    assert rc == 1
+    line = one_line(out.err)
+    assert line.startswith('error: model.resume: {} does not fit model vit_tiny_reid'.format(
+        newest))
+    assert 'it looks like a checkpoint of mip_vit_tiny' in line and 'Config:' not in out.out
+    assert os.listdir(str(save_dir)) == ['model']
+
+
 def test_a_checkpoint_for_another_input_size_names_the_keys_before_the_data(run_main, tmp_path):
     # vit_tiny_reid trained at 128x64 (8x4 patches + 1 token), loaded for 64x32 (4x2 + 1)
     path = _checkpoint(tmp_path / 'vit.pth', 'vit_tiny_reid', img_size=(128, 64))

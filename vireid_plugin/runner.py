@@ -36,7 +36,7 @@ from .data.prepare import check_real_data, prepare_datasets
 from .data.seeded import seed_cuda
 from .engine import (PREEMPTED_EXIT_STATUS, CheckpointError, CrossModalEngine, Preempted,
                      load_checkpoint, resume_target, run_prompt_stage)
-from .engine.checkpoint import check_training_checkpoint
+from .engine.checkpoint import CheckpointManager, check_training_checkpoint
 from .engine.precision import prompt_stage_precision
 from .engine.save_dir import check_save_dir
 from .errors import UserError
@@ -132,19 +132,27 @@ def preflight(cfg, main_rank=True):
     for key, path, strict, hint in (
             ('model.load_weights', cfg.model.load_weights, cfg.model.load_weights_strict,
              STRICT_HINT),
-            ('model.resume', '' if cfg.model.resume == 'auto' else cfg.model.resume, True,
+            ('model.resume', cfg.model.resume, True,
              'a run resumes with the model.name and options of the run that wrote it '
              '(its config.yaml)')):
-        if path:
-            try:   # read again where it is used; a bad or foreign file stops here
+        if not path:
+            continue
+        try:   # read again where it is used; a bad or foreign file stops here
+            if key == 'model.resume' and path == 'auto':
+                # the newest good checkpoint, if any (the resume reports skipped ones)
+                path, ckpt = CheckpointManager(cfg.data.save_dir).latest_good(
+                    log=lambda message: None)
+                if path is None:
+                    continue
+            else:
                 ckpt = load_checkpoint(path)
-                if key == 'model.resume':
-                    check_training_checkpoint(ckpt, path)
-                check_weights_fit(lambda classes, cameras: build_reid_model(
-                    cfg, classes, cameras, pretrained=False, pretrained_path=''),
-                    path, strict=strict, hint=hint, name=cfg.model.name, ckpt=ckpt)
-            except CheckpointError as exc:
-                raise CheckpointError('{}: {}'.format(key, exc)) from None
+            if key == 'model.resume':
+                check_training_checkpoint(ckpt, path)
+            check_weights_fit(lambda classes, cameras: build_reid_model(
+                cfg, classes, cameras, pretrained=False, pretrained_path=''),
+                path, strict=strict, hint=hint, name=cfg.model.name, ckpt=ckpt)
+        except CheckpointError as exc:
+            raise CheckpointError('{}: {}'.format(key, exc)) from None
     check_real_data(cfg)
     # a worker restarted by torchrun resumes by itself (resume_target)
     restarted = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0') or 0) > 0
