@@ -13,6 +13,7 @@ import test_datasets_regdb as regdb
 import test_datasets_vcm as vcm
 from dataset_trees import jpeg_bytes, replace_line, write_bupt_tree, write_llcm_tree, \
     write_regdb_tree, write_vcm_tree
+from vireid_plugin.data.synthetic import REAL_MARKER
 from vireid_plugin.errors import UserError
 from vireid_plugin.safe_paths import UnsafePathError, entry_path
 
@@ -108,6 +109,8 @@ def test_a_run_on_a_hostile_list_stops_before_writing_anything(cli, tmp_path, ou
     no file written anywhere (no cache beside the images, no run folder)."""
     root = tmp_path / 'data'
     write_regdb_tree(root, regdb.TRIALS)
+    # a few ids: declared real data, or the run takes it for an older synthetic tree
+    (root / 'RegDB' / REAL_MARKER).write_text('')
     idx = root / 'RegDB' / 'idx' / 'train_thermal_1.txt'
     replace_line(idx, 1, '../../outside/secret.jpg 0')
     before = sorted(str(p) for p in tmp_path.rglob('*'))

@@ -65,8 +65,8 @@ def test_the_loader_reads_the_marker_both_ways(synthetic_root, tmp_path, capsys)
     capsys.readouterr()
     SYSUMM01(root=synthetic_root)
     assert 'a synthetic SYSU-MM01' in capsys.readouterr().out
-    # the same files without the marker (what a real tree looks like) are read by a
-    # real-data run
+    # the same files without the marker are read by the loaders of a real-data run (the
+    # run refuses them before: test_an_unmarked_tree_of_an_older_writer_is_refused)
     real = tmp_path / 'real'
     make_sysu_mm01(str(real), num_train=4, num_val=1, num_test=2, images_per_cam=1,
                    size=(64, 32))
@@ -291,3 +291,194 @@ def test_missing_pretrained_weights_are_found_before_the_data(run_main, syntheti
     line = one_line(out.err)
     assert 'model.pretrained_path' in line and str(missing) in line
     assert 'Config:' not in out.out
+
+
+# ---------------------------------------------------------------- before the data (the rest)
+
+def _checkpoint(path, name, num_classes=5, training=True, **kwargs):
+    """A checkpoint of model ``name`` (built bare; a training checkpoint or weights only)."""
+    from vireid_plugin.models import build_model
+    state = build_model(name, num_classes, pretrained=False, num_cameras=2, **kwargs).state_dict()
+    torch.save({'state_dict': state, 'epoch': 3} if training else state, str(path))
+    return path
+
+
+def _no_data(tmp_path, model, *extra):
+    """A run of ``model`` (its demo config) whose data would fail to load: a data root
+    that does not exist, real data."""
+    argv = cheap(str(tmp_path / 'no-such-root'), tmp_path / 'log', 'data.synthetic', 'False',
+                 'model.name', model, *extra)
+    family = model.split('_')[0]
+    if family != 'vit':
+        argv[1] = os.path.join(REPO, 'configs', 'demo_{}.yaml'.format(family))
+    return argv
+
+
+@pytest.mark.parametrize('key,other,model', [
+    ('model.load_weights', 'vit_tiny_reid', 'mip_vit_tiny'),
+    ('model.load_weights', 'agw_resnet_tiny', 'mip_vit_tiny'),
+    ('model.resume', 'mip_vit_tiny', 'vit_tiny_reid'),
+])
+def test_a_checkpoint_of_another_model_is_found_before_the_data(run_main, tmp_path, key, other,
+                                                                model):
+    path = _checkpoint(tmp_path / 'other.pth', other)
+    rc, out = run_main(_no_data(tmp_path, model, key, path))
+    assert rc == 1
+    line = one_line(out.err)
+    assert line.startswith('error: {}: {} does not fit model {}'.format(key, path, model))
+    assert 'it looks like a checkpoint of {}'.format(other) in line
+    assert 'no-such-root' not in line and 'Config:' not in out.out
+    assert not (tmp_path / 'log').exists()
+
+
+def test_resume_auto_checks_the_newest_checkpoint_before_the_data(run_main, tmp_path):
+    save_dir = tmp_path / 'log'
+    (save_dir / 'model').mkdir(parents=True)
+    newest = _checkpoint(save_dir / 'model' / 'model.pth.tar-3', 'mip_vit_tiny')
+    rc, out = run_main(_no_data(tmp_path, 'vit_tiny_reid', '--resume'))
+    assert rc == 1
+    line = one_line(out.err)
+    assert line.startswith('error: model.resume: {} does not fit model vit_tiny_reid'.format(
+        newest))
+    assert 'it looks like a checkpoint of mip_vit_tiny' in line and 'Config:' not in out.out
+    assert os.listdir(str(save_dir)) == ['model']
+
+
+def test_a_checkpoint_for_another_input_size_names_the_keys_before_the_data(run_main, tmp_path):
+    # vit_tiny_reid trained at 128x64 (8x4 patches + 1 token), loaded for 64x32 (4x2 + 1)
+    path = _checkpoint(tmp_path / 'vit.pth', 'vit_tiny_reid', img_size=(128, 64))
+    rc, out = run_main(_no_data(tmp_path, 'vit_tiny_reid', 'model.load_weights', path))
+    assert rc == 1
+    line = one_line(out.err)
+    assert 'backbone.pos_embed (file (1, 33, 96), model (1, 9, 96))' in line
+    assert ('it looks like a checkpoint of vit_tiny_reid with its default input size and '
+            'options, which this run changes (data.height, data.width') in line
+    assert 'Config:' not in out.out
+
+
+def test_a_classifier_of_another_size_is_left_to_the_load(cli, tmp_path):
+    """Fine-tuning on another dataset: a checkpoint trained on 7 ids passes the check
+    before the data (the class count is not known yet); the load after the data reports
+    the classifier as today (skipped with model.load_weights_strict False)."""
+    from vireid_plugin.models import build_model, load_weights
+    path = _checkpoint(tmp_path / 'seven.pth', 'vit_tiny_reid', num_classes=7, training=False,
+                       img_size=(64, 32))
+    for strict in ('True', 'False'):
+        cfg = load_config(DEMO, ['data.height', '64', 'data.width', '32', 'data.save_dir',
+                                 str(tmp_path / 'log'), 'model.load_weights', str(path),
+                                 'model.load_weights_strict', strict])
+        cli.preflight(cfg)   # no error
+    model = build_model('vit_tiny_reid', 4, pretrained=False, num_cameras=2, img_size=(64, 32))
+    report = load_weights(model, str(path), strict=False)
+    assert [m[0] for m in report.mismatched] == ['head.classifier.weight']
+    from vireid_plugin.checkpoint_io import CheckpointError
+    with pytest.raises(CheckpointError, match='head.classifier.weight'):
+        load_weights(model, str(path), strict=True)
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """No network (HF_HUB_OFFLINE), an empty Hugging Face cache, an empty weights folder."""
+    from huggingface_hub import constants
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path / 'hf'))
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+    return tmp_path
+
+
+@pytest.mark.parametrize('model,repo,fetched', [
+    ('vit_small_reid', 'timm/vit_small_patch16_224.augreg_in21k_ft_in1k', None),
+    ('mip_vit_base_patch16', 'timm/vit_base_patch16_224.orig_in21k_ft_in1k',
+     'vit_base_patch16_224.orig_in21k_ft_in1k.safetensors'),
+    ('lsmrl_clip_vit_b16', 'timm/vit_base_patch16_clip_224.openai', 'ViT-B-16.pt'),
+])
+def test_pretrained_weights_not_available_offline_are_found_before_the_data(
+        run_main, offline_hub, model, repo, fetched):
+    tmp_path = offline_hub
+    rc, out = run_main(_no_data(tmp_path, model, 'model.pretrained', 'True'))
+    assert rc == 1
+    line = one_line(out.err)
+    searched = os.path.join(str(tmp_path / 'hf'), 'models--' + repo.replace('/', '--'))
+    assert 'not in the Hugging Face cache (searched {})'.format(searched) in line
+    assert 'HF_HUB_OFFLINE is set' in line and 'scripts/download_weights.py' in line
+    assert 'model.pretrained_path' in line and 'Config:' not in out.out
+    if fetched:   # where the download command writes them
+        target = os.path.join(str(tmp_path / 'xdg'), 'vireid_plugin', 'weights', fetched)
+        assert '(it writes {})'.format(target) in line
+        # once fetched there, the line names the file and the config line to use
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, 'wb').close()
+        rc, out = run_main(_no_data(tmp_path, model, 'model.pretrained', 'True'))
+        assert 'set model.pretrained_path {}'.format(target) in one_line(out.err)
+
+
+# ---------------------------------------------------------------- trees of older writers
+
+def test_an_unmarked_tree_of_an_older_writer_is_refused(run_main, tmp_path):
+    """A tree the synthetic writer made before it wrote its marker: refused before any
+    data work, saying what it looks like and how to go on."""
+    root = tmp_path / 'old'
+    make_sysu_mm01(str(root), num_train=4, num_val=1, num_test=2, images_per_cam=1,
+                   size=(64, 32))
+    tree = os.path.join(str(root), 'SYSU-MM01')
+    os.remove(os.path.join(tree, SYNTHETIC_MARKER))   # what an older version wrote
+    rc, out = run_main(cheap(str(root), tmp_path / 'log', 'data.synthetic', 'False'))
+    assert rc == 1
+    line = one_line(out.err)
+    assert tree in line and 'synthetic SYSU-MM01 written by an older vireid_plugin' in line
+    assert '7 identities where the real SYSU-MM01 has 491' in line
+    assert 'delete it' in line and 'data.synthetic True' in line
+    assert 'Config:' not in out.out and not (tmp_path / 'log').exists()
+    # a run on synthetic data uses it as such, and says what it is
+    import contextlib
+    import io
+    from vireid_plugin.data.prepare import check_real_data, prepare_datasets
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert prepare_datasets(load_config(DEMO, ['data.root', str(root)])) == []
+    assert 'looks like a synthetic SYSU-MM01 written by an older' in printed.getvalue()
+    # the same tree declared real by its owner (a subset of the real data) passes the check
+    cfg = load_config(DEMO, ['data.root', str(root), 'data.synthetic', 'False'])
+    open(os.path.join(tree, '.vireid-real'), 'w').close()
+    check_real_data(cfg)
+
+
+@pytest.mark.parametrize('name,kwargs,ids', [
+    ('sysu_mm01', dict(num_train=4, num_val=1, num_test=2, images_per_cam=1), 7),
+    ('regdb', dict(num_ids=6, images_per_id=1, num_trials=1), 6),
+    ('hitsz_vcm', dict(num_train=3, num_test=3, lengths=(8, 14)), 6),
+    ('hitsz_vcm', dict(flat=True, num_train=3, num_test=3, lengths=(8, 14)), 6),
+    ('llcm', dict(num_train=4, num_test=3, images=(1, 1)), 7),
+    ('buptcampus', dict(num_train=3, num_aux=0, num_test=4, lengths=(2, 3)), 7),
+])
+def test_every_writer_s_tree_without_its_marker_is_recognised(tmp_path, name, kwargs, ids):
+    """The signature holds for the trees of all five writers (their identity folders are
+    counted where each layout keeps them), and only without the marker."""
+    from vireid_plugin.data.synthetic import older_synthetic_ids
+    from vireid_plugin.registry import SYNTHETIC_WRITERS
+    writer = SYNTHETIC_WRITERS.get(name)
+    tree = writer(str(tmp_path), size=(32, 16), **kwargs)
+    assert older_synthetic_ids(tree, writer.real_ids) is None   # marked: a synthetic tree
+    os.remove(os.path.join(tree, SYNTHETIC_MARKER))
+    assert older_synthetic_ids(tree, writer.real_ids) == ids
+
+
+def test_a_tree_shaped_like_the_real_one_is_accepted(tmp_path):
+    """Not made by the generator, with the real RegDB's 412 identities (one image a
+    modality each): read as real data; with a quarter of them it would be refused."""
+    from tests.dataset_trees import write_regdb_tree
+    from vireid_plugin.data.prepare import check_real_data
+    ids = list(range(1, 413))
+    trials = {1: {'train': {i: n for n, i in enumerate(ids[:206])},
+                  'test': {i: n for n, i in enumerate(ids[206:])}}}
+    root = tmp_path / 'real'
+    write_regdb_tree(root, trials, per_id=1)
+    cfg = load_config(DEMO, ['data.root', str(root), 'data.synthetic', 'False'],
+                      sources=['regdb'], targets=['regdb'])
+    check_real_data(cfg)   # no error
+    small = tmp_path / 'small'
+    write_regdb_tree(small, {1: {'train': {i: n for n, i in enumerate(ids[:50])},
+                                 'test': {i: n for n, i in enumerate(ids[50:100])}}}, per_id=1)
+    with pytest.raises(SyntheticDataError, match='100 identities where the real RegDB has 412'):
+        check_real_data(load_config(DEMO, ['data.root', str(small), 'data.synthetic', 'False'],
+                                    sources=['regdb'], targets=['regdb']))

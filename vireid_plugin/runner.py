@@ -36,11 +36,14 @@ from .data.prepare import check_real_data, prepare_datasets
 from .data.seeded import seed_cuda
 from .engine import (PREEMPTED_EXIT_STATUS, CheckpointError, CrossModalEngine, Preempted,
                      load_checkpoint, resume_target, run_prompt_stage)
+from .engine.checkpoint import CheckpointManager, check_training_checkpoint
 from .engine.precision import prompt_stage_precision
 from .engine.save_dir import check_save_dir
 from .errors import UserError
 from .losses import build_loss
 from .models import build_model, load_weights
+from .models.build import check_pretrained
+from .models.load import STRICT_HINT, check_weights_fit
 from .optim import build_lr_scheduler, build_optimizer
 
 #: the run's config, written beside its results (scripts/visualize.py rebuilds the model from it)
@@ -115,21 +118,41 @@ def check_writable(folder):
 
 def preflight(cfg, main_rank=True):
     """What can be found wrong before any data is read or anything written (each one
-    line): a checkpoint to load that is missing or unreadable, pretrained weights named by
-    path that are not there, a synthetic tree where a
-    run wants the real data, a save dir holding another run."""
-    for key, path in (('model.load_weights', cfg.model.load_weights),
-                      ('model.resume', '' if cfg.model.resume == 'auto' else cfg.model.resume)):
-        if path:
-            try:
-                load_checkpoint(path)   # read again where it is used; a bad file stops here
-            except CheckpointError as exc:
-                raise CheckpointError('{}: {}'.format(key, exc)) from None
+    line): a checkpoint to load that is missing, unreadable or of another model (its keys
+    and shapes against the model's, built bare on the CPU), pretrained weights that are
+    neither at model.pretrained_path nor cached nor downloadable now, a synthetic tree
+    where a run wants the real data, a save dir holding another run."""
     path = cfg.model.pretrained_path
     if cfg.model.pretrained and path and not os.path.isfile(os.path.expanduser(path)):
         raise CheckpointError('model.pretrained_path: file not found: {} (python '
                               'scripts/download_weights.py fetches the weights; '
                               'docs/data-and-weights.md)'.format(path))
+    if cfg.model.pretrained and not path:
+        check_pretrained(cfg.model.name, **model_kwargs(cfg, 0))
+    for key, path, strict, hint in (
+            ('model.load_weights', cfg.model.load_weights, cfg.model.load_weights_strict,
+             STRICT_HINT),
+            ('model.resume', cfg.model.resume, True,
+             'a run resumes with the model.name and options of the run that wrote it '
+             '(its config.yaml)')):
+        if not path:
+            continue
+        try:   # read again where it is used; a bad or foreign file stops here
+            if key == 'model.resume' and path == 'auto':
+                # the newest good checkpoint, if any (the resume reports skipped ones)
+                path, ckpt = CheckpointManager(cfg.data.save_dir).latest_good(
+                    log=lambda message: None)
+                if path is None:
+                    continue
+            else:
+                ckpt = load_checkpoint(path)
+            if key == 'model.resume':
+                check_training_checkpoint(ckpt, path)
+            check_weights_fit(lambda classes, cameras: build_reid_model(
+                cfg, classes, cameras, pretrained=False, pretrained_path=''),
+                path, strict=strict, hint=hint, name=cfg.model.name, ckpt=ckpt)
+        except CheckpointError as exc:
+            raise CheckpointError('{}: {}'.format(key, exc)) from None
     check_real_data(cfg)
     # a worker restarted by torchrun resumes by itself (resume_target)
     restarted = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0') or 0) > 0

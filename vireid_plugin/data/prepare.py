@@ -9,8 +9,8 @@ import os.path as osp
 import time
 
 from ..registry import IMAGE_DATASETS, SYNTHETIC_WRITERS, VIDEO_DATASETS
-from .datasets.common import check_not_synthetic
-from .synthetic import is_synthetic, writer_for_folder
+from .datasets.common import check_not_older_synthetic, check_not_synthetic
+from .synthetic import SYNTHETIC_MARKER, is_synthetic, older_synthetic_ids, writer_for_folder
 
 
 def dataset_class(name):
@@ -59,12 +59,15 @@ def _dataset_folders(cfg):
 
 def check_real_data(cfg):
     """Without ``data.synthetic``: refuse a synthetic tree where a dataset of the run is
-    read (before any data is loaded; the loaders check it again)."""
+    read (before any data is loaded; the loaders check the marker again), and an unmarked
+    one that looks like an older writer's (``check_not_older_synthetic``)."""
     if cfg.data.synthetic:
         return
     for folder, path in _dataset_folders(cfg):
         if osp.isdir(path):
             check_not_synthetic(path, folder, synthetic=False)
+            writer = writer_for_folder(folder)
+            check_not_older_synthetic(path, folder, getattr(writer, 'real_ids', 0))
 
 
 def prepare_datasets(cfg):
@@ -87,6 +90,10 @@ def prepare_datasets(cfg):
         if not osp.isdir(path):
             if path != root:   # a root named like the dataset folder is never nested into
                 made.append(_ensure(writer, root))
+        elif older_synthetic_ids(path, writer.real_ids) is not None:
+            print('=> {} looks like a synthetic {} written by an older vireid_plugin (no {} '
+                  'file): used as the synthetic data data.synthetic True asks for'.format(
+                      path, folder, SYNTHETIC_MARKER))
         elif not is_synthetic(path):
             print('=> data.synthetic True, but {} holds a dataset that is not a synthetic '
                   'tree (the real {}?): it is used as it is'.format(path, folder))

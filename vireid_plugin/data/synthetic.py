@@ -294,9 +294,49 @@ def write_lines(path, lines):
 SYNTHETIC_MARKER = '.vireid-synthetic'
 
 
+#: an empty file a user puts at the top of a tree that is real data although it is small
+#: (a subset): ``older_synthetic_ids`` then never takes it for an older synthetic tree
+REAL_MARKER = '.vireid-real'
+
+
 def is_synthetic(folder):
     """Whether ``folder`` is a tree a synthetic writer made (it holds ``SYNTHETIC_MARKER``)."""
     return os.path.isfile(os.path.join(folder, SYNTHETIC_MARKER))
+
+
+def identity_ids(folder):
+    """The identities of a dataset tree: the numbers named by its folders one or two levels
+    down (``cam1/0001``, ``Visible/1``, ``Train/0001``, ``vis/0001``, ``DATA/1``, or a flat
+    ``0001``), as the five layouts name their identity folders."""
+    found = set()
+    try:
+        tops = list(os.scandir(folder))
+    except OSError:
+        return found
+    for top in tops:
+        if not top.is_dir():
+            continue
+        if top.name.isdigit():
+            found.add(int(top.name))
+            continue
+        try:
+            found.update(int(e.name) for e in os.scandir(top.path)
+                         if e.name.isdigit() and e.is_dir())
+        except OSError:
+            pass
+    return found
+
+
+def older_synthetic_ids(folder, real_ids):
+    """The identity count of ``folder`` when it looks like a tree of an older synthetic
+    writer (written before ``SYNTHETIC_MARKER`` existed): unmarked (neither marker), with
+    identity folders, but fewer than half of the ``real_ids`` identities of the real
+    dataset (the writers' defaults write 64-176, the real sets have 412-3,080); else None."""
+    if not real_ids or is_synthetic(folder) or os.path.isfile(os.path.join(folder,
+                                                                           REAL_MARKER)):
+        return None
+    count = len(identity_ids(folder))
+    return count if 0 < count < real_ids / 2 else None
 
 
 def write_atomic(root, folder, build, overwrite, name=None):
@@ -378,12 +418,15 @@ def render_tracklet(ident, infrared, rng, scene, length, size, poses=None):
 # ---------------------------------------------------------------- registration
 
 
-def synthetic_writer(name, folder):
+def synthetic_writer(name, folder, real_ids=0):
     """Register a dataset family's writer ``writer(root, seed=0, ..., overwrite=False) ->
     path``, which writes ``<root>/<folder>`` (the folder the family's loader looks for, its
-    ``dataset_dir``) through ``write_atomic``. A decorator; sets ``writer.folder``."""
+    ``dataset_dir``) through ``write_atomic``. A decorator; sets ``writer.folder`` and
+    ``writer.real_ids``: how many identities the real dataset has (0: unknown), which tells
+    an unmarked tree of an older writer from the real one (``older_synthetic_ids``)."""
     def deco(writer):
         writer.folder = folder
+        writer.real_ids = real_ids
         return SYNTHETIC_WRITERS.register(name, writer)
     return deco
 

@@ -133,13 +133,18 @@ def resume(path, model, optimizer=None, scheduler=None, criterion=None):
     return int(ckpt['epoch'])
 
 
-def restore_training_state(ckpt, path, model, optimizer=None, scheduler=None, criterion=None,
-                           scaler=None):
-    """Load the parts of a training checkpoint into the given objects."""
+def check_training_checkpoint(ckpt, path):
+    """Refuse what ``load_checkpoint(path)`` read unless it is a training checkpoint."""
     if not isinstance(ckpt, dict) or 'state_dict' not in ckpt or 'epoch' not in ckpt:
         raise CheckpointError('{} is not a training checkpoint (expected keys state_dict and '
                               'epoch, found {})'.format(path, sorted(ckpt)[:6] if isinstance(
                                   ckpt, dict) else type(ckpt).__name__))
+
+
+def restore_training_state(ckpt, path, model, optimizer=None, scheduler=None, criterion=None,
+                           scaler=None):
+    """Load the parts of a training checkpoint into the given objects."""
+    check_training_checkpoint(ckpt, path)
     try:
         model.load_state_dict(state_dict_of(ckpt, path))
     except RuntimeError as exc:

@@ -11,7 +11,7 @@ from torch.utils.tensorboard import SummaryWriter
 from .. import distributed
 from .checkpoint import BEST, CheckpointManager, load_checkpoint
 from .evaluation import format_table
-from ..metrics.selection import SELECT_METRIC_LABEL, selection_score
+from ..metrics.selection import SELECT_METRIC_LABEL, find_row, selection_score
 from .preemption import PREEMPTED_FILE, PreemptionGuard
 
 SELECT_ON = ('last', 'val', 'test')
@@ -91,11 +91,34 @@ class RunLoop:
             elapsed = str(datetime.timedelta(seconds=round(time.time() - time_start)))
             print('Elapsed {}'.format(elapsed))
         if self.initial_results:
-            for name, rows in self.last_results.items():
-                before = self.initial_results[name][0]
-                print('{}: mAP before training {:.2f}% -> after training {:.2f}% '
-                      '(R1 {:.2f}% -> {:.2f}%)'.format(name, before['mAP'], rows[0]['mAP'],
-                                                        before['R1'], rows[0]['R1']))
+            for line in self.summary_lines():
+                print(line)
+
+    def summary_lines(self):
+        """The run's last lines: for every dataset and every mode evaluated (both
+        directions of RegDB, LLCM, HITSZ-VCM, BUPTCampus), mAP and R1 before and after
+        training, as in results.json; then which model was kept and by which row."""
+        lines = []
+        for name, rows in self.last_results.items():
+            before_rows = {r['mode']: r for r in self.initial_results.get(name, ())}
+            for row in rows:
+                before = before_rows.get(row['mode'])
+                if before is not None:
+                    lines.append('{}{}: mAP before training {:.2f}% -> after training {:.2f}% '
+                                 '(R1 {:.2f}% -> {:.2f}%)'.format(
+                                     name, ' ({})'.format(row['mode']) if len(rows) > 1 else '',
+                                     before['mAP'], row['mAP'], before['R1'], row['R1']))
+        if self.select_on == 'last':
+            lines.append('Model: the last epoch (test.select_on last)')
+        elif self._selection_row:
+            lines.append('Model: {}, scored by {} of {} (test.select_on {}, test.select_metric '
+                         '{}, {})'.format(
+                             SELECTION_LABEL[self.select_on],
+                             SELECT_METRIC_LABEL[self.select_metric], self._selection_row,
+                             self.select_on, self.select_metric,
+                             'test.select_mode {!r}'.format(self.select_mode) if self.select_mode
+                             else 'the first row; test.select_mode names another'))
+        return lines
 
     def _evaluate_epoch(self, done, test_kwargs):
         """Evaluate after ``done`` epochs; returns whether it is the best for selection."""
@@ -104,11 +127,13 @@ class RunLoop:
                                                test_kwargs['normalize_feature'],
                                                test_kwargs['save_dir'])
             score = selection_score(results, self.select_metric, self.select_mode)
+            self._note_selection_row(results)
             if done == self.max_epoch:
                 self.test(**test_kwargs)
         else:
             self.test(**test_kwargs)
             score = selection_score(self.last_results, self.select_metric, self.select_mode)
+            self._note_selection_row(self.last_results)
         if self.select_on == 'last' or score is None:
             return False
         if self.best['score'] is None or score > self.best['score']:
@@ -118,6 +143,15 @@ class RunLoop:
             return True
         return False
 
+    #: '<dataset> <mode>' of the row model selection scored last ('' before any)
+    _selection_row = ''
+
+    def _note_selection_row(self, results):
+        row = find_row(results, self.select_mode)
+        if row is not None:
+            name = next(k for k, rows in results.items() if any(r is row for r in rows))
+            self._selection_row = '{} {!r}'.format(name, row['mode'])
+
     def _report_selected(self, test_kwargs):
         """With select_on val/test: the selected checkpoint's test results, labelled."""
         if self.select_on == 'last' or self.best['epoch'] is None:
@@ -126,7 +160,7 @@ class RunLoop:
         print('=> Model selected on {}: epoch {} ({} {:.2f}{})'.format(
             'the validation ids' if self.select_on == 'val' else 'the TEST set',
             self.best['epoch'], SELECT_METRIC_LABEL[self.select_metric], self.best['score'],
-            ' of {!r}'.format(self.select_mode) if self.select_mode else ''))
+            ' of {}'.format(self._selection_row) if self._selection_row else ''))
         best_path = os.path.join(self.checkpoints.folder, BEST)
         if self.select_on == 'test' and self.best['results']:
             for name, rows in self.best['results'].items():   # already scored on test

@@ -20,7 +20,8 @@ import functools
 from ..registry import CONFIG_SECTIONS, MODELS
 from .contract import check_loss
 
-__all__ = ['register_model', 'register_arch', 'build_model', 'model_names', 'COMMON_ARGS']
+__all__ = ['register_model', 'register_arch', 'build_model', 'check_pretrained', 'model_names',
+           'COMMON_ARGS']
 
 #: keyword arguments every plugin builder takes besides its section's options
 COMMON_ARGS = ('pretrained', 'num_cameras', 'img_size', 'pretrained_path')
@@ -52,14 +53,30 @@ def register_model(name, config_section=None):
     return deco
 
 
-def register_arch(name, build_fn, config_section):
+def register_arch(name, build_fn, config_section, weights_check=None):
     """Register ``name`` as ``build_fn(name, num_classes, pretrained, **kwargs)``: one build
-    function serving every architecture of a family (base, tiny, ...)."""
+    function serving every architecture of a family (base, tiny, ...). ``weights_check``:
+    ``fn(name, **kwargs)`` that raises when the weights ``pretrained=True`` fetches are
+    neither cached nor downloadable now, without building anything
+    (:func:`check_pretrained`)."""
     def builder(num_classes, pretrained=True, **kwargs):
         return build_fn(name, num_classes, pretrained, **kwargs)
     builder.__name__ = builder.__qualname__ = name
     builder.__module__ = build_fn.__module__   # the family's module defines the name
-    return register_model(name, config_section)(builder)
+    registered = register_model(name, config_section)(builder)
+    registered.weights_check = (functools.partial(weights_check, name) if weights_check
+                                else None)
+    return registered
+
+
+def check_pretrained(name, **kwargs):
+    """Before a run reads any data: would ``build_model(name, pretrained=True, **kwargs)``
+    get its pretrained weights (cached, or the hub reachable)? One
+    ``PretrainedWeightsError`` (the folder searched, the command that fetches them) if not.
+    A model without such a check (or without published weights) passes."""
+    check = getattr(MODELS.get(name), 'weights_check', None)
+    if check is not None:
+        check(**kwargs)
 
 
 def build_model(name, num_classes, **kwargs):

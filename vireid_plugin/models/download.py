@@ -35,6 +35,7 @@ from .hub import sha256_of
 from ..errors import UserError
 
 __all__ = ['WeightSource', 'SOURCES', 'DownloadError', 'default_cache_dir', 'sha256_of',
+           'hub_cache_folder', 'weights_unavailable',
            'offline_hosts', 'manual_instructions', 'download_all']
 
 MANIFEST = 'manifest.json'
@@ -57,6 +58,7 @@ class WeightSource:
     config: str                # the config line, {path} filled in
     filename: str = ''         # file inside the hub repo
     sha256: Optional[str] = None   # known from the source's name (url kind)
+    stands_for: str = ''       # the hub repo whose weights this file replaces (url kind)
 
     @property
     def url(self):
@@ -86,7 +88,7 @@ SOURCES = (
                  'url', 'https://openaipublic.azureedge.net/clip/models/{}/ViT-B-16.pt'.format(
                      _OPENAI_SHA), 'ViT-B-16.pt',
                  'model.pretrained_path {path}   # lsmrl_clip_vit_b16 (configs/lsmrl_vcm.yaml)',
-                 sha256=_OPENAI_SHA),
+                 sha256=_OPENAI_SHA, stands_for='timm/vit_base_patch16_clip_224.openai'),
     WeightSource('mip_released', "MIP authors' released checkpoints (SYSU-MM01, RegDB; "
                  'github.com/wurqjackey/MIP)', 'gdrive_folder', MIP_DRIVE_FOLDER, 'mip_released',
                  'model.load_weights {path}   # configs/mip_sysu_released.yaml, '
@@ -97,6 +99,35 @@ SOURCES = (
 def default_cache_dir():
     base = os.environ.get('XDG_CACHE_HOME', os.path.join(os.path.expanduser('~'), '.cache'))
     return os.path.join(base, 'vireid_plugin', 'weights')
+
+
+def hub_cache_folder(repo):
+    """The folder of hub repo ``repo`` in the Hugging Face cache (where timm and open_clip
+    look for its files; ``HF_HUB_CACHE``, ``HF_HOME``)."""
+    try:
+        from huggingface_hub import constants
+        base = constants.HF_HUB_CACHE
+    except ImportError:
+        base = os.path.join(os.path.expanduser('~'), '.cache', 'huggingface', 'hub')
+    return os.path.join(base, 'models--' + repo.strip('/').replace('/', '--'))
+
+
+def weights_unavailable(what, repo, reason, path_key):
+    """The one line for pretrained weights that are neither cached nor downloadable now:
+    the folder searched, the command that fetches them (and the file it writes, or has
+    written: then the config line that uses it)."""
+    source = next((s for s in SOURCES if repo and repo.strip('/') in (s.source, s.stands_for)),
+                  None)
+    fetched = os.path.join(default_cache_dir(), source.target) if source else ''
+    if fetched and os.path.isfile(fetched):
+        fix = ('`python scripts/download_weights.py` fetched them as {}: set {} {} (or set '
+               'model.pretrained False)'.format(fetched, path_key, fetched))
+    else:
+        fix = '{}{}, then set {} to the file (or set model.pretrained False)'.format(
+            hub.DOWNLOAD_HINT, ' (it writes {})'.format(fetched) if fetched else '', path_key)
+    return ('{} are not in the Hugging Face cache (searched {}) and the hub cannot be asked '
+            '({}): {}'.format(what, hub_cache_folder(repo) if repo else 'no hub repo', reason,
+                              fix))
 
 
 def offline_hosts(sources=SOURCES, timeout=2.0):

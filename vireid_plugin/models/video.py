@@ -3,7 +3,8 @@ import torch.nn as nn
 
 from .build import register_arch
 from .contract import outputs_for
-from .vit_reid import build_vit_reid
+from .vit_reid import VIT_ARCHS, build_vit_reid
+from .weights import timm_weights_check
 
 __all__ = ['TemporalAvgReID', 'vit_base_video_avg', 'vit_tiny_video_avg']
 
@@ -60,5 +61,12 @@ def build_video_avg(name, num_classes, pretrained=True, **kwargs):
 
 
 VIDEO_ARCHS = {'vit_base_video_avg': 'vit_base_reid', 'vit_tiny_video_avg': 'vit_tiny_reid'}
-vit_base_video_avg = register_arch('vit_base_video_avg', build_video_avg, 'vit')
-vit_tiny_video_avg = register_arch('vit_tiny_video_avg', build_video_avg, 'vit')
+_image_weights = timm_weights_check(VIT_ARCHS)
+
+
+def _weights(name, **options):
+    return _image_weights(VIDEO_ARCHS[name])
+
+
+vit_base_video_avg = register_arch('vit_base_video_avg', build_video_avg, 'vit', _weights)
+vit_tiny_video_avg = register_arch('vit_tiny_video_avg', build_video_avg, 'vit', _weights)

@@ -17,7 +17,7 @@ from ..config.sections import register_config_section
 from .build import register_arch
 from .contract import outputs_for
 from .heads import BNNeck
-from .weights import load_pretrained
+from .weights import load_pretrained, timm_weights_check
 
 __all__ = ['OverlapPatchEmbed', 'ViTBackbone', 'ViTReID', 'VIT_ARCHS', 'VIT_SECTION',
            'build_vit_reid', 'vit_base_reid', 'vit_small_reid', 'vit_tiny_reid']
@@ -183,6 +183,7 @@ def build_vit_reid(arch, num_classes, pretrained=True, img_size=None, stride_siz
     return model
 
 
-vit_base_reid = register_arch('vit_base_reid', build_vit_reid, 'vit')
-vit_small_reid = register_arch('vit_small_reid', build_vit_reid, 'vit')
-vit_tiny_reid = register_arch('vit_tiny_reid', build_vit_reid, 'vit')
+_weights = timm_weights_check(VIT_ARCHS)
+vit_base_reid = register_arch('vit_base_reid', build_vit_reid, 'vit', _weights)
+vit_small_reid = register_arch('vit_small_reid', build_vit_reid, 'vit', _weights)
+vit_tiny_reid = register_arch('vit_tiny_reid', build_vit_reid, 'vit', _weights)

@@ -16,12 +16,14 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import checkpoint_filter_fn
 
 from . import hub
+from .download import weights_unavailable
 from ..errors import UserError
 from ..checkpoint_io import CheckpointError, state_dict_of, torch_error_detail
 from ..checkpoint_io import load_checkpoint as load_checkpoint_file
 
 __all__ = ['PretrainedWeightsError', 'load_pretrained', 'load_checkpoint', 'read_checkpoint',
-           'adapt_state_dict', 'load_state_dict_into', 'download_timm_weights']
+           'adapt_state_dict', 'load_state_dict_into', 'download_timm_weights',
+           'check_timm_weights', 'timm_weights_check']
 
 PATH_KEY = 'model.pretrained_path'
 #: the weight files timm and open_clip fetch from a hub repo (safetensors first)
@@ -53,20 +55,36 @@ def load_pretrained(backbone, timm_name=None, pretrained_path='', arch=''):
                                 source='timm ImageNet weights {!r}'.format(timm_name))
 
 
+def check_timm_weights(timm_name):
+    """(hub repo, cached file or None) of timm's default weights for ``timm_name``; one
+    ``PretrainedWeightsError`` when they are not cached and the hub cannot be asked (the
+    run's preflight asks this before any data is read)."""
+    repo, cached = _timm_hub_file(timm_name)
+    if cached is None:
+        reason = hub.hub_offline_reason()
+        if reason:
+            raise PretrainedWeightsError(weights_unavailable(
+                'the ImageNet weights of timm model {!r}'.format(timm_name), repo, reason,
+                PATH_KEY))
+    return repo, cached
+
+
+def timm_weights_check(archs):
+    """A ``register_arch`` weights check for a family whose ``archs[name]['timm_name']``
+    names timm's weights (None: the architecture has none)."""
+    def check(name, **options):
+        timm_name = archs[name].get('timm_name')
+        if timm_name is not None:
+            check_timm_weights(timm_name)
+    return check
+
+
 def download_timm_weights(timm_name):
     """State dict of timm's default pretrained ``timm_name``: from the Hugging Face cache
     when it is there, else from the hub; an unreachable hub fails at once (``hub.py``).
     The cached file is checked against the hash it is stored under before it is used, and
     a file timm just downloaded after (fail closed: one that cannot be found is refused)."""
-    repo, cached = _timm_hub_file(timm_name)
-    if cached is None:
-        reason = hub.hub_offline_reason()
-        if reason:
-            raise PretrainedWeightsError(
-                'the ImageNet weights of timm model {!r} are not in the Hugging Face cache '
-                'and the hub cannot be asked ({}): {}, then set {} to the file (or set '
-                'model.pretrained False)'.format(timm_name, reason, hub.DOWNLOAD_HINT,
-                                                 PATH_KEY))
+    repo, cached = check_timm_weights(timm_name)
     try:
         # a hub file is a native timm state dict: not the custom (.npz) loader some
         # pretrained configs name for their original URL (older timm releases use it)

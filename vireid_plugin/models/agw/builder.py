@@ -13,7 +13,8 @@ import warnings
 from timm.models.resnet import Bottleneck, ResNet
 
 from ..build import register_arch
-from ..weights import PATH_KEY, PretrainedWeightsError, download_timm_weights, read_checkpoint
+from ..weights import (PATH_KEY, PretrainedWeightsError, download_timm_weights, read_checkpoint,
+                       timm_weights_check)
 from .config import AGW_SECTION  # noqa: F401  (the section must exist before building)
 from .model import AGWReID
 
@@ -78,5 +79,6 @@ def build_agw(arch, num_classes, pretrained=True, num_cameras=0, img_size=None,
     return AGWReID(resnets, num_classes, arch=arch, **options)
 
 
-agw_resnet50 = register_arch('agw_resnet50', build_agw, 'agw')
-agw_resnet_tiny = register_arch('agw_resnet_tiny', build_agw, 'agw')
+agw_resnet50 = register_arch('agw_resnet50', build_agw, 'agw', timm_weights_check(AGW_ARCHS))
+agw_resnet_tiny = register_arch('agw_resnet_tiny', build_agw, 'agw',
+                                timm_weights_check(AGW_ARCHS))

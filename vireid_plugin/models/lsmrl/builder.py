@@ -9,7 +9,7 @@ import warnings
 
 from ...config.sections import register_config_section
 from ..build import register_arch
-from .clip_towers import TINY_CONFIG, create_clip, get_tokenizer
+from .clip_towers import TINY_CONFIG, check_hub_weights, create_clip, get_tokenizer
 from .cmi import CMI_ATTENTION
 from .model import CMI_TOKENS, LSMRL
 from .prompts import DEFAULT_TEMPLATE
@@ -71,5 +71,12 @@ def build_lsmrl(arch, num_classes, pretrained=True, num_cameras=0, img_size=None
     return LSMRL(clip, num_classes, get_tokenizer(spec['clip']), prompt_stage=stage, **options)
 
 
-lsmrl_clip_vit_b16 = register_arch('lsmrl_clip_vit_b16', build_lsmrl, 'lsmrl')
-lsmrl_clip_tiny = register_arch('lsmrl_clip_tiny', build_lsmrl, 'lsmrl')
+def _weights(arch, pretrained_tag='openai', **options):
+    """The open_clip hub weights ``pretrained=True`` asks for: cached or reachable."""
+    spec = LSMRL_ARCHS[arch]
+    if pretrained_tag and spec['clip'] != TINY_CONFIG:
+        check_hub_weights(spec['clip'], pretrained_tag)
+
+
+lsmrl_clip_vit_b16 = register_arch('lsmrl_clip_vit_b16', build_lsmrl, 'lsmrl', _weights)
+lsmrl_clip_tiny = register_arch('lsmrl_clip_tiny', build_lsmrl, 'lsmrl', _weights)

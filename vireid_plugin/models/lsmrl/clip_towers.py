@@ -16,12 +16,13 @@ import torch.nn as nn
 from open_clip.model import resize_pos_embed
 
 from .. import hub
+from ..download import weights_unavailable
 from ...checkpoint_io import CheckpointError, load_checkpoint, quote_path, state_dict_of
 from ...checkpoint_io import torch_error_detail
 from ..weights import PATH_KEY, PretrainedFileNotFoundError, PretrainedWeightsError
 
-__all__ = ['TINY_CONFIG', 'create_clip', 'load_clip_weights', 'ImageTower', 'TextTower',
-           'get_tokenizer']
+__all__ = ['TINY_CONFIG', 'create_clip', 'check_hub_weights', 'load_clip_weights', 'ImageTower',
+           'TextTower', 'get_tokenizer']
 
 TINY_CONFIG = 'LSMRL-tiny'
 _CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -57,7 +58,7 @@ def create_clip(name, img_size, pretrained_tag='', pretrained_path='', quick_gel
     img_size = tuple(int(s) for s in img_size)
     kwargs = dict(force_image_size=img_size, force_quick_gelu=bool(quick_gelu))
     if pretrained_tag and not pretrained_path:
-        weights, repo = _hub_weights(name, pretrained_tag)
+        weights, repo = check_hub_weights(name, pretrained_tag)
         try:
             model = open_clip.create_model(name, pretrained=weights, **kwargs)
         except Exception as exc:  # offline, hub errors, unknown tag: one message
@@ -88,7 +89,7 @@ def _cached(repo):
                                       'open_clip_pytorch_model.bin'))
 
 
-def _hub_weights(name, tag):
+def check_hub_weights(name, tag):
     """(``tag`` or the cached hub file of (name, tag) when there is one, the hub repo or
     ''); an unreachable hub without a cached file fails at once instead of after
     open_clip's retries."""
@@ -99,10 +100,9 @@ def _hub_weights(name, tag):
         return cached, repo
     reason = hub.hub_offline_reason() if repo else None
     if reason:
-        raise PretrainedWeightsError(
-            'the {!r} weights of open_clip model {!r} are not in the Hugging Face cache and '
-            'the hub cannot be asked ({}): {}, then set {} to the file (or set '
-            'model.pretrained False)'.format(tag, name, reason, hub.DOWNLOAD_HINT, PATH_KEY))
+        raise PretrainedWeightsError(weights_unavailable(
+            'the {!r} weights of open_clip model {!r}'.format(tag, name), repo, reason,
+            PATH_KEY))
     return tag, repo
 
 

@@ -1,6 +1,6 @@
 """Registered MIP models: ``mip_vit_base_patch16`` (the paper's) and ``mip_vit_tiny`` (CPU)."""
 from ..build import register_arch
-from ..weights import load_pretrained
+from ..weights import load_pretrained, timm_weights_check
 from .config import MIP_SECTION  # noqa: F401  (the section must exist before building)
 from .model import MIPReID
 
@@ -32,5 +32,6 @@ def build_mip(arch, num_classes, pretrained=True, num_cameras=0, img_size=None,
     return model
 
 
-mip_vit_base_patch16 = register_arch('mip_vit_base_patch16', build_mip, 'mip')
-mip_vit_tiny = register_arch('mip_vit_tiny', build_mip, 'mip')
+mip_vit_base_patch16 = register_arch('mip_vit_base_patch16', build_mip, 'mip',
+                                     timm_weights_check(MIP_ARCHS))
+mip_vit_tiny = register_arch('mip_vit_tiny', build_mip, 'mip', timm_weights_check(MIP_ARCHS))

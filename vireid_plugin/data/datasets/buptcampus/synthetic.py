@@ -54,7 +54,8 @@ def _bupt_plan(rng, train, aux, test, cams_per_id):
     return lines, pairs
 
 
-@synthetic_writer('buptcampus', BUPTCampus.dataset_dir)
+# real_ids: 3,080 identities (the BUPTCampus README)
+@synthetic_writer('buptcampus', BUPTCampus.dataset_dir, real_ids=3080)
 def make_buptcampus(root, seed=0, num_train=96, num_aux=16, num_test=48, cams_per_id=(2, 3),
                     lengths=(8, 16), size=DEFAULT_SIZE, overwrite=False):
     """Write ``<root>/BUPTCampus`` (DATA/<pid>/<RGB|IR|FakeIR>/<cam>/..., data_paths.json,

@@ -38,7 +38,8 @@ def _vcm_plan(rng, pids, tracklets, lengths, min_len, num_cams):
     return sorted(plan, key=lambda p: p[:3])   # stable: tracklet order kept per camera
 
 
-@synthetic_writer('hitsz_vcm', HITSZVCM.dataset_dir)
+# real_ids: 927 identities (500 train, 427 test; the HITSZ-VCM paper)
+@synthetic_writer('hitsz_vcm', HITSZVCM.dataset_dir, real_ids=927)
 def make_hitsz_vcm(root, seed=0, flat=False, num_train=64, num_test=24, tracklets=(3, 4),
                    lengths=(8, 24), min_len=12, num_cams=6, size=DEFAULT_SIZE, overwrite=False):
     """Write ``<root>/HITSZ-VCM`` (info/*.txt + <Train|Test>/<pid4>/<ir|rgb>/D<c>/<f>.jpg).

@@ -25,7 +25,8 @@ def _llcm_ids(rng, num_train, num_test):
     return sorted(int(i) for i in train), sorted(int(i) for i in test)
 
 
-@synthetic_writer('llcm', LLCM.dataset_dir)
+# real_ids: 1,064 identities (713 train, 351 test; the LLCM README)
+@synthetic_writer('llcm', LLCM.dataset_dir, real_ids=1064)
 def make_llcm(root, seed=0, num_train=144, num_test=32, cams_per_id=(2, 3), images=(2, 4),
               size=DEFAULT_SIZE, overwrite=False):
     """Write ``<root>/LLCM`` (idx/*.txt, vis|nir/<pid4>/, test_vis|test_nir/cam<K>/<pid4>/).

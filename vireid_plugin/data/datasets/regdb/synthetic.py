@@ -12,7 +12,8 @@ from .dataset import RegDB
 STREAM = 2
 
 
-@synthetic_writer('regdb', RegDB.dataset_dir)
+# real_ids: 412 ids, 10 visible + 10 thermal images each (Nguyen et al. 2017)
+@synthetic_writer('regdb', RegDB.dataset_dir, real_ids=412)
 def make_regdb(root, seed=0, num_ids=64, images_per_id=10, num_trials=10, size=DEFAULT_SIZE,
                overwrite=False):
     """Write ``<root>/RegDB`` (Visible/, Thermal/, idx/); returns its path.

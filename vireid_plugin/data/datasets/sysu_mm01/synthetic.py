@@ -40,7 +40,8 @@ def _sysu_cameras(rng, test_ids, no_indoor, ids, keep_prob):
     return cams
 
 
-@synthetic_writer('sysu_mm01', SYSUMM01.dataset_dir)
+# real_ids: 491 valid ids (296 train, 99 val, 96 test; the SYSU-MM01 README)
+@synthetic_writer('sysu_mm01', SYSUMM01.dataset_dir, real_ids=491)
 def make_sysu_mm01(root, seed=0, num_train=128, num_val=16, num_test=32, images_per_cam=3,
                    num_no_indoor=None, keep_prob=0.75, size=DEFAULT_SIZE, overwrite=False):
     """Write ``<root>/SYSU-MM01`` (cam1..cam6/<pid4>/<nnnn>.jpg + exp/*.txt); returns its path.
