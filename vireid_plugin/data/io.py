@@ -56,6 +56,9 @@ def read_image(path):
             if img.mode in HIGH_DEPTH_MODES:
                 img.load()
                 return to_8bit(img, path).convert('RGB')
+            if img.mode == 'RGB':   # the decoded image itself (convert would copy it)
+                img.load()
+                return img
             return img.convert('RGB')
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         if isinstance(exc, ImageReadError):

@@ -14,6 +14,7 @@ from typing import Tuple
 import numpy as np
 import torch
 import torchvision.transforms as T
+from torchvision.transforms.functional import pil_modes_mapping
 
 __all__ = ['Preprocessing', 'preprocessing_of']
 
@@ -30,16 +31,15 @@ class Preprocessing:
     seq_len: int = 0                  # video: frames per clip
     frame_rule: str = 'chunk'         # video: sample_frame_indices rule at test time
     normalize_feature: bool = False   # test.normalize_feature: L2-normalised features
-    _resize: object = field(default=None, compare=False, repr=False)
+    _resample: int = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
-        object.__setattr__(self, '_resize', T.Resize(
-            (int(self.height), int(self.width)),
-            interpolation=T.InterpolationMode(self.interpolation)))
+        object.__setattr__(self, '_resample',
+                           pil_modes_mapping[T.InterpolationMode(self.interpolation)])
 
     def as_dict(self):
         out = asdict(self)
-        out.pop('_resize')
+        out.pop('_resample')
         out['norm_mean'], out['norm_std'] = list(self.norm_mean), list(self.norm_std)
         return out
 
@@ -51,8 +51,10 @@ class Preprocessing:
 
     def to_uint8(self, img):
         """(3, H, W) uint8 tensor of a PIL image (any mode) at the run's size."""
-        img = self._resize(img.convert('RGB') if img.mode != 'RGB' else img)
-        return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+        img = img.convert('RGB') if img.mode != 'RGB' else img
+        # the call torchvision's Resize makes on a PIL image, without its per-call checks
+        img = img.resize((int(self.width), int(self.height)), self._resample)
+        return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
 
     def normalize(self, batch):
         """Model input (float32) of a uint8 batch (..., 3, H, W), as ToTensor + Normalize
