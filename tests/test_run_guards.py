@@ -65,14 +65,27 @@ def test_the_loader_reads_the_marker_both_ways(synthetic_root, tmp_path, capsys)
     capsys.readouterr()
     SYSUMM01(root=synthetic_root)
     assert 'a synthetic SYSU-MM01' in capsys.readouterr().out
-    # the same files without the marker are read by the loaders of a real-data run (the
-    # run refuses them before: test_an_unmarked_tree_of_an_older_writer_is_refused)
-    real = tmp_path / 'real'
-    make_sysu_mm01(str(real), num_train=4, num_val=1, num_test=2, images_per_cam=1,
+    # the same files without the marker (an older writer's tree): the loaders of a
+    # real-data run refuse them too, plain torchreid code reads them and is told what they
+    # look like, and a .vireid-real file makes them real data for both
+    old = tmp_path / 'old'
+    make_sysu_mm01(str(old), num_train=4, num_val=1, num_test=2, images_per_cam=1,
                    size=(64, 32))
-    os.remove(os.path.join(str(real), 'SYSU-MM01', SYNTHETIC_MARKER))
+    tree = os.path.join(str(old), 'SYSU-MM01')
+    os.remove(os.path.join(tree, SYNTHETIC_MARKER))
+    with scoped_options({'data.synthetic': False}), pytest.raises(
+            SyntheticDataError, match='7 identities where the real SYSU-MM01 has 491'):
+        SYSUMM01(root=str(old))
+    capsys.readouterr()
+    assert len(SYSUMM01(root=str(old)).train) > 0
+    notice = [line for line in capsys.readouterr().out.splitlines() if tree in line]
+    assert len(notice) == 1 and 'older vireid_plugin' in notice[0], notice
+    open(os.path.join(tree, '.vireid-real'), 'w').close()
     with scoped_options({'data.synthetic': False}):
-        assert len(SYSUMM01(root=str(real)).train) > 0
+        assert len(SYSUMM01(root=str(old)).train) > 0
+    capsys.readouterr()
+    SYSUMM01(root=str(old))
+    assert 'older vireid_plugin' not in capsys.readouterr().out
     # the root itself being the dataset folder is checked too
     with scoped_options({'data.synthetic': False}), pytest.raises(SyntheticDataError):
         SYSUMM01(root=os.path.join(synthetic_root, 'SYSU-MM01'))

@@ -9,7 +9,7 @@ import os.path as osp
 import time
 
 from ..registry import IMAGE_DATASETS, SYNTHETIC_WRITERS, VIDEO_DATASETS
-from .datasets.common import check_not_older_synthetic, check_not_synthetic
+from .datasets.common import check_not_synthetic
 from .synthetic import SYNTHETIC_MARKER, is_synthetic, older_synthetic_ids, writer_for_folder
 
 
@@ -65,9 +65,7 @@ def check_real_data(cfg):
         return
     for folder, path in _dataset_folders(cfg):
         if osp.isdir(path):
-            check_not_synthetic(path, folder, synthetic=False)
-            writer = writer_for_folder(folder)
-            check_not_older_synthetic(path, folder, getattr(writer, 'real_ids', 0))
+            check_not_synthetic(path, folder, synthetic=False)   # older trees too
 
 
 def prepare_datasets(cfg):

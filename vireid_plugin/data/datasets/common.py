@@ -4,7 +4,8 @@ import os
 import os.path as osp
 
 from ...errors import DatasetNotFoundError
-from ..synthetic import REAL_MARKER, SYNTHETIC_MARKER, is_synthetic, older_synthetic_ids
+from ..synthetic import (REAL_MARKER, SYNTHETIC_MARKER, is_synthetic, older_synthetic_ids,
+                         writer_for_folder)
 from .base import MODALITY_NAMES
 from .options import scoped_value
 
@@ -42,10 +43,23 @@ def check_not_synthetic(path, folder, synthetic=None):
     """Refuse the synthetic tree at ``path`` (dataset folder ``folder``) when the run asks
     for real data (``synthetic`` False; None: the run's ``data.synthetic`` when a data
     manager of the plugin builds the dataset). Outside a run (a plain torchreid data
-    manager) a synthetic tree is used with one line saying so."""
-    if not is_synthetic(path):
-        return
+    manager) a synthetic tree is used with one line saying so; so is an unmarked tree that
+    looks like an older writer's (``check_not_older_synthetic``), refused in a run on real
+    data."""
     synthetic = scoped_value('data.synthetic') if synthetic is None else synthetic
+    if not is_synthetic(path):
+        real_ids = getattr(writer_for_folder(folder), 'real_ids', 0)
+        if synthetic is False:
+            check_not_older_synthetic(path, folder, real_ids)
+        elif synthetic is None:
+            count = older_synthetic_ids(path, real_ids)
+            if count is not None:
+                print('=> {}: {} identities where the real {} has {}: a synthetic tree of an '
+                      'older vireid_plugin (before the {} file)? Its numbers would not be '
+                      '{}\'s (if it is real data, a subset, create an empty {} file in '
+                      'it)'.format(path, count, folder, real_ids, SYNTHETIC_MARKER, folder,
+                                   os.path.join(path, REAL_MARKER)))
+        return
     if synthetic is False:
         raise SyntheticDataError(
             '{} holds the synthetic {} that vireid_plugin generates for the demos (it has a '
