@@ -141,3 +141,19 @@ def test_arbitrary_pickles_are_still_refused(tmp_path):
     torch.save({'state_dict': {}, 'payload': Payload()}, path)
     with pytest.raises(CheckpointError, match='evil.pth'):
         load_checkpoint(path)
+
+
+def test_a_mapped_read_gives_the_same_tensors_in_both_file_formats(tmp_path):
+    """load_checkpoint(mmap=True), the look preflight takes at a checkpoint: the same keys,
+    shapes and values as a full read, for torch's zip format (mapped) and its legacy format
+    (which cannot be mapped, and is read)."""
+    state = {'w': torch.arange(12.).view(3, 4), 'b': torch.ones(2, dtype=torch.float64)}
+    for name, kwargs in (('zip.pth', {}), ('legacy.pth',
+                                           {'_use_new_zipfile_serialization': False})):
+        path = tmp_path / name
+        torch.save({'state_dict': state, 'epoch': 3}, str(path), **kwargs)
+        full, mapped = load_checkpoint(str(path)), load_checkpoint(str(path), mmap=True)
+        assert mapped['epoch'] == full['epoch'] == 3
+        for key, value in state.items():
+            assert torch.equal(mapped['state_dict'][key], value)
+            assert mapped['state_dict'][key].dtype == value.dtype

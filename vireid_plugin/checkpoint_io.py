@@ -211,9 +211,11 @@ _EXPECTED = ('expected a checkpoint written by torch.save (a zip archive of tens
              'plain values), a .safetensors file or a TorchScript archive')
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, mmap=False):
     """The object stored in a torch checkpoint (``weights_only``), a .safetensors file, or
     the state dict of a TorchScript archive (``torchscript_state``: nothing in it runs).
+    ``mmap``: a torch zip checkpoint's tensors are mapped from the file, not read (for a
+    look at its keys and shapes: nothing is read until a tensor's values are).
 
     Every failure is one ``CheckpointError`` naming the file and what was expected;
     torch's advice to retry with ``weights_only=False`` never reaches the user."""
@@ -244,7 +246,8 @@ def load_checkpoint(path):
             quote_path(path), _EXPECTED, head[:8]))
     try:
         with torch.serialization.safe_globals(_numpy_scalar_types()):
-            return torch.load(path, map_location='cpu', weights_only=True)
+            return torch.load(path, map_location='cpu', weights_only=True,
+                              mmap=bool(mmap) and head.startswith(_ZIP_MAGIC))
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line
         raise _refusal(path, exc) from None
 

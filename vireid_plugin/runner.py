@@ -144,8 +144,8 @@ def preflight(cfg, main_rank=True):
                     log=lambda message: None)
                 if path is None:
                     continue
-            else:
-                ckpt = load_checkpoint(path)
+            else:   # keys and shapes are all this looks at: the tensors stay in the file
+                ckpt = load_checkpoint(path, mmap=True)
             if key == 'model.resume':
                 check_training_checkpoint(ckpt, path)
             check_weights_fit(lambda classes, cameras: build_reid_model(
