@@ -221,8 +221,9 @@ def run(cfg):
     engine = build_engine(cfg, datamanager, model, criterion, optimizer, scheduler, use_gpu)
     run_kwargs = engine_run_kwargs(cfg)
     if resume:
-        run_kwargs['start_epoch'] = engine.resume(resume, cfg.data.save_dir,
-                                                  cfg.train.resume_rebuild_schedule)
+        run_kwargs['start_epoch'] = engine.resume(
+            resume, cfg.data.save_dir, cfg.train.resume_rebuild_schedule,
+            fresh_optimizer=cfg.train.resume_fresh_optimizer)
         done = engine.start_epoch >= cfg.train.max_epoch and not engine._start_iteration
         if done and not cfg.test.evaluate:
             print('=> {} has trained all {} epochs of train.max_epoch: nothing to train '

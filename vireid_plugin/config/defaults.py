@@ -103,6 +103,7 @@ def get_default_config():
     cfg.train.preempt_signals = ['SIGTERM', 'SIGUSR1']  # plugin: stop at the next step with a resumable checkpoint (exit 75); [] keeps the default handlers
     cfg.train.on_write_error = 'stop'   # plugin: a checkpoint/results write fails (disk full, I/O error): stop, or retry at the next save point
     cfg.train.resume_rebuild_schedule = False  # plugin: resume with a changed schedule rebuilds it (else refused)
+    cfg.train.resume_fresh_optimizer = False  # plugin: resume weights, schedule and position, but start the optimizer's state (moments) afresh: for a checkpoint whose optimizer state no longer fits
     cfg.train.amp = 'auto'          # plugin: auto (bf16 on a GPU with native bf16, compute capability 8.0+, else fp16 + GradScaler; off on CPU), bf16, fp16, off
     cfg.train.grad_clip = 0.0       # plugin: max grad norm, 0 = off
     cfg.train.compile = False       # plugin: train through torch.compile(model) (the loss terms stay eager)

@@ -164,8 +164,11 @@ def restore_training_state(ckpt, path, model, optimizer=None, scheduler=None, cr
         try:
             optimizer.load_state_dict(ckpt['optimizer'])
         except ValueError as exc:
-            raise CheckpointError('{}: its optimizer state does not fit this optimizer ({}); was '
-                                  'train.optim or the model changed?'.format(path, exc)) from None
+            raise CheckpointError(
+                '{}: its optimizer state does not fit this optimizer ({}); was train.optim or '
+                'the model changed (a run of an earlier version)? train.resume_fresh_optimizer '
+                'True resumes its weights, schedule and position with the optimizer\'s '
+                'moments started afresh'.format(path, exc)) from None
         for group, flags in zip(optimizer.param_groups, kept):
             group.update(flags)
         place_state(optimizer)   # the state where this implementation reads it

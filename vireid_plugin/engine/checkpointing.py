@@ -115,8 +115,11 @@ class Checkpointing:
         self.checkpoints = self.checkpoints or CheckpointManager(save_dir, self.keep_checkpoints)
         return self.save_training_checkpoint(epoch + 1, 0, best=is_best)
 
-    def resume(self, path, save_dir, rebuild_schedule=False):
+    def resume(self, path, save_dir, rebuild_schedule=False, fresh_optimizer=False):
         """Continue from ``path`` (or ``'auto'``: the newest good checkpoint of ``save_dir``).
+
+        ``fresh_optimizer``: everything but the optimizer's state is restored; its groups
+        get the LRs the schedule had reached (the moments start afresh).
 
         Restores model, loss terms, optimizer, scheduler, AMP scaler, RNGs, the epoch and
         the iteration inside it. A config whose schedule settings differ from the
@@ -143,9 +146,12 @@ class Checkpointing:
         # carries the old schedule's (decayed) ones
         fresh = [{k: g[k] for k in LR_KEYS if k in g} for g in self.optimizer.param_groups] \
             if changes and self.optimizer is not None else None
-        restore_training_state(ckpt, path, self.model, self.optimizer,
+        restore_training_state(ckpt, path, self.model,
+                                None if fresh_optimizer else self.optimizer,
                                 None if changes else self.scheduler, self.criterion,
                                 self.precision.scaler)
+        if fresh_optimizer and self.optimizer is not None:
+            self._schedule_lrs_to_groups(changes)
         if changes:
             iteration = self._rebuild_schedule(ckpt['schedule'], epoch, iteration, fresh)
         if ckpt.get('rng'):
@@ -168,6 +174,20 @@ class Checkpointing:
             ', iteration {}'.format(iteration) if iteration else ' done',
             ' (schedule rebuilt: {})'.format('; '.join(changes)) if changes else ''))
         return epoch
+
+    def _schedule_lrs_to_groups(self, rebuilt):
+        """With a fresh optimizer state: the groups take the LRs the restored scheduler had
+        set (a rebuilt schedule sets its own, ``_rebuild_schedule``)."""
+        sched, groups = self.scheduler, self.optimizer.param_groups
+        last = getattr(sched, '_last_lr', None) if sched is not None and not rebuilt else None
+        if last is not None and len(last) == len(groups):
+            for group, lr in zip(groups, last):
+                group['lr'] = lr
+        print('=> Resume: the optimizer state was not restored (train.resume_fresh_optimizer '
+              'True): its moments start afresh{}'.format(
+                  ', at the LRs the schedule had reached ({})'.format(
+                      ', '.join('{:.3g}'.format(g['lr']) for g in groups))
+                  if last is not None else ''))
 
     def _rebuild_schedule(self, saved, epoch, iteration, fresh=None):
         """Bring the freshly built scheduler to where training is, from the LRs it started
