@@ -13,6 +13,19 @@ from PIL import Image
 
 IMAGE_SIZE = (4, 8)  # PIL (width, height)
 
+#: the keyword arguments torchreid's ImageDataManager passes to an image dataset
+IMAGE_DATASET_KWARGS = dict(transform=None, k_tfm=1, combineall=False, cuhk03_labeled=False,
+                            cuhk03_classic_split=False, market1501_500k=False, verbose=False)
+
+
+def build_image_dataset(root, name, split_id=0, **kw):
+    """The registered image dataset ``name`` on ``root``, built as torchreid's
+    ImageDataManager builds it (mode 'train' unless ``kw`` says otherwise)."""
+    from vireid_plugin.registry import IMAGE_DATASETS
+    kwargs = dict(IMAGE_DATASET_KWARGS, mode='train')
+    kwargs.update(kw)
+    return IMAGE_DATASETS.get(name)(root=str(root), split_id=split_id, **kwargs)
+
 
 @functools.lru_cache(maxsize=None)
 def jpeg_bytes(size=IMAGE_SIZE, color=(90, 120, 150)):

@@ -9,8 +9,10 @@ import torch
 
 import vireid_plugin  # noqa: F401  (registers the plugin's datasets and models)
 from vireid_plugin import compat
-from vireid_plugin.data.synthetic import make_hitsz_vcm, make_sysu_mm01
+from vireid_plugin.data.synthetic import make_hitsz_vcm
 from vireid_plugin.engine.evaluation import extract_pool_features, score_modes
+
+from tests.helpers import synthetic_sysu
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -20,9 +22,7 @@ SIZE = dict(height=128, width=64)   # the tiny models' input size
 
 @pytest.fixture(scope='module')
 def sysu_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('sysu'))
-    make_sysu_mm01(root, num_train=8, num_val=2, num_test=4, images_per_cam=2, size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, 8, 2, 4)
 
 
 @pytest.fixture(scope='module')

@@ -16,6 +16,8 @@ from vireid_plugin.engine.checkpoint import CheckpointManager
 from vireid_plugin.losses import build_loss
 from vireid_plugin.optim import WarmupCosineLR, build_lr_scheduler
 
+from tests.helpers import ToyItems
+
 
 class Toy(torch.nn.Module):
     """A trunk, a tower frozen at build (as LSMRL's text tower) and a head whose bias is
@@ -37,18 +39,8 @@ class Toy(torch.nn.Module):
         return {'features': f, 'bn_features': f, 'logits': self.head(f)}
 
 
-class Items(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.train = items
-
-    def __len__(self):
-        return len(self.train)
-
-    def __getitem__(self, key):
-        i = key[0] if isinstance(key, (tuple, list)) else key
-        _, pid, camid, _, modality = self.train[i]
-        return {'img': torch.full((3,), float(i) / 10), 'pid': pid, 'camid': camid,
-                'modality': modality}
+def image(i, pid):
+    return torch.full((3,), float(i) / 10)
 
 
 def toy_items(per_modality=6):
@@ -60,8 +52,8 @@ def make(save_dir='', sched_fn=None, sampler_fn=None, items=None, model=None, **
     items = items or toy_items()
     sampler = sampler_fn(items) if sampler_fn else CrossModalIdentitySampler(
         items, batch_size=8, num_instances=2, seed=3)
-    loader = torch.utils.data.DataLoader(Items(items), batch_size=8, sampler=sampler,
-                                         drop_last=True)
+    loader = torch.utils.data.DataLoader(ToyItems(items, image), batch_size=8,
+                                         sampler=sampler, drop_last=True)
     dm = types.SimpleNamespace(train_loader=loader, test_loader={}, sources=[])
     torch.manual_seed(0)
     model = model or Toy(num_classes=1 + max(it[1] for it in items))
