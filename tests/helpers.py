@@ -35,6 +35,32 @@ def synthetic_sysu(tmp_path_factory, num_train, num_val, num_test, images_per_ca
     return root
 
 
+def write_pngs(folder, n, seed, grow=False):
+    """``n`` random RGB PNGs ``img0.png``.. of 40x20 pixels (the i-th ``i`` pixels taller
+    when ``grow``) in ``folder``; returns their paths."""
+    import numpy as np
+    from PIL import Image
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        path = os.path.join(folder, 'img{}.png'.format(i))
+        height = 40 + i if grow else 40
+        Image.fromarray(rng.integers(0, 256, (height, 20, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def resized(path, size):
+    """An image as training reads it, independently of any cache: PIL opens it, torchvision
+    resizes it to ``size``; a CxHxW uint8 tensor."""
+    import numpy as np
+    import torchvision.transforms as T
+    from PIL import Image
+    img = T.Resize(size)(Image.open(path).convert('RGB'))
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1)
+
+
 def corrupt(path):
     """Overwrite an image with bytes that start as a JPEG and decode as none; its mtime moves
     on by a second (a cache that compares mtimes sees the change on coarse clocks)."""
