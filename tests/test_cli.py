@@ -162,11 +162,17 @@ def test_empty_dataset_root_stays_empty(tmp_path, run_cli):
     assert os.listdir(root) == []
 
 
-def test_dataset_root_without_exp(tmp_path, tiny_tree, run_cli):
+def run_without(tmp_path, tiny_tree, run_cli, folder):
+    """A run on a copy of ``tiny_tree`` without its SYSU-MM01/``folder``; returns (the copy's
+    root, exit status, stderr)."""
     root = tmp_path / 'data'
     shutil.copytree(tiny_tree, root)
-    shutil.rmtree(root / 'SYSU-MM01' / 'exp')
-    rc, err = run_cli(fast_args(tmp_path, root))
+    shutil.rmtree(root / 'SYSU-MM01' / folder)
+    return (root,) + tuple(run_cli(fast_args(tmp_path, root)))
+
+
+def test_dataset_root_without_exp(tmp_path, tiny_tree, run_cli):
+    root, rc, err = run_without(tmp_path, tiny_tree, run_cli, 'exp')
     assert rc == 1
     assert error_lines(err)[0].startswith('error: ') and 'Traceback' not in err
     assert str(root / 'SYSU-MM01' / 'exp' / 'train_id.txt') in err
@@ -174,10 +180,7 @@ def test_dataset_root_without_exp(tmp_path, tiny_tree, run_cli):
 
 
 def test_dataset_root_without_a_camera(tmp_path, tiny_tree, run_cli):
-    root = tmp_path / 'data'
-    shutil.copytree(tiny_tree, root)
-    shutil.rmtree(root / 'SYSU-MM01' / 'cam6')
-    rc, err = run_cli(fast_args(tmp_path, root))
+    root, rc, err = run_without(tmp_path, tiny_tree, run_cli, 'cam6')
     assert rc == 1
     assert str(root / 'SYSU-MM01' / 'cam6') in err and 'Traceback' not in err
 
