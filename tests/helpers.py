@@ -107,6 +107,15 @@ class ToyItems(torch.utils.data.Dataset):
         return item
 
 
+def toy_data_manager(items, image, sampler, batch_size=8):
+    """What CrossModalEngine reads of a data manager: a train loader of ``ToyItems(items,
+    image)`` in ``sampler``'s order (whole batches only), no test sets."""
+    import types
+    loader = torch.utils.data.DataLoader(ToyItems(items, image), batch_size=batch_size,
+                                         sampler=sampler, drop_last=True)
+    return types.SimpleNamespace(train_loader=loader, test_loader={}, sources=[])
+
+
 def torchrun(tmp_path, worker, args, restarts, env=None, timeout=600):
     """Run ``worker`` (Python source; ``{repo}`` and ``{tests}`` are formatted in) under
     ``torchrun --standalone`` with 2 processes and ``--max-restarts restarts``; the workers

@@ -1,5 +1,4 @@
 """CrossModalEngine on a toy model and loader (no dataset files)."""
-import types
 
 import torch
 
@@ -8,7 +7,7 @@ from vireid_plugin.engine import CrossModalEngine
 from vireid_plugin.optim import WarmupCosineLR
 from vireid_plugin.losses import build_loss
 
-from tests.helpers import ToyItems
+from tests.helpers import toy_data_manager
 
 
 class ToyModel(torch.nn.Module):
@@ -38,9 +37,7 @@ def make_engine():
     # 4 ids x (3 visible on camid 0 + 3 infrared on camid 2)
     items = [('p', pid, 2 * m, 0, m) for pid in range(4) for m in (0, 1) for _ in range(3)]
     sampler = CrossModalIdentitySampler(items, batch_size=8, num_instances=2, seed=3)
-    loader = torch.utils.data.DataLoader(ToyItems(items, image), batch_size=8,
-                                         sampler=sampler, drop_last=True)
-    dm = types.SimpleNamespace(train_loader=loader, test_loader={}, sources=[])
+    dm = toy_data_manager(items, image, sampler)
     model = ToyModel()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = WarmupCosineLR(opt, total_iters=100, warmup_iters=10)

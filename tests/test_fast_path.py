@@ -4,7 +4,6 @@ tags), fused/foreach optimizers by device, train.compile wiring."""
 import collections
 import glob
 import io
-import types
 
 import pytest
 import torch
@@ -20,7 +19,7 @@ from vireid_plugin.losses.triplet import TripletLoss
 from vireid_plugin.models import build_model
 from vireid_plugin.optim import build_optimizer
 
-from tests.helpers import ToyItems
+from tests.helpers import toy_data_manager
 
 #: aten ops that copy a device value to the host (a sync on CUDA)
 SYNCING = {'aten._local_scalar_dense', 'aten.nonzero', 'aten.masked_select', 'aten.is_nonzero'}
@@ -142,9 +141,7 @@ def make_engine(**kw):
     torch.manual_seed(0)
     items = [('p', pid, 2 * m, 0, m) for pid in range(4) for m in (0, 1) for _ in range(6)]
     sampler = CrossModalIdentitySampler(items, batch_size=8, num_instances=2, seed=3)
-    loader = torch.utils.data.DataLoader(ToyItems(items, image), batch_size=8,
-                                         sampler=sampler, drop_last=True)
-    dm = types.SimpleNamespace(train_loader=loader, test_loader={}, sources=[])
+    dm = toy_data_manager(items, image, sampler)
     model = Toy()
     opt = build_optimizer([model], optim='sgd', lr=0.1)
     engine = CrossModalEngine(dm, model, opt, build_loss(['id', 'triplet'], [1.0, 1.0]),
