@@ -47,6 +47,18 @@ def write_images(folder, names):
     return paths
 
 
+def assert_missing_file_named(path, build, match):
+    """Delete ``path`` (a pathlib.Path); ``build()`` then refuses with a DatasetNotFoundError
+    whose message names the file and matches ``match`` (where to get the dataset)."""
+    import pytest
+
+    from vireid_plugin.data.datasets.common import DatasetNotFoundError
+    path.unlink()
+    with pytest.raises(DatasetNotFoundError, match=match) as err:
+        build()
+    assert str(path) in str(err.value)
+
+
 def replace_line(path, lineno, text):
     """Overwrite the 1-based line ``lineno`` of a text file (a pathlib.Path)."""
     lines = path.read_text().splitlines()

@@ -3,7 +3,7 @@ import os
 import pytest
 import torchvision.transforms as T
 
-from dataset_trees import replace_line, write_bupt_tree
+from dataset_trees import assert_missing_file_named, replace_line, write_bupt_tree
 from vireid_plugin.data.datasets.buptcampus import dataset as buptcampus
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
 from vireid_plugin.data.datasets.options import DatasetOptionError, scoped_options
@@ -187,11 +187,7 @@ def test_missing_root_explains_layout_source_and_demo(tmp_path):
 
 
 def test_missing_file_is_named(tree):
-    path = tree / 'BUPTCampus' / 'gallery.txt'
-    path.unlink()
-    with pytest.raises(DatasetNotFoundError, match='Baidu') as err:
-        build(tree)
-    assert str(path) in str(err.value)
+    assert_missing_file_named(tree / 'BUPTCampus' / 'gallery.txt', lambda: build(tree), 'Baidu')
 
 
 @pytest.mark.parametrize('fname,lineno,text,problem', [

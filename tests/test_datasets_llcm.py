@@ -3,7 +3,8 @@ import random
 
 import pytest
 
-from dataset_trees import build_image_dataset, replace_line, write_llcm_tree
+from dataset_trees import (assert_missing_file_named, build_image_dataset, replace_line,
+                           write_llcm_tree)
 from vireid_plugin.data.datasets import llcm  # noqa: F401  (registers the names)
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
 from vireid_plugin.data.datasets.options import DatasetOptionError, scoped_options
@@ -151,11 +152,8 @@ def test_missing_root_explains_layout_source_and_demo(tmp_path):
 
 
 def test_missing_index_file_is_named(tree):
-    path = tree / 'LLCM' / 'idx' / 'test_id.txt'
-    path.unlink()
-    with pytest.raises(DatasetNotFoundError, match='release agreement') as err:
-        build(tree)
-    assert str(path) in str(err.value)
+    assert_missing_file_named(tree / 'LLCM' / 'idx' / 'test_id.txt',
+                              lambda: build(tree), 'release agreement')
 
 
 @pytest.mark.parametrize('fname,lineno,text,problem', [

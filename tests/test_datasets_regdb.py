@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torchvision.transforms as T
 
-from dataset_trees import build_image_dataset, replace_line, write_regdb_tree
+from dataset_trees import (assert_missing_file_named, build_image_dataset, replace_line,
+                           write_regdb_tree)
 from vireid_plugin.data.datasets import regdb  # noqa: F401  (registers the names)
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
 
@@ -112,11 +113,8 @@ def test_missing_root_explains_layout_source_and_demo(tmp_path):
 
 
 def test_missing_idx_file_is_named(tree):
-    path = tree / 'RegDB' / 'idx' / 'test_thermal_1.txt'
-    path.unlink()
-    with pytest.raises(DatasetNotFoundError, match='Dongguk') as err:
-        build(tree, 'regdb', 0)
-    assert str(path) in str(err.value)
+    assert_missing_file_named(tree / 'RegDB' / 'idx' / 'test_thermal_1.txt',
+                              lambda: build(tree, 'regdb', 0), 'Dongguk')
 
 
 @pytest.mark.parametrize('fname,lineno,text,problem', [

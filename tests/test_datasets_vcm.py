@@ -3,7 +3,7 @@ import os
 import pytest
 import torchvision.transforms as T
 
-from dataset_trees import replace_line, write_vcm_tree
+from dataset_trees import assert_missing_file_named, replace_line, write_vcm_tree
 from vireid_plugin.data.datasets import hitsz_vcm  # noqa: F401  (registers the names)
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
 from vireid_plugin.data.datasets.options import scoped_options
@@ -129,11 +129,8 @@ def test_missing_root_explains_layout_source_and_demo(tmp_path):
 
 
 def test_missing_info_file_is_named(tree):
-    path = tree / 'HITSZ-VCM' / 'info' / 'query_IDX.txt'
-    path.unlink()
-    with pytest.raises(DatasetNotFoundError, match='MITML') as err:
-        build(tree)
-    assert str(path) in str(err.value)
+    assert_missing_file_named(tree / 'HITSZ-VCM' / 'info' / 'query_IDX.txt',
+                              lambda: build(tree), 'MITML')
 
 
 @pytest.mark.parametrize('edit,fname,lineno,problem', [
