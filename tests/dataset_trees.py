@@ -47,6 +47,19 @@ def write_images(folder, names):
     return paths
 
 
+def assert_missing_root_explained(build, parts):
+    """``build()`` on a root that does not exist refuses with a DatasetNotFoundError whose
+    message holds every one of ``parts`` (the layout, where to get it, the demo config)."""
+    import pytest
+
+    from vireid_plugin.data.datasets.common import DatasetNotFoundError
+    with pytest.raises(DatasetNotFoundError) as err:
+        build()
+    msg = str(err.value)
+    for part in parts:
+        assert part in msg, (part, msg)
+
+
 def assert_missing_file_named(path, build, match):
     """Delete ``path`` (a pathlib.Path); ``build()`` then refuses with a DatasetNotFoundError
     whose message names the file and matches ``match`` (where to get the dataset)."""
