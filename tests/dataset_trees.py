@@ -13,6 +13,19 @@ from PIL import Image
 
 IMAGE_SIZE = (4, 8)  # PIL (width, height)
 
+#: the keyword arguments torchreid's ImageDataManager passes to an image dataset
+IMAGE_DATASET_KWARGS = dict(transform=None, k_tfm=1, combineall=False, cuhk03_labeled=False,
+                            cuhk03_classic_split=False, market1501_500k=False, verbose=False)
+
+
+def build_image_dataset(root, name, split_id=0, **kw):
+    """The registered image dataset ``name`` on ``root``, built as torchreid's
+    ImageDataManager builds it (mode 'train' unless ``kw`` says otherwise)."""
+    from vireid_plugin.registry import IMAGE_DATASETS
+    kwargs = dict(IMAGE_DATASET_KWARGS, mode='train')
+    kwargs.update(kw)
+    return IMAGE_DATASETS.get(name)(root=str(root), split_id=split_id, **kwargs)
+
 
 @functools.lru_cache(maxsize=None)
 def jpeg_bytes(size=IMAGE_SIZE, color=(90, 120, 150)):
@@ -32,6 +45,31 @@ def write_images(folder, names):
             f.write(data)
         paths.append(path)
     return paths
+
+
+def assert_missing_root_explained(build, parts):
+    """``build()`` on a root that does not exist refuses with a DatasetNotFoundError whose
+    message holds every one of ``parts`` (the layout, where to get it, the demo config)."""
+    import pytest
+
+    from vireid_plugin.data.datasets.common import DatasetNotFoundError
+    with pytest.raises(DatasetNotFoundError) as err:
+        build()
+    msg = str(err.value)
+    for part in parts:
+        assert part in msg, (part, msg)
+
+
+def assert_missing_file_named(path, build, match):
+    """Delete ``path`` (a pathlib.Path); ``build()`` then refuses with a DatasetNotFoundError
+    whose message names the file and matches ``match`` (where to get the dataset)."""
+    import pytest
+
+    from vireid_plugin.data.datasets.common import DatasetNotFoundError
+    path.unlink()
+    with pytest.raises(DatasetNotFoundError, match=match) as err:
+        build()
+    assert str(path) in str(err.value)
 
 
 def replace_line(path, lineno, text):

@@ -16,6 +16,8 @@ from vireid_plugin.models.agw import NonLocal, gem
 from vireid_plugin.models.agw.released import released_checkpoint_filter
 from vireid_plugin.optim.warmup_step import warmup_multi_step_factor
 
+from tests.helpers import synthetic_sysu
+
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
@@ -472,10 +474,7 @@ def test_flip_average_in_the_feature_extraction():
 # ---------------------------------------------------------------- through the data manager
 @pytest.fixture(scope='module')
 def small_sysu(tmp_path_factory):
-    from vireid_plugin.data.synthetic import make_sysu_mm01
-    root = str(tmp_path_factory.mktemp('agw_sysu'))
-    make_sysu_mm01(root, num_train=8, num_val=2, num_test=6, images_per_cam=2, size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, 8, 2, 6, name='agw_sysu')
 
 
 def _cfg(root, *extra):

@@ -15,15 +15,9 @@ from vireid_plugin.data.bad_images import TooManyBadImages
 from vireid_plugin.data.io import ImageReadError
 from vireid_plugin.data.synthetic import make_sysu_mm01
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import DEMO, corrupt, free_port, gloo_rank
+
 BATCH = 8
-
-
-def corrupt(path):
-    with open(path, 'wb') as f:
-        f.write(b'\xff\xd8\xff\xe0 this is not a JPEG any more')
-    st = os.stat(path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))   # coarse clocks
 
 
 def manager(root, on_bad='skip', workers=0, cache=None, **kw):
@@ -225,7 +219,7 @@ def test_a_training_run_skips_logs_and_counts(cli, tmp_path, one_thread):
     root = str(tmp_path / 'data')
     make_sysu_mm01(root, num_train=6, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
     save_dir = str(tmp_path / 'log')
-    args = ['--config-file', os.path.join(REPO, 'configs', 'demo.yaml'), '--root', root,
+    args = ['--config-file', DEMO, '--root', root,
             'data.save_dir', save_dir, 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '32', 'data.width', '16', 'vit.stride_size', '8',
             'train.batch_size', '8', 'sampler.num_instances', '2', 'train.max_epoch', '1',
@@ -248,9 +242,7 @@ def test_a_training_run_skips_logs_and_counts(cli, tmp_path, one_thread):
 
 
 def _rank_log(rank, port, out):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE='2', LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    gloo_rank(rank, port)
     from vireid_plugin import distributed
     from vireid_plugin.data.bad_images import BadImageLog
     distributed.init_distributed(use_gpu=False)
@@ -267,12 +259,8 @@ def _rank_log(rank, port, out):
 
 
 def test_the_epoch_count_is_summed_over_the_ranks(tmp_path):
-    import socket
     import torch.multiprocessing as mp
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_rank_log, args=(port, str(tmp_path)), nprocs=2, join=True,
+    mp.start_processes(_rank_log, args=(free_port(), str(tmp_path)), nprocs=2, join=True,
                        start_method='spawn')
     for rank in range(2):
         with open(str(tmp_path / 'rank{}.json'.format(rank))) as f:

@@ -10,13 +10,12 @@ import sys
 
 import numpy as np
 import pytest
-import torch
-import torchvision.transforms as T
 from PIL import Image
 
 from vireid_plugin.data.cache import open_image_cache
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO, resized, write_pngs
+
 SIZE = (24, 12)
 
 READER = r'''
@@ -40,21 +39,11 @@ sys.stdin.readline()
 
 
 def write_images(folder, n=4):
-    os.makedirs(folder, exist_ok=True)
-    rng = np.random.default_rng(1)
-    paths = []
-    for i in range(n):
-        path = os.path.join(folder, 'img{}.png'.format(i))
-        Image.fromarray(rng.integers(0, 256, (40, 20, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
+    return write_pngs(folder, n, seed=1)
 
 
 def expected_digest(path):
-    """Independent of the cache: PIL opens the file, torchvision resizes as training does."""
-    img = T.Resize(SIZE)(Image.open(path).convert('RGB'))
-    row = torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
-    return hashlib.sha1(row.numpy().tobytes()).hexdigest()
+    return hashlib.sha1(resized(path, SIZE).contiguous().numpy().tobytes()).hexdigest()
 
 
 def change(path, value):
@@ -150,14 +139,21 @@ def test_a_killed_reader_frees_its_version_for_the_next_open(tmp_path):
         reader.end()
 
 
-def test_an_interrupted_build_leaves_the_current_version_and_its_leftovers_are_swept(
-        tmp_path, monkeypatch):
-    from vireid_plugin.data import cache as cache_mod
+def built_then_changed(tmp_path, index, value):
+    """A cache built for fresh images, then image ``index`` changed to ``value``; returns
+    (the image paths, the cache folder, its current version, its manifest's bytes)."""
     paths, folder = write_images(str(tmp_path / 'd')), str(tmp_path / 'c')
     open_image_cache(paths, SIZE, 'toy', folder=folder, verbose=False).close()
     v1 = current(folder)
     manifest = open(os.path.join(folder, 'toy_24x12.json'), 'rb').read()
-    change(paths[1], 9)
+    change(paths[index], value)
+    return paths, folder, v1, manifest
+
+
+def test_an_interrupted_build_leaves_the_current_version_and_its_leftovers_are_swept(
+        tmp_path, monkeypatch):
+    from vireid_plugin.data import cache as cache_mod
+    paths, folder, v1, manifest = built_then_changed(tmp_path, 1, 9)
 
     def interrupted(path, size):
         raise KeyboardInterrupt   # pre-emption in the middle of decoding
@@ -182,11 +178,7 @@ def test_a_disk_without_room_for_the_new_version_is_one_error_and_nothing_lost(
         tmp_path, monkeypatch):
     from collections import namedtuple
     from vireid_plugin.checkpoint_io import WriteError
-    paths, folder = write_images(str(tmp_path / 'd')), str(tmp_path / 'c')
-    open_image_cache(paths, SIZE, 'toy', folder=folder, verbose=False).close()
-    v1 = current(folder)
-    manifest = open(os.path.join(folder, 'toy_24x12.json'), 'rb').read()
-    change(paths[3], 200)
+    paths, folder, v1, manifest = built_then_changed(tmp_path, 3, 200)
     full = namedtuple('statvfs', 'f_bavail f_frsize')(1, 4096)     # 4 KB free
     monkeypatch.setattr(os, 'statvfs', lambda path: full)
     needed = len(paths) * 3 * SIZE[0] * SIZE[1]

@@ -11,19 +11,17 @@ import sys
 import pytest
 import torch
 
-from vireid_plugin.data.synthetic import is_synthetic, make_sysu_mm01
+from vireid_plugin.data.synthetic import is_synthetic
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
+from tests.helpers import DEMO, synthetic_sysu
+
 DEMO_COMMAND = 'python scripts/main.py --config-file configs/demo.yaml'
 
 
 @pytest.fixture(scope='module')
 def tiny_tree(tmp_path_factory):
     """A small synthetic SYSU-MM01 (5 train ids, 1 image per (id, camera)); returns the root."""
-    root = str(tmp_path_factory.mktemp('sysu_root'))
-    make_sysu_mm01(root, num_train=4, num_val=1, num_test=2, images_per_cam=1, size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, 4, 1, 2, 1, name='sysu_root')
 
 
 def error_lines(err):
@@ -52,12 +50,19 @@ def fast_args(tmp_path, root, *extra):
 
 # ---------------------------------------------------------------- config errors
 
-def test_unknown_key_in_config_file(tmp_path, run_cli):
+def config_file_error(tmp_path, run_cli, text):
+    """A run on a config file holding ``text``: exit status 2 and one error line; returns
+    (the file, the line)."""
     path = tmp_path / 'bad.yaml'
-    path.write_text('model:\n  name: vit_tiny_reid\ntrain:\n  max_epok: 3\n')
+    path.write_text(text)
     rc, err = run_cli(['--config-file', path])
     assert rc == 2
-    line = assert_one_line_error(err)
+    return path, assert_one_line_error(err)
+
+
+def test_unknown_key_in_config_file(tmp_path, run_cli):
+    path, line = config_file_error(tmp_path, run_cli,
+                                   'model:\n  name: vit_tiny_reid\ntrain:\n  max_epok: 3\n')
     assert 'train.max_epok' in line
     assert 'train.max_epoch' in line   # the close match
     assert str(path) in line           # which file
@@ -91,11 +96,7 @@ def test_type_mismatch_on_command_line(run_cli, key, value):
 
 
 def test_type_mismatch_in_config_file(tmp_path, run_cli):
-    path = tmp_path / 'bad.yaml'
-    path.write_text('data:\n  width: wide\n')
-    rc, err = run_cli(['--config-file', path])
-    assert rc == 2
-    line = assert_one_line_error(err)
+    _, line = config_file_error(tmp_path, run_cli, 'data:\n  width: wide\n')
     assert 'data.width' in line and 'wide' in line
 
 
@@ -161,11 +162,17 @@ def test_empty_dataset_root_stays_empty(tmp_path, run_cli):
     assert os.listdir(root) == []
 
 
-def test_dataset_root_without_exp(tmp_path, tiny_tree, run_cli):
+def run_without(tmp_path, tiny_tree, run_cli, folder):
+    """A run on a copy of ``tiny_tree`` without its SYSU-MM01/``folder``; returns (the copy's
+    root, exit status, stderr)."""
     root = tmp_path / 'data'
     shutil.copytree(tiny_tree, root)
-    shutil.rmtree(root / 'SYSU-MM01' / 'exp')
-    rc, err = run_cli(fast_args(tmp_path, root))
+    shutil.rmtree(root / 'SYSU-MM01' / folder)
+    return (root,) + tuple(run_cli(fast_args(tmp_path, root)))
+
+
+def test_dataset_root_without_exp(tmp_path, tiny_tree, run_cli):
+    root, rc, err = run_without(tmp_path, tiny_tree, run_cli, 'exp')
     assert rc == 1
     assert error_lines(err)[0].startswith('error: ') and 'Traceback' not in err
     assert str(root / 'SYSU-MM01' / 'exp' / 'train_id.txt') in err
@@ -173,10 +180,7 @@ def test_dataset_root_without_exp(tmp_path, tiny_tree, run_cli):
 
 
 def test_dataset_root_without_a_camera(tmp_path, tiny_tree, run_cli):
-    root = tmp_path / 'data'
-    shutil.copytree(tiny_tree, root)
-    shutil.rmtree(root / 'SYSU-MM01' / 'cam6')
-    rc, err = run_cli(fast_args(tmp_path, root))
+    root, rc, err = run_without(tmp_path, tiny_tree, run_cli, 'cam6')
     assert rc == 1
     assert str(root / 'SYSU-MM01' / 'cam6') in err and 'Traceback' not in err
 

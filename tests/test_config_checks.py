@@ -9,8 +9,7 @@ from vireid_plugin.config import ConfigError, load_config
 from vireid_plugin.config.checks import MAX_LIST_LENGTH, check_device
 from vireid_plugin.errors import UserError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
+from tests.helpers import DEMO
 
 
 @pytest.mark.parametrize('key,value', [

@@ -13,27 +13,19 @@ from vireid_plugin.config import ConfigError, load_config
 from vireid_plugin.data import CrossModalImageDataManager, CrossModalVideoDataManager
 from vireid_plugin.data import cache as cache_mod
 from vireid_plugin.data.cache import cache_folder, open_image_cache
-from vireid_plugin.data.synthetic import make_hitsz_vcm, make_sysu_mm01
+from vireid_plugin.data.synthetic import make_hitsz_vcm
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import DEMO, resized, synthetic_sysu, write_pngs
+
 SIZE = (24, 12)
 
 
 def write_images(folder, n=5):
-    os.makedirs(folder, exist_ok=True)
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(n):
-        path = os.path.join(folder, 'img{}.png'.format(i))
-        Image.fromarray(rng.integers(0, 256, (40 + i, 20, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
+    return write_pngs(folder, n, seed=0, grow=True)
 
 
 def expected(path):
-    """Independent of the cache: PIL opens the file, torchvision resizes as training does."""
-    img = T.Resize(SIZE)(Image.open(path).convert('RGB'))
-    return torch.from_numpy(np.array(img)).permute(2, 0, 1)
+    return resized(path, SIZE)
 
 
 @pytest.fixture
@@ -196,9 +188,7 @@ def test_a_cache_of_the_earlier_place_is_carried_over_once(tmp_path, capsys, cou
 # ---------------------------------------------------------------- data managers, engine
 @pytest.fixture(scope='module')
 def sysu_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('sysu_cache'))
-    make_sysu_mm01(root, num_train=12, num_val=2, num_test=8, images_per_cam=2, size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, 12, 2, 8, name='sysu_cache')
 
 
 def manager(root, cache=None, transforms=('random_flip', 'random_pad_crop', 'random_erase',
@@ -276,17 +266,17 @@ def test_video_clips_come_from_the_cache_with_one_draw_per_clip(tmp_path):
 
 
 def test_config_section_and_names(tmp_path):
-    cfg = load_config(os.path.join(REPO, 'configs', 'demo.yaml'),
+    cfg = load_config(DEMO,
                       ['data_cache.enabled', 'True', 'data_cache.dir', str(tmp_path)])
     assert cfg.data_cache.enabled and cfg.data_cache.gpu_augment
     with pytest.raises(ConfigError, match="unknown config key 'data_cache.enable'.*enabled"):
-        load_config(os.path.join(REPO, 'configs', 'demo.yaml'), ['data_cache.enable', 'True'])
+        load_config(DEMO, ['data_cache.enable', 'True'])
 
 
 def test_tiny_training_run_with_the_cache_and_batch_augment(cli, sysu_root, tmp_path,
                                                              one_thread):
     save_dir = str(tmp_path / 'log')
-    rc = cli.main(['--config-file', os.path.join(REPO, 'configs', 'demo.yaml'),
+    rc = cli.main(['--config-file', DEMO,
                    '--root', sysu_root, 'data.save_dir', save_dir, 'data.synthetic', 'True',
                    'data.workers', '0', 'data.height', '32', 'data.width', '16',
                    'vit.stride_size', '8', 'train.batch_size', '16', 'train.max_epoch', '1',

@@ -12,7 +12,7 @@ import sys
 
 from vireid_plugin.data.synthetic import SYNTHETIC_MARKER
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO
 
 
 def doc_example():

@@ -3,11 +3,11 @@ import random
 
 import pytest
 
-from dataset_trees import replace_line, write_llcm_tree
+from dataset_trees import (assert_missing_file_named, assert_missing_root_explained,
+                           build_image_dataset, replace_line, write_llcm_tree)
 from vireid_plugin.data.datasets import llcm  # noqa: F401  (registers the names)
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
 from vireid_plugin.data.datasets.options import DatasetOptionError, scoped_options
-from vireid_plugin.registry import IMAGE_DATASETS
 
 # (modality folder, pid, camera): images. Train ids 1, 4; test ids 6, 0, 3 (0 is a
 # real LLCM id). Ids 6 (camera 1) and 3 (camera 2) have both modalities in one camera.
@@ -17,9 +17,6 @@ TEST = {('vis', 6, 1): 3, ('vis', 6, 4): 2, ('vis', 0, 3): 2, ('vis', 3, 2): 1,
         ('nir', 3, 2): 2}
 TEST_IDS = [6, 0, 3]
 
-TORCHREID_KWARGS = dict(transform=None, k_tfm=1, combineall=False, cuhk03_labeled=False,
-                        cuhk03_classic_split=False, market1501_500k=False, verbose=False)
-
 
 @pytest.fixture
 def tree(tmp_path):
@@ -28,9 +25,7 @@ def tree(tmp_path):
 
 
 def build(root, name='llcm', split_id=0, **kw):
-    kwargs = dict(TORCHREID_KWARGS, mode='train')
-    kwargs.update(kw)
-    return IMAGE_DATASETS.get(name)(root=str(root), split_id=split_id, **kwargs)
+    return build_image_dataset(root, name, split_id, **kw)
 
 
 def key(item):
@@ -148,20 +143,14 @@ def test_bad_option_value(tree):
 
 
 def test_missing_root_explains_layout_source_and_demo(tmp_path):
-    with pytest.raises(DatasetNotFoundError) as err:
-        build(tmp_path / 'nowhere')
-    msg = str(err.value)
-    for part in (str(tmp_path / 'nowhere' / 'LLCM'), 'idx/{train,test}_{vis,nir}.txt',
-                 'github.com/ZYK100/LLCM', 'configs/demo_llcm.yaml'):
-        assert part in msg
+    assert_missing_root_explained(lambda: build(tmp_path / 'nowhere'), (
+        str(tmp_path / 'nowhere' / 'LLCM'), 'idx/{train,test}_{vis,nir}.txt',
+        'github.com/ZYK100/LLCM', 'configs/demo_llcm.yaml'))
 
 
 def test_missing_index_file_is_named(tree):
-    path = tree / 'LLCM' / 'idx' / 'test_id.txt'
-    path.unlink()
-    with pytest.raises(DatasetNotFoundError, match='release agreement') as err:
-        build(tree)
-    assert str(path) in str(err.value)
+    assert_missing_file_named(tree / 'LLCM' / 'idx' / 'test_id.txt',
+                              lambda: build(tree), 'release agreement')
 
 
 @pytest.mark.parametrize('fname,lineno,text,problem', [

@@ -4,20 +4,16 @@ import numpy as np
 import pytest
 import torchvision.transforms as T
 
-from dataset_trees import replace_line, write_regdb_tree
+from dataset_trees import (assert_missing_file_named, assert_missing_root_explained,
+                           build_image_dataset, replace_line, write_regdb_tree)
 from vireid_plugin.data.datasets import regdb  # noqa: F401  (registers the names)
 from vireid_plugin.data.datasets.common import DatasetNotFoundError
-from vireid_plugin.registry import IMAGE_DATASETS
 
 # Folder ids 1..5. Trial 1: train 1,2,3 (labels 0..2), test 4,5 (labels 0,1).
 # Trial 10: train 3,4,5 with gappy labels 7,3,5 (relabelled in sorted order:
 # 3->0, 5->1, 7->2, i.e. folder 4->0, folder 5->1, folder 3->2), test 1,2.
 TRIALS = {1: {'train': {1: 0, 2: 1, 3: 2}, 'test': {4: 0, 5: 1}},
           10: {'train': {3: 7, 4: 3, 5: 5}, 'test': {1: 0, 2: 1}}}
-
-# The keyword arguments torchreid's ImageDataManager passes.
-TORCHREID_KWARGS = dict(transform=None, k_tfm=1, combineall=False, cuhk03_labeled=False,
-                        cuhk03_classic_split=False, market1501_500k=False, verbose=False)
 
 
 @pytest.fixture
@@ -27,9 +23,7 @@ def tree(tmp_path):
 
 
 def build(root, name='regdb', split_id=0, **kw):
-    kwargs = dict(TORCHREID_KWARGS, mode='train')
-    kwargs.update(kw)
-    return IMAGE_DATASETS.get(name)(root=str(root), split_id=split_id, **kwargs)
+    return build_image_dataset(root, name, split_id, **kw)
 
 
 def folder_of(path):
@@ -110,20 +104,14 @@ def test_summary_names_trial(tree, capsys):
 
 
 def test_missing_root_explains_layout_source_and_demo(tmp_path):
-    with pytest.raises(DatasetNotFoundError) as err:
-        build(tmp_path / 'nowhere', 'regdb', 0)
-    msg = str(err.value)
-    for part in (str(tmp_path / 'nowhere' / 'RegDB'), 'idx/{train,test}_{visible,thermal}',
-                 'Dongguk', 'mangye16/Cross-Modal-Re-ID-baseline', 'configs/demo_regdb.yaml'):
-        assert part in msg
+    assert_missing_root_explained(lambda: build(tmp_path / 'nowhere', 'regdb', 0), (
+        str(tmp_path / 'nowhere' / 'RegDB'), 'idx/{train,test}_{visible,thermal}',
+        'Dongguk', 'mangye16/Cross-Modal-Re-ID-baseline', 'configs/demo_regdb.yaml'))
 
 
 def test_missing_idx_file_is_named(tree):
-    path = tree / 'RegDB' / 'idx' / 'test_thermal_1.txt'
-    path.unlink()
-    with pytest.raises(DatasetNotFoundError, match='Dongguk') as err:
-        build(tree, 'regdb', 0)
-    assert str(path) in str(err.value)
+    assert_missing_file_named(tree / 'RegDB' / 'idx' / 'test_thermal_1.txt',
+                              lambda: build(tree, 'regdb', 0), 'Dongguk')
 
 
 @pytest.mark.parametrize('fname,lineno,text,problem', [

@@ -3,7 +3,6 @@ a 2-process run of scripts/main.py against a 1-process run with the same global 
 import glob
 import json
 import os
-import socket
 
 import pytest
 import torch
@@ -12,10 +11,11 @@ import torch.nn as nn
 
 from vireid_plugin import distributed
 from vireid_plugin.data.sampler import CrossModalIdentitySampler
-from vireid_plugin.data.synthetic import make_sysu_mm01
 from vireid_plugin.models import register_model
 from vireid_plugin.registry import MODELS
 from vireid_plugin.runner import main as run_main
+
+from tests.helpers import free_port, gloo_rank, synthetic_sysu
 
 TOY = 'toy_ddp_linear'
 
@@ -100,20 +100,20 @@ def register_toy():
         register_model(TOY)(lambda num_classes, **_: ToyReID(num_classes))
 
 
-def argv(root, save_dir):
+def argv(root, save_dir, max_epoch=1, print_freq=1):
+    """scripts/main.py's arguments for the toy model on a ``toy_root`` tree (also the
+    torchrun tests' workers)."""
     return ['--root', root, 'data.save_dir', save_dir, 'model.name', TOY,
             'model.pretrained', 'False', 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '32', 'data.width', '16', 'data.transforms', '[random_flip]',
             'loss.terms', '[id]', 'loss.weights', '[1.0]', 'train.optim', 'sgd',
             'train.lr', '0.5', 'train.batch_size', '16', 'sampler.num_instances', '2',
-            'train.max_epoch', '1', 'train.print_freq', '1', 'train.warmup_epochs', '0',
-            'test.num_trials', '1']
+            'train.max_epoch', str(max_epoch), 'train.print_freq', str(print_freq),
+            'train.warmup_epochs', '0', 'test.num_trials', '1']
 
 
 def _worker(rank, world, port, args, errors):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    gloo_rank(rank, port, world)
     register_toy()
     try:
         rc = run_main(args)
@@ -122,12 +122,6 @@ def _worker(rank, world, port, args, errors):
         raise
     if rc != 0:
         errors.put('rank {}: exit status {}'.format(rank, rc))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def scalars(save_dir, tag):
@@ -141,9 +135,7 @@ def scalars(save_dir, tag):
 
 @pytest.fixture(scope='module')
 def toy_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('ddp_sysu'))
-    make_sysu_mm01(root, num_train=8, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
-    return root
+    return synthetic_sysu(tmp_path_factory, 8, 2, 4, size=(32, 16), name='ddp_sysu')
 
 
 def test_two_gloo_processes_follow_the_single_process_loss_curve(toy_root, tmp_path,

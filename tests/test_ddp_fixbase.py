@@ -2,11 +2,11 @@
 after the frozen epochs trains on the gradient of the global batch, so both ranks keep the
 weights of the single-process run (the DDP wrapper follows the set of trainable parameters)."""
 import os
-import socket
-import types
 
 import torch
 import torch.multiprocessing as mp
+
+from tests.helpers import free_port, gloo_rank, toy_data_manager
 
 EPOCHS, FIXBASE = 3, 1
 
@@ -26,18 +26,8 @@ class Toy(torch.nn.Module):
         return {'features': f, 'logits': self.cls(f)}
 
 
-class Items(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.train = items
-
-    def __len__(self):
-        return len(self.train)
-
-    def __getitem__(self, i):
-        _, pid, camid, _, modality = self.train[i]
-        g = torch.Generator().manual_seed(i)
-        return {'img': torch.randn(3, generator=g) + pid, 'pid': pid, 'camid': camid,
-                'modality': modality}
+def image(i, pid):
+    return torch.randn(3, generator=torch.Generator().manual_seed(i)) + pid
 
 
 def train(world=1, rank=0):
@@ -47,9 +37,7 @@ def train(world=1, rank=0):
     items = [('p', pid, 2 * m, 0, m) for pid in range(4) for m in (0, 1) for _ in range(6)]
     sampler = CrossModalIdentitySampler(items, batch_size=8, num_instances=1, seed=3,
                                         num_replicas=world, rank=rank)
-    loader = torch.utils.data.DataLoader(Items(items), batch_size=sampler.local_batch_size,
-                                         sampler=sampler, drop_last=True)
-    dm = types.SimpleNamespace(train_loader=loader, test_loader={}, sources=[])
+    dm = toy_data_manager(items, image, sampler, sampler.local_batch_size)
     torch.manual_seed(0)
     model = Toy()
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -61,21 +49,13 @@ def train(world=1, rank=0):
 
 
 def _rank(rank, port, out):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE='2', LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    gloo_rank(rank, port)
     from vireid_plugin import distributed
     distributed.init_distributed(use_gpu=False)
     try:
         torch.save(train(2, rank), os.path.join(out, 'rank{}.pt'.format(rank)))
     finally:
         distributed.shutdown()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def test_two_ranks_with_a_frozen_start_keep_the_single_process_weights(tmp_path, monkeypatch):

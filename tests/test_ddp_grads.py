@@ -3,7 +3,6 @@ loss term skips its parameters on some ranks or on all of them (SGD with momentu
 weight decay would move a parameter whose missing gradient became a zero)."""
 import importlib
 import os
-import socket
 import sys
 import types
 
@@ -11,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn as nn
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO, free_port, gloo_rank
 LR, MOMENTUM, DECAY = 0.1, 0.9, 0.05
 
 
@@ -70,9 +69,7 @@ def train(parts, opt, shard=None, reduce=None):
 
 
 def _rank(rank, port, out):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE='2', LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    gloo_rank(rank, port)
     dist_mod = distributed_module()
     dist_mod.init_distributed(use_gpu=False)
     try:
@@ -82,12 +79,6 @@ def _rank(rank, port, out):
         torch.save(state, os.path.join(out, 'rank{}.pt'.format(rank)))
     finally:
         dist_mod.shutdown()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def test_two_ranks_take_the_single_process_step_when_terms_skip_parameters(tmp_path,

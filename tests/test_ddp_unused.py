@@ -4,27 +4,22 @@ rank's CUDA random state gathered for a checkpoint (25.7): 2 gloo processes. MIP
 backbone blocks that its heads replace are frozen and named to DDP as ignored, so 'auto'
 is False and steps run even after something un-freezes every parameter (torchreid's
 open_all_layers at each epoch start)."""
-import os
-import socket
-
 import torch
 import torch.multiprocessing as mp
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import config_file, free_port, gloo_rank
 STEPS = 3
 
 
 def _worker(rank, world, port, errors, results):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    gloo_rank(rank, port, world)
     try:
         from vireid_plugin import distributed
         from vireid_plugin.config import load_config
         from vireid_plugin.engine.train_log import LossWindow
         from vireid_plugin.runner import build_criterion, build_reid_model
         distributed.init_distributed(use_gpu=False)
-        cfg = load_config(os.path.join(REPO, 'configs', 'demo_mip.yaml'),
+        cfg = load_config(config_file('demo_mip.yaml'),
                           ['data.height', '64', 'data.width', '32'])
         torch.manual_seed(0)
         model = build_reid_model(cfg, 4, 3)
@@ -66,12 +61,6 @@ def _worker(rank, world, port, errors, results):
         raise
     finally:
         distributed.shutdown()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def test_mip_trains_under_ddp_without_find_unused_and_ranks_agree_on_a_signal(monkeypatch):

@@ -3,16 +3,12 @@ failed checkpoint write (ENOSPC injected) ends every rank within seconds, with o
 message naming the file and the cause; torchrun's restarts end at once instead of
 training into the same failure (CPU, 2 gloo ranks, the toy model of test_ddp.py)."""
 import os
-import subprocess
-import sys
 import time
 
 import pytest
+from test_ddp import argv as toy_argv
 
-from vireid_plugin.data.synthetic import make_sysu_mm01
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTS = os.path.dirname(os.path.abspath(__file__))
+from tests.helpers import synthetic_sysu, torchrun
 
 # torchrun's worker: the disk is full for the epoch-2 checkpoint (the rename of its
 # temporary file fails with ENOSPC); the first failure's time goes to FULL_MARKER
@@ -41,31 +37,14 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.fixture(scope='module')
 def toy_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('write_stop_sysu'))
-    make_sysu_mm01(root, num_train=8, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
-    return root
+    return synthetic_sysu(tmp_path_factory, 8, 2, 4, size=(32, 16), name='write_stop_sysu')
 
 
-def torchrun(tmp_path, root, save_dir, restarts):
-    worker = tmp_path / 'worker.py'
-    worker.write_text(WORKER.format(repo=REPO, tests=TESTS))
+def run_stopping(tmp_path, root, save_dir, restarts):
     marker = tmp_path / 'full-at'
-    env = {k: v for k, v in os.environ.items()
-           if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT',
-                        'TORCHELASTIC_RESTART_COUNT')}
-    env.update(OMP_NUM_THREADS='1', FULL_MARKER=str(marker), PYTHONPATH=os.pathsep.join(
-        [REPO] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p]))
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc-per-node',
-           '2', '--max-restarts', str(restarts), '--monitor-interval', '0.5', str(worker),
-           '--root', root, 'data.save_dir', save_dir, 'model.name', 'toy_ddp_linear',
-           'model.pretrained', 'False', 'data.synthetic', 'True', 'data.workers', '0',
-           'data.height', '32', 'data.width', '16', 'data.transforms', '[random_flip]',
-           'loss.terms', '[id]', 'loss.weights', '[1.0]', 'train.optim', 'sgd',
-           'train.lr', '0.5', 'train.batch_size', '16', 'sampler.num_instances', '2',
-           'train.max_epoch', '3', 'train.print_freq', '100', 'train.warmup_epochs', '0',
-           'test.num_trials', '1', 'test.eval_before_train', 'False',
-           'train.on_write_error', 'stop']
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    done = torchrun(tmp_path, WORKER, toy_argv(root, save_dir, max_epoch=3, print_freq=100) + [
+        'test.eval_before_train', 'False', 'train.on_write_error', 'stop'], restarts,
+        env={'FULL_MARKER': str(marker)})
     ended = time.time()
     assert marker.exists(), done.stderr[-3000:]    # the full disk was really met
     return done, ended - float(marker.read_text())
@@ -75,7 +54,7 @@ def torchrun(tmp_path, root, save_dir, restarts):
 def test_a_full_disk_on_rank_0_stops_every_rank_within_seconds(toy_root, tmp_path,
                                                                restarts):
     save = tmp_path / 'run'
-    done, stop_seconds = torchrun(tmp_path, toy_root, str(save), restarts)
+    done, stop_seconds = run_stopping(tmp_path, toy_root, str(save), restarts)
     if not restarts:
         # from the failed write to torchrun's exit; before: rank 1 waited in the
         # checkpoint's barrier until torchrun killed it, 30 s after rank 0 had ended

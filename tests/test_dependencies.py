@@ -11,7 +11,8 @@ from packaging.requirements import Requirement
 
 from vireid_plugin import compat
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO
+
 PACKAGE = os.path.join(REPO, 'vireid_plugin')
 
 # (distribution, owner (module path or a callable returning the object), attribute,

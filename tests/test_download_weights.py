@@ -19,7 +19,8 @@ import pytest
 from vireid_plugin.models import download, hub
 from vireid_plugin.models.weights import PretrainedWeightsError, download_timm_weights
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO
+
 PROXY_VARS = ('HTTPS_PROXY', 'HTTP_PROXY', 'ALL_PROXY', 'NO_PROXY')
 # a fresh interpreter runs the script and reports which heavy modules it imported
 RUN_SCRIPT = """

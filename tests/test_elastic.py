@@ -3,17 +3,13 @@ SIGKILL after the first checkpoint makes torchrun restart every worker; the rest
 workers resume from the newest complete checkpoint by themselves and the job ends with
 the weights of an uninterrupted run (CPU, 2 gloo ranks)."""
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from test_ddp import argv as toy_argv
 
+from tests.helpers import synthetic_sysu, torchrun
 from vireid_plugin.checkpoint_io import load_checkpoint
-from vireid_plugin.data.synthetic import make_sysu_mm01
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTS = os.path.dirname(os.path.abspath(__file__))
 
 # torchrun's worker: the toy model of test_ddp.py, and (when KILL_MARKER is set) rank 1
 # killing itself with SIGKILL right after the epoch-1 checkpoint, once per job
@@ -54,45 +50,29 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.fixture(scope='module')
 def toy_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('elastic_sysu'))
-    make_sysu_mm01(root, num_train=8, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
-    return root
+    return synthetic_sysu(tmp_path_factory, 8, 2, 4, size=(32, 16), name='elastic_sysu')
 
 
-def torchrun(tmp_path, root, save_dir, kill_marker=None, signal_step=0, restarts=1,
-             print_freq=100):
-    worker = tmp_path / 'worker.py'
-    worker.write_text(WORKER.format(repo=REPO, tests=TESTS))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT',
-                        'TORCHELASTIC_RESTART_COUNT')}
-    env.update(OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join(
-        [REPO] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p]))
+def run_job(tmp_path, root, save_dir, kill_marker=None, signal_step=0, restarts=1,
+            print_freq=100):
+    env = {}
     if kill_marker:
         env['KILL_MARKER'] = str(kill_marker)
     if signal_step:
         env['SIGNAL_RANK1_AT_STEP'] = str(signal_step)
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc-per-node',
-           '2', '--max-restarts', str(restarts), '--monitor-interval', '0.5', str(worker),
-           '--root', root, 'data.save_dir', save_dir, 'model.name', 'toy_ddp_linear',
-           'model.pretrained', 'False', 'data.synthetic', 'True', 'data.workers', '0',
-           'data.height', '32', 'data.width', '16', 'data.transforms', '[random_flip]',
-           'loss.terms', '[id]', 'loss.weights', '[1.0]', 'train.optim', 'sgd',
-           'train.lr', '0.5', 'train.batch_size', '16', 'sampler.num_instances', '2',
-           'train.max_epoch', '3', 'train.print_freq', str(print_freq), 'train.warmup_epochs', '0',
-           'test.num_trials', '1']
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return torchrun(tmp_path, WORKER, toy_argv(root, save_dir, max_epoch=3,
+                                               print_freq=print_freq), restarts, env=env)
 
 
 def test_a_rank_killed_after_a_checkpoint_is_restarted_and_the_job_ends_as_if_uninterrupted(
         toy_root, tmp_path):
     straight = str(tmp_path / 'straight')
-    done = torchrun(tmp_path, toy_root, straight)
+    done = run_job(tmp_path, toy_root, straight)
     assert done.returncode == 0, done.stderr[-3000:]
 
     killed = str(tmp_path / 'killed')
     marker = tmp_path / 'killed-once'
-    done = torchrun(tmp_path, toy_root, killed, kill_marker=marker)
+    done = run_job(tmp_path, toy_root, killed, kill_marker=marker)
     assert done.returncode == 0, done.stderr[-3000:]
     assert marker.exists()                       # rank 1 really died once ...
     assert 'failed (exitcode: -9) local_rank: 1' in done.stderr   # torchrun saw SIGKILL
@@ -114,7 +94,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(toy_root, tmp_pa
     no collective of its own): rank 1 is signalled during step 2, every rank stops after
     step 3, the next log point."""
     save = tmp_path / 'signalled'
-    done = torchrun(tmp_path, toy_root, str(save), signal_step=2, restarts=0, print_freq=3)
+    done = run_job(tmp_path, toy_root, str(save), signal_step=2, restarts=0, print_freq=3)
     # both ranks stopped with the pre-emption status (torchrun reports each failure)
     assert done.returncode != 0
     assert done.stderr.count('exitcode  : 75') == 2, done.stderr[-3000:]

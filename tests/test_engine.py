@@ -1,5 +1,4 @@
 """CrossModalEngine on a toy model and loader (no dataset files)."""
-import types
 
 import torch
 
@@ -7,6 +6,8 @@ from vireid_plugin.data.sampler import CrossModalIdentitySampler
 from vireid_plugin.engine import CrossModalEngine
 from vireid_plugin.optim import WarmupCosineLR
 from vireid_plugin.losses import build_loss
+
+from tests.helpers import toy_data_manager
 
 
 class ToyModel(torch.nn.Module):
@@ -28,26 +29,15 @@ class ToyModel(torch.nn.Module):
         return {'features': f, 'bn_features': f, 'logits': self.cls(f)}
 
 
-class Items(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.train = items
-
-    def __len__(self):
-        return len(self.train)
-
-    def __getitem__(self, i):
-        _, pid, camid, _, modality = self.train[i]
-        return {'img': torch.full((3,), float(i)), 'pid': pid, 'camid': camid,
-                'modality': modality}
+def image(i, pid):
+    return torch.full((3,), float(i))
 
 
 def make_engine():
     # 4 ids x (3 visible on camid 0 + 3 infrared on camid 2)
     items = [('p', pid, 2 * m, 0, m) for pid in range(4) for m in (0, 1) for _ in range(3)]
     sampler = CrossModalIdentitySampler(items, batch_size=8, num_instances=2, seed=3)
-    loader = torch.utils.data.DataLoader(Items(items), batch_size=8, sampler=sampler,
-                                         drop_last=True)
-    dm = types.SimpleNamespace(train_loader=loader, test_loader={}, sources=[])
+    dm = toy_data_manager(items, image, sampler)
     model = ToyModel()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = WarmupCosineLR(opt, total_iters=100, warmup_iters=10)

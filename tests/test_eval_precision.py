@@ -6,20 +6,17 @@ import os
 import pytest
 import torch
 
-from vireid_plugin.data.synthetic import make_sysu_mm01
 from vireid_plugin.engine import CrossModalEngine
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
+from tests.helpers import DEMO, synthetic_sysu
+
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
 def root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('sysu'))
-    make_sysu_mm01(root, num_train=6, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
-    return root
+    return synthetic_sysu(tmp_path_factory, 6, 2, 4, size=(32, 16))
 
 
 def run(cli, root, save, monkeypatch, *extra):

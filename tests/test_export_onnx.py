@@ -1,6 +1,5 @@
 """ONNX export: parity with PyTorch in onnxruntime for the tiny variant of every registered
 model (the CPU-sized ones, names containing 'tiny'), and scripts/export_onnx.py end to end."""
-import os
 
 import numpy as np
 import pytest
@@ -16,7 +15,8 @@ from vireid_plugin.export import export_onnx, max_abs_difference, run_onnx  # no
 from vireid_plugin.models import build_model, model_names  # noqa: E402
 from vireid_plugin.runner import build_data_manager, build_reid_model  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import config_file
+
 ATOL = 1e-4
 TINY = [n for n in model_names() if 'tiny' in n]
 SIZES = [(128, 64), (256, 128), (224, 224), (288, 144), (96, 48)]
@@ -121,7 +121,7 @@ def test_script_exports_an_image_model_and_checks_it_on_dataset_images(
         export_cli, tmp_path, capsys):
     root = tmp_path / 'data'
     make_llcm(str(root), num_train=4, num_test=3, images=(1, 1), size=(128, 64))
-    config = os.path.join(REPO, 'configs', 'demo_llcm.yaml')
+    config = config_file('demo_llcm.yaml')
     cfg = load_config(config, cheap(root, tmp_path)[2:], root=str(root))
     dm = build_data_manager(cfg)
     model = build_reid_model(cfg, dm.num_train_pids, num_cameras(dm))
@@ -143,7 +143,7 @@ def test_script_exports_a_video_model(export_cli, tmp_path, capsys):
     root = tmp_path / 'data'
     make_buptcampus(str(root), num_train=3, num_aux=0, num_test=4, lengths=(2, 3),
                     size=(128, 64))
-    config = os.path.join(REPO, 'configs', 'demo_bupt.yaml')
+    config = config_file('demo_bupt.yaml')
     model = build_model('vit_tiny_video_avg', 3, pretrained=False, num_cameras=6,
                         img_size=(128, 64), drop_path_rate=0.0)
     torch.save({'state_dict': model.state_dict()}, str(tmp_path / 'ckpt.pth'))
@@ -160,7 +160,7 @@ def test_script_refuses_a_checkpoint_of_another_model(export_cli, tmp_path, capf
     make_llcm(str(root), num_train=4, num_test=3, images=(1, 1), size=(128, 64))
     other = build_model('vit_tiny_reid', 3, pretrained=False, num_cameras=2)
     torch.save({'state_dict': other.state_dict()}, str(tmp_path / 'ckpt.pth'))
-    rc = export_cli.main(['--config-file', os.path.join(REPO, 'configs', 'demo_llcm.yaml'),
+    rc = export_cli.main(['--config-file', config_file('demo_llcm.yaml'),
                           '--weights', str(tmp_path / 'ckpt.pth'), '--out',
                           str(tmp_path / 'x.onnx')] + cheap(root, tmp_path))
     err = capfd.readouterr().err

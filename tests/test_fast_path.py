@@ -4,7 +4,6 @@ tags), fused/foreach optimizers by device, train.compile wiring."""
 import collections
 import glob
 import io
-import types
 
 import pytest
 import torch
@@ -19,6 +18,8 @@ from vireid_plugin.losses import build_loss
 from vireid_plugin.losses.triplet import TripletLoss
 from vireid_plugin.models import build_model
 from vireid_plugin.optim import build_optimizer
+
+from tests.helpers import toy_data_manager
 
 #: aten ops that copy a device value to the host (a sync on CUDA)
 SYNCING = {'aten._local_scalar_dense', 'aten.nonzero', 'aten.masked_select', 'aten.is_nonzero'}
@@ -132,25 +133,15 @@ class Toy(nn.Module):
         return {'features': f, 'logits': self.cls(f)} if named_outputs else self.cls(f)
 
 
-class Items(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.train = items
-
-    def __len__(self):
-        return len(self.train)
-
-    def __getitem__(self, i):
-        _, pid, camid, _, modality = self.train[i]
-        return {'img': torch.randn(3), 'pid': pid, 'camid': camid, 'modality': modality}
+def image(i, pid):
+    return torch.randn(3)
 
 
 def make_engine(**kw):
     torch.manual_seed(0)
     items = [('p', pid, 2 * m, 0, m) for pid in range(4) for m in (0, 1) for _ in range(6)]
     sampler = CrossModalIdentitySampler(items, batch_size=8, num_instances=2, seed=3)
-    loader = torch.utils.data.DataLoader(Items(items), batch_size=8, sampler=sampler,
-                                         drop_last=True)
-    dm = types.SimpleNamespace(train_loader=loader, test_loader={}, sources=[])
+    dm = toy_data_manager(items, image, sampler)
     model = Toy()
     opt = build_optimizer([model], optim='sgd', lr=0.1)
     engine = CrossModalEngine(dm, model, opt, build_loss(['id', 'triplet'], [1.0, 1.0]),

@@ -15,7 +15,6 @@ from PIL import Image
 from vireid_plugin import compat
 from vireid_plugin.checkpoint_io import save_checkpoint
 from vireid_plugin.config import load_config
-from vireid_plugin.data.synthetic import make_sysu_mm01
 from vireid_plugin.engine.saved_features import load_features
 from vireid_plugin.inference import (Extractor, FeatureExtractor, GalleryIndex,
                                      IndexMismatchError, InferenceInputError,
@@ -26,22 +25,21 @@ from vireid_plugin.inference.inputs import ItemReader
 from vireid_plugin.inference.search import main as search_main
 from vireid_plugin.runner import build_reid_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import DEMO, REPO, config_file, synthetic_sysu
+
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
 def root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('sysu'))
-    make_sysu_mm01(root, num_train=12, num_val=2, num_test=8, images_per_cam=2, size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, 12, 2, 8)
 
 
 @pytest.fixture(scope='module')
 def run_dir(cli, root, tmp_path_factory):
     """A trained tiny ViT (camera embedding on, 0.5/0.5 normalisation as configs/demo.yaml)."""
     save_dir = str(tmp_path_factory.mktemp('run'))
-    argv = ['--config-file', os.path.join(REPO, 'configs', 'demo.yaml'), '--root', root,
+    argv = ['--config-file', DEMO, '--root', root,
             'data.save_dir', save_dir, 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '64', 'data.width', '32', 'train.batch_size', '16',
             'train.max_epoch', '1', 'test.num_trials', '1', 'train.print_freq', '100',
@@ -62,7 +60,7 @@ def pool(run_dir):
 
 def _fake_run(folder, config, **opts):
     """A run folder (config.yaml + model/model.pth.tar-1) of an untrained model."""
-    cfg = load_config(os.path.join(REPO, 'configs', config),
+    cfg = load_config(config_file(config),
                       [x for kv in opts.items() for x in kv])
     model = build_reid_model(cfg, 4, 6, pretrained=False, pretrained_path='')
     os.makedirs(os.path.join(folder, 'model'), exist_ok=True)
@@ -172,7 +170,7 @@ def test_run_distance_takes_the_config_else_the_models_declaration(extractor):
     class Declares(torch.nn.Module):
         TEST_DISTANCE = 'dot'
 
-    cfg = load_config(os.path.join(REPO, 'configs', 'demo.yaml'))
+    cfg = load_config(DEMO)
     assert cfg.test.dist_metric == 'auto'
     assert run_distance(cfg, Declares()) == 'dot'           # auto: the model's declaration
     # a model that declares none: the protocol of the first target (SYSU-MM01: AGW's cosine)
@@ -221,7 +219,7 @@ def test_a_video_runs_clips_give_its_saved_pool_features(cli, tmp_path):
     root = str(tmp_path / 'data')
     make_hitsz_vcm(root, num_train=8, num_test=4, size=(64, 32))
     save_dir = str(tmp_path / 'vcm')
-    assert cli.main(['--config-file', os.path.join(REPO, 'configs', 'demo_vcm.yaml'), '--root',
+    assert cli.main(['--config-file', config_file('demo_vcm.yaml'), '--root',
                      root, 'data.save_dir', save_dir, 'data.synthetic', 'True',
                      'data.workers', '0', 'data.height', '64', 'data.width', '32',
                      'train.batch_size', '8', 'train.max_epoch', '1', 'video.seq_len', '3',

@@ -1,7 +1,6 @@
 """LSMRL in training: the prompt-only stage, parameter groups, CLIP weight files, and one
 short two-stage run through the real CLI."""
 import json
-import os
 import sys
 
 import pytest
@@ -15,7 +14,7 @@ from vireid_plugin.models.lsmrl.clip_towers import create_clip
 from vireid_plugin.models.weights import PretrainedWeightsError
 from vireid_plugin.optim import build_optimizer
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import config_file
 
 
 def tiny(num_classes=4, **kw):
@@ -97,9 +96,9 @@ def test_missing_weight_file_is_a_one_line_error(tmp_path):
 
 def test_recipe_configs_load():
     for name in ('lsmrl_vcm.yaml', 'demo_lsmrl.yaml'):
-        cfg = load_config(os.path.join(REPO, 'configs', name))
+        cfg = load_config(config_file(name))
         assert cfg.model.name.startswith('lsmrl_clip_')
-    cfg = load_config(os.path.join(REPO, 'configs', 'lsmrl_vcm.yaml'))
+    cfg = load_config(config_file('lsmrl_vcm.yaml'))
     assert (cfg.data.height, cfg.data.width, cfg.video.seq_len) == (288, 144, 6)
     assert cfg.train.optim == 'adamw' and cfg.train.lr == 2.5e-5 and cfg.lsmrl.head_lr_mult == 25
     assert cfg.train.batch_size == 32 and cfg.sampler.num_instances == 4
@@ -118,7 +117,7 @@ def test_two_stage_cli_run(tmp_path, cli):
     stdout = sys.stdout
     try:
         rc = cli.main([
-            '--config-file', os.path.join(REPO, 'configs', 'demo_lsmrl.yaml'), '--root', str(root),
+            '--config-file', config_file('demo_lsmrl.yaml'), '--root', str(root),
             'data.save_dir', str(save_dir), 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '64', 'data.width', '32', 'vcm.min_seq_len', '6',
             'video.seq_len', '3', 'train.batch_size', '8', 'train.max_epoch', '1',

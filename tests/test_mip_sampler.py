@@ -8,12 +8,14 @@ from collections import Counter
 import pytest
 import torch
 import torchvision.transforms as T
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from vireid_plugin.config import ConfigError, load_config
 from vireid_plugin.data.identity_modality_sampler import RandomIdentityModalitySampler
 from vireid_plugin.data.sampler import CrossModalIdentitySampler
 from vireid_plugin.registry import SAMPLERS
+
+from tests.helpers import ToyItems
 
 VIS, IR = 0, 1
 
@@ -240,24 +242,13 @@ def test_bad_arguments_are_one_message():
     assert s.num_excluded_ids == 1 and 99 not in {ITEMS[i][1] for i in s}
 
 
-class _Items(Dataset):
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return {'pid': self.items[i][1], 'modality': self.items[i][4]}
-
-
 def test_registered_and_counted_right_by_a_dataloader():
     assert SAMPLERS.get('RandomIdentityModalitySampler') is RandomIdentityModalitySampler
     assert 'CrossModalIdentitySampler' in SAMPLERS
     s = RandomIdentityModalitySampler(ITEMS, 16, 4, seed=0)
     for epoch in (0, 1):
         s.set_epoch(epoch)
-        loader = DataLoader(_Items(ITEMS), batch_size=16, sampler=s, drop_last=True)
+        loader = DataLoader(ToyItems(ITEMS), batch_size=16, sampler=s, drop_last=True)
         expected = len(loader)
         got = list(loader)
         assert len(got) == expected == s.num_batches

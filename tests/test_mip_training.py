@@ -5,10 +5,9 @@ import os
 import pytest
 import torch
 
-from vireid_plugin.data.synthetic import make_sysu_mm01
+from tests.helpers import config_file, synthetic_sysu
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, 'configs', 'demo_mip.yaml')
+DEMO = config_file('demo_mip.yaml')
 
 
 def args(root, save_dir, *extra):
@@ -24,8 +23,7 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 @pytest.fixture(scope='module')
 def trained(cli, tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('sysu'))
-    make_sysu_mm01(root, num_train=12, num_val=1, num_test=4, images_per_cam=2, size=(64, 32))
+    root = synthetic_sysu(tmp_path_factory, 12, 1, 4)
     save_dir = str(tmp_path_factory.mktemp('mip_log'))
     assert cli.main([str(a) for a in args(root, save_dir, 'train.max_epoch', '2')]) == 0
     return root, save_dir

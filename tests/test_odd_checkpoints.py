@@ -1,6 +1,5 @@
 """Checkpoints edited or written by others, resumed: one ``error:`` line naming the file, and
 a refusal message of bounded size whatever the file holds."""
-import os
 import sys
 
 import pytest
@@ -10,8 +9,8 @@ from vireid_plugin.data.synthetic import make_sysu_mm01
 from vireid_plugin.engine.checkpoint import schedule_changes
 from vireid_plugin.errors import bounded_repr
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
+from tests.helpers import DEMO
+
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

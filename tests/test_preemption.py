@@ -9,23 +9,20 @@ import pytest
 import torch
 
 from vireid_plugin.checkpoint_io import load_checkpoint
-from vireid_plugin.data.synthetic import make_sysu_mm01
 from vireid_plugin.engine import PREEMPTED_EXIT_STATUS, CrossModalEngine
 from vireid_plugin.engine.checkpoint import CheckpointManager, resume_target
 from vireid_plugin.engine.preemption import PREEMPTED_FILE, PreemptionGuard
 from vireid_plugin.signals import signal_numbers
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
+from tests.helpers import DEMO, synthetic_sysu
+
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
 def root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('sysu'))
-    make_sysu_mm01(root, num_train=16, num_val=6, num_test=6, images_per_cam=2, size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, 16, 6, 6)
 
 
 def args(root, save_dir, *extra):

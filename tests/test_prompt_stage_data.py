@@ -15,15 +15,9 @@ from vireid_plugin.data.frames import sample_frame_indices
 from vireid_plugin.data.synthetic import make_hitsz_vcm
 from vireid_plugin.engine.prompt_stage import prompt_stage_items
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import config_file, corrupt
+
 SEQ = 3
-
-
-def corrupt(path):
-    with open(path, 'wb') as f:
-        f.write(b'\xff\xd8\xff\xe0 not a JPEG')
-    st = os.stat(path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
 
 
 def tree(root):
@@ -81,7 +75,7 @@ def run_cli(cli, root, save_dir, on_bad):
     stdout = sys.stdout
     try:
         return cli.main([
-            '--config-file', os.path.join(REPO, 'configs', 'demo_lsmrl.yaml'), '--root', root,
+            '--config-file', config_file('demo_lsmrl.yaml'), '--root', root,
             'data.save_dir', save_dir, 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '64', 'data.width', '32', 'video.seq_len', str(SEQ),
             'train.batch_size', '8', 'train.max_epoch', '1',

@@ -5,7 +5,6 @@ Expected rankings come from an independent implementation (numpy similarities fe
 per-query reference loop of metrics/reference.py), never from the plugin's own output.
 """
 import json
-import os
 import types
 
 import numpy as np
@@ -28,8 +27,7 @@ from vireid_plugin.models.mip.model import MIPReID
 from vireid_plugin.models.video import TemporalAvgReID
 from vireid_plugin.models.vit_reid import ViTReID
 
-DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs',
-                    'demo.yaml')
+from tests.helpers import DEMO
 
 
 # ---------------------------------------------------------------- distances by hand

@@ -9,7 +9,7 @@ import pytest
 
 from vireid_plugin import compat
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO
 
 
 def run_python(code):

@@ -1,17 +1,14 @@
 """results.json as a user may leave it (not a list, not UTF-8, malformed records): one line,
 nothing destroyed, and the final checkpoint of a run written before its final test."""
 import json
-import os
 
 import pytest
 
 from vireid_plugin.aggregate import main as aggregate_main
-from vireid_plugin.data.synthetic import make_sysu_mm01
 from vireid_plugin.engine.evaluation import (EPOCH_BASE, append_results, completed_epochs,
                                              final_rows)
+from tests.helpers import DEMO, synthetic_sysu
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
 ROW = {'mode': 'all-search single-shot', 'R1': 50.0, 'mAP': 40.0}
 
 
@@ -79,9 +76,7 @@ def test_old_files_still_aggregate(tmp_path, capsys):
 # ------------------------------------------------------------- a run, end to end
 @pytest.fixture(scope='module')
 def tiny_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('sysu'))
-    make_sysu_mm01(root, num_train=4, num_val=1, num_test=2, images_per_cam=1, size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, 4, 1, 2, 1)
 
 
 def _args(root, save_dir, *extra):

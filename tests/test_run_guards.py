@@ -14,15 +14,12 @@ from vireid_plugin.data.datasets.sysu_mm01.dataset import SYSUMM01
 from vireid_plugin.data.synthetic import SYNTHETIC_MARKER, make_sysu_mm01
 from vireid_plugin.engine.checkpoint import CheckpointManager
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
+from tests.helpers import DEMO, config_file, synthetic_sysu
 
 
 @pytest.fixture(scope='module')
 def synthetic_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('syn'))
-    make_sysu_mm01(root, num_train=4, num_val=1, num_test=2, images_per_cam=1, size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, 4, 1, 2, 1, name='syn')
 
 
 def one_line(err):
@@ -323,7 +320,7 @@ def _no_data(tmp_path, model, *extra):
                  'model.name', model, *extra)
     family = model.split('_')[0]
     if family != 'vit':
-        argv[1] = os.path.join(REPO, 'configs', 'demo_{}.yaml'.format(family))
+        argv[1] = config_file('demo_{}.yaml'.format(family))
     return argv
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from vireid_plugin.data.synthetic import make_regdb
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(REPO, 'configs', 'demo_regdb.yaml')   # test.protocol_matrix True
+from tests.helpers import config_file
+
+CONFIG = config_file('demo_regdb.yaml')   # test.protocol_matrix True
 LINE = re.compile(r'^regdb \((?P<mode>[^)]+)\): mAP before training (?P<m0>[\d.]+)% -> after '
                   r'training (?P<m1>[\d.]+)% \(R1 (?P<r0>[\d.]+)% -> (?P<r1>[\d.]+)%\)$')
 

@@ -3,9 +3,11 @@ from collections import Counter
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from vireid_plugin.data.sampler import CrossModalIdentitySampler
+
+from tests.helpers import ToyItems
 
 
 def _items():
@@ -123,22 +125,10 @@ def test_video_tracklet_items():
     assert [items[i][4] for i in batch] == [0, 1, 0, 1]
 
 
-class _DS(Dataset):
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        _, pid, _, _, m = self.items[i]
-        return {'pid': pid, 'modality': m}
-
-
 def test_plugs_into_dataloader():
     bs, k = 12, 2
     s = CrossModalIdentitySampler(ITEMS, bs, k, seed=0)
-    loader = DataLoader(_DS(ITEMS), batch_size=bs, sampler=s, drop_last=True)
+    loader = DataLoader(ToyItems(ITEMS), batch_size=bs, sampler=s, drop_last=True)
     batches = list(loader)
     assert len(batches) == s.num_batches == len(loader)
     for b in batches:

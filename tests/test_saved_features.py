@@ -15,8 +15,7 @@ from vireid_plugin.engine import saved_features
 from vireid_plugin.engine.saved_features import FeaturesFileError, load_features, save_features
 from vireid_plugin.errors import UserError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
+from tests.helpers import DEMO
 
 
 def header_of(path):

@@ -22,7 +22,7 @@ from vireid_plugin.data.prepare import prepare_datasets
 from vireid_plugin.data.synthetic import (SYNTHETIC_MARKER, make_buptcampus, make_hitsz_vcm,
                                           make_llcm, make_regdb, make_sysu_mm01)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import DEMO
 
 
 def tree_digest(folder):
@@ -83,7 +83,7 @@ DEMO_SYSU = '8e6b6b85bf7603655971e7e8e773e7ffbab8911a3714782bef01ceaf016639e4'
 
 def test_demo_sysu_tree_is_unchanged(tmp_path):
     """What ``python scripts/main.py --config-file configs/demo.yaml`` generates."""
-    cfg = load_config(os.path.join(REPO, 'configs', 'demo.yaml'),
+    cfg = load_config(DEMO,
                       ['data.root', str(tmp_path)])
     made = prepare_datasets(cfg)
     assert made == [os.path.join(str(tmp_path), 'SYSU-MM01')]

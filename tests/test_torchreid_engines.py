@@ -9,8 +9,10 @@ import torch
 
 import vireid_plugin  # noqa: F401  (registers the plugin's datasets and models)
 from vireid_plugin import compat
-from vireid_plugin.data.synthetic import make_hitsz_vcm, make_sysu_mm01
+from vireid_plugin.data.synthetic import make_hitsz_vcm
 from vireid_plugin.engine.evaluation import extract_pool_features, score_modes
+
+from tests.helpers import synthetic_sysu
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -20,9 +22,7 @@ SIZE = dict(height=128, width=64)   # the tiny models' input size
 
 @pytest.fixture(scope='module')
 def sysu_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('sysu'))
-    make_sysu_mm01(root, num_train=8, num_val=2, num_test=4, images_per_cam=2, size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, 8, 2, 4)
 
 
 @pytest.fixture(scope='module')
@@ -52,6 +52,18 @@ def torchreid_engine(engine_cls, dm, model):
     scheduler = compat.optim.build_lr_scheduler(optimizer, lr_scheduler='single_step',
                                                 stepsize=20)
     return engine_cls(dm, model, optimizer=optimizer, scheduler=scheduler, use_gpu=False)
+
+
+def train_one_epoch(engine_cls, dm, model_name, loss, save_dir, capsys):
+    """One epoch of ``engine_cls`` on a fresh ``model_name`` (seed 0); returns (what it
+    printed, the model, its weights before)."""
+    torch.manual_seed(0)
+    model = compat.models.build_model(model_name, dm.num_train_pids, loss=loss,
+                                      pretrained=False, use_gpu=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torchreid_engine(engine_cls, dm, model).run(save_dir=str(save_dir), max_epoch=1,
+                                                print_freq=1)
+    return capsys.readouterr().out, model, before
 
 
 def printed_row(out, mode):
@@ -90,14 +102,9 @@ def test_torchreid_image_engine_trains_the_vit_and_prints_the_cross_modal_table(
         sysu_root, tmp_path, capsys, loss):
     from torchreid.reid.engine import ImageSoftmaxEngine, ImageTripletEngine
     dm = image_manager(sysu_root)
-    torch.manual_seed(0)
-    model = compat.models.build_model('vit_tiny_reid', dm.num_train_pids, loss=loss,
-                                      pretrained=False, use_gpu=False)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    engine = torchreid_engine(ImageSoftmaxEngine if loss == 'softmax' else ImageTripletEngine,
-                              dm, model)
-    engine.run(save_dir=str(tmp_path), max_epoch=1, print_freq=1)
-    out = capsys.readouterr().out
+    out, model, before = train_one_epoch(
+        ImageSoftmaxEngine if loss == 'softmax' else ImageTripletEngine, dm, 'vit_tiny_reid',
+        loss, tmp_path, capsys)
     steps = [line for line in out.splitlines() if line.startswith('epoch: [1/1]')]
     assert steps and ('loss_t' in steps[0]) == (loss == 'triplet')
     check_trained_and_scored(out, model, before, dm, 'sysu_mm01', 'all-search single-shot',
@@ -109,14 +116,9 @@ def test_torchreid_video_engine_trains_the_video_vit_and_prints_the_cross_modal_
         vcm_root, tmp_path, capsys, loss):
     from torchreid.reid.engine import VideoSoftmaxEngine, VideoTripletEngine
     dm = video_manager(vcm_root)
-    torch.manual_seed(0)
-    model = compat.models.build_model('vit_tiny_video_avg', dm.num_train_pids, loss=loss,
-                                      pretrained=False, use_gpu=False)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    engine = torchreid_engine(VideoSoftmaxEngine if loss == 'softmax' else VideoTripletEngine,
-                              dm, model)
-    engine.run(save_dir=str(tmp_path), max_epoch=1, print_freq=1)
-    out = capsys.readouterr().out
+    out, model, before = train_one_epoch(
+        VideoSoftmaxEngine if loss == 'softmax' else VideoTripletEngine, dm,
+        'vit_tiny_video_avg', loss, tmp_path, capsys)
     check_trained_and_scored(out, model, before, dm, 'hitsz_vcm', 'infrared->visible', 'vcm')
 
 

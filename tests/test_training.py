@@ -12,10 +12,8 @@ import shutil
 import pytest
 import torch
 
-from vireid_plugin.data.synthetic import make_sysu_mm01
+from tests.helpers import DEMO, synthetic_sysu
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
 MODES = ['all-search single-shot', 'all-search multi-shot', 'indoor-search single-shot',
          'indoor-search multi-shot']
 IMAGES_PER_CAM = 3
@@ -57,10 +55,7 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 @pytest.fixture(scope='module')
 def sysu_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('sysu'))
-    make_sysu_mm01(root, num_train=48, num_val=2, num_test=16, images_per_cam=IMAGES_PER_CAM,
-                   size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, 48, 2, 16, IMAGES_PER_CAM)
 
 
 @pytest.fixture(scope='module')

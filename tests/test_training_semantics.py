@@ -3,7 +3,6 @@ frozen, a per-iteration schedule follows the iteration count (skipped and rolled
 included, epochs of any length), a rebuilt schedule is the new schedule, one cosine cycle
 ends at its floor. Expected values come from fresh schedules or the formulas, by hand."""
 import math
-import types
 import warnings
 
 import pytest
@@ -15,6 +14,8 @@ from vireid_plugin.engine import CrossModalEngine
 from vireid_plugin.engine.checkpoint import CheckpointManager
 from vireid_plugin.losses import build_loss
 from vireid_plugin.optim import WarmupCosineLR, build_lr_scheduler
+
+from tests.helpers import toy_data_manager
 
 
 class Toy(torch.nn.Module):
@@ -37,18 +38,8 @@ class Toy(torch.nn.Module):
         return {'features': f, 'bn_features': f, 'logits': self.head(f)}
 
 
-class Items(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.train = items
-
-    def __len__(self):
-        return len(self.train)
-
-    def __getitem__(self, key):
-        i = key[0] if isinstance(key, (tuple, list)) else key
-        _, pid, camid, _, modality = self.train[i]
-        return {'img': torch.full((3,), float(i) / 10), 'pid': pid, 'camid': camid,
-                'modality': modality}
+def image(i, pid):
+    return torch.full((3,), float(i) / 10)
 
 
 def toy_items(per_modality=6):
@@ -60,14 +51,12 @@ def make(save_dir='', sched_fn=None, sampler_fn=None, items=None, model=None, **
     items = items or toy_items()
     sampler = sampler_fn(items) if sampler_fn else CrossModalIdentitySampler(
         items, batch_size=8, num_instances=2, seed=3)
-    loader = torch.utils.data.DataLoader(Items(items), batch_size=8, sampler=sampler,
-                                         drop_last=True)
-    dm = types.SimpleNamespace(train_loader=loader, test_loader={}, sources=[])
+    dm = toy_data_manager(items, image, sampler)
     torch.manual_seed(0)
     model = model or Toy(num_classes=1 + max(it[1] for it in items))
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    sched = sched_fn(opt, len(loader)) if sched_fn else WarmupCosineLR(
-        opt, total_iters=3 * len(loader), warmup_iters=2)
+    sched = sched_fn(opt, len(dm.train_loader)) if sched_fn else WarmupCosineLR(
+        opt, total_iters=3 * len(dm.train_loader), warmup_iters=2)
     engine = CrossModalEngine(dm, model, opt, build_loss(['id'], [1.0]), scheduler=sched,
                               use_gpu=False, **kw)
     if save_dir:

@@ -10,12 +10,10 @@ import pytest
 import torch
 
 from vireid_plugin.checkpoint_io import CheckpointError, load_checkpoint, save_checkpoint
-from vireid_plugin.data.synthetic import make_sysu_mm01
 from vireid_plugin.engine import CrossModalEngine
 from vireid_plugin.engine.checkpoint import CheckpointManager, NonFiniteError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, 'configs', 'demo.yaml')
+from tests.helpers import DEMO, synthetic_sysu
 
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -23,9 +21,7 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 @pytest.fixture(scope='module')
 def root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('sysu'))
-    make_sysu_mm01(root, num_train=16, num_val=6, num_test=6, images_per_cam=2, size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, 16, 6, 6)
 
 
 def args(root, save_dir, *extra):

@@ -6,7 +6,6 @@ again with both directions (test.protocol_matrix). Trained mAP must beat the
 untrained one, and the clips the model sees must be (B, seq_len, 3, H, W).
 """
 import json
-import os
 import sys
 
 import pytest
@@ -14,7 +13,8 @@ import pytest
 from vireid_plugin.data.synthetic import make_hitsz_vcm
 from vireid_plugin.models.video import TemporalAvgReID
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import config_file
+
 SEQ_LEN, HEIGHT, WIDTH, BATCH = 4, 64, 32, 8
 
 
@@ -37,7 +37,7 @@ def video_run(tmp_path_factory, monkeypatch_module, cli):
     stdout = sys.stdout   # run() swaps in torchreid's Logger
     try:
         rc = cli.main([
-            '--config-file', os.path.join(REPO, 'configs', 'demo_vcm.yaml'),
+            '--config-file', config_file('demo_vcm.yaml'),
             '--root', str(root),
             'data.save_dir', str(save_dir), 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', str(HEIGHT), 'data.width', str(WIDTH),

@@ -1,6 +1,5 @@
 """The figure modules on tiny models and hand-made pools (no training)."""
 import json
-import os
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from vireid_plugin.visualize.common import DPI, save_png
 from vireid_plugin.visualize.ranked import ranked_figure_size, ranked_lists
 from vireid_plugin.visualize.tsne import PANEL, select_identities, tsne_figure
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import config_file
 
 
 def test_timm_attention_probabilities_equal_sdpa_on_identity_values():
@@ -129,7 +128,7 @@ def test_video_items_are_read_as_the_test_reads_them(tmp_path):
         frames.append(path)
     pool = SavedPool('v', torch.zeros(1, 2), np.array([1]), np.array([0]), np.array([1]),
                      [tuple(frames)], [], {'seq_len': 3, 'frame_rule': 'chunk'})
-    cfg = load_config(os.path.join(REPO, 'configs', 'demo_vcm.yaml'),
+    cfg = load_config(config_file('demo_vcm.yaml'),
                       ['data.height', '32', 'data.width', '16'])
     x, drawn = load_inputs(pool, [0], cfg)
     assert x.shape == (1, 3, 3, 32, 16) and len(drawn[0]) == 3

@@ -6,7 +6,6 @@ import os
 import pytest
 from PIL import Image
 
-from vireid_plugin.data.synthetic import make_sysu_mm01
 from vireid_plugin.engine import cross_modal
 from vireid_plugin.engine.saved_features import load_features
 from vireid_plugin.visualize.cmc import CMC_SIZE
@@ -15,19 +14,18 @@ from vireid_plugin.visualize.ranked import ranked_figure_size
 from vireid_plugin.visualize.run import main as visualize_main
 from vireid_plugin.visualize.tsne import PANEL
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import config_file, synthetic_sysu
+
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
 def root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('sysu'))
-    make_sysu_mm01(root, num_train=12, num_val=2, num_test=8, images_per_cam=2, size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, 12, 2, 8)
 
 
 def _train(cli, root, save_dir, config, *extra):
-    argv = ['--config-file', os.path.join(REPO, 'configs', config), '--root', root,
+    argv = ['--config-file', config_file(config), '--root', root,
             'data.save_dir', save_dir, 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '64', 'data.width', '32', 'train.batch_size', '16',
             'train.max_epoch', '1', 'test.num_trials', '2', 'train.print_freq', '100',
@@ -133,7 +131,7 @@ def test_visualize_a_video_run_draws_per_frame_attention(cli, tmp_path):
     root = str(tmp_path / 'data')
     make_hitsz_vcm(root, num_train=8, num_test=6, size=(64, 32))
     save_dir = str(tmp_path / 'lsmrl')
-    argv = ['--config-file', os.path.join(REPO, 'configs', 'demo_lsmrl.yaml'), '--root', root,
+    argv = ['--config-file', config_file('demo_lsmrl.yaml'), '--root', root,
             'data.save_dir', save_dir, 'data.synthetic', 'True', 'data.workers', '0',
             'data.height', '64', 'data.width', '32', 'train.batch_size', '8',
             'train.max_epoch', '1', 'test.eval_before_train', 'False', 'video.seq_len', '3',

@@ -16,6 +16,8 @@ from vireid_plugin.engine.checkpoint import CheckpointManager
 from vireid_plugin.engine.evaluation import append_results
 from vireid_plugin.engine.write_policy import WritePolicy
 
+from tests.helpers import DEMO
+
 STRERROR = {errno.ENOSPC: 'No space left on device', errno.EIO: 'Input/output error',
             errno.EACCES: 'Permission denied'}
 
@@ -247,21 +249,26 @@ def test_config_key_on_write_error(tmp_path):
 
 # ---------------------------------------------------------------- a training run
 
+def tiny_run(tmp_path, max_epoch, *extra):
+    """The demo config on a fresh small synthetic tree in ``tmp_path`` for ``max_epoch``
+    epochs; returns (the command line, its save_dir)."""
+    from vireid_plugin.data.synthetic import make_sysu_mm01
+    root, save_dir = str(tmp_path / 'data'), str(tmp_path / 'log')
+    make_sysu_mm01(root, num_train=6, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
+    argv = ['--config-file', DEMO, '--root', root, 'data.save_dir', save_dir,
+            'data.synthetic', 'True', 'data.workers', '0', 'data.height', '32',
+            'data.width', '16', 'vit.stride_size', '8', 'train.batch_size', '8',
+            'sampler.num_instances', '2', 'train.max_epoch', str(max_epoch),
+            'train.print_freq', '100', 'test.num_trials', '1'] + list(extra)
+    return argv, save_dir
+
+
 def test_a_full_disk_at_a_checkpoint_stops_the_run_and_resume_continues(cli, tmp_path,
                                                                         monkeypatch, capsys,
                                                                         one_thread):
     """train.on_write_error stop (the default): the run ends with one message naming the
     file and the cause; the checkpoint written before is complete and resumable."""
-    from vireid_plugin.data.synthetic import make_sysu_mm01
-    root, save_dir = str(tmp_path / 'data'), str(tmp_path / 'log')
-    make_sysu_mm01(root, num_train=6, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
-    argv = ['--config-file', os.path.join(os.path.dirname(os.path.dirname(
-                os.path.abspath(__file__))), 'configs', 'demo.yaml'),
-            '--root', root, 'data.save_dir', save_dir, 'data.synthetic', 'True',
-            'data.workers', '0', 'data.height', '32', 'data.width', '16',
-            'vit.stride_size', '8', 'train.batch_size', '8', 'sampler.num_instances', '2',
-            'train.max_epoch', '2', 'train.print_freq', '100', 'test.num_trials', '1',
-            'test.eval_before_train', 'False']
+    argv, save_dir = tiny_run(tmp_path, 2, 'test.eval_before_train', 'False')
     real = os.replace
 
     def replace(src, dst):
@@ -289,16 +296,8 @@ def test_retry_keeps_training_past_a_full_disk_and_writes_at_the_next_checkpoint
     """train.on_write_error retry: the epoch-1 checkpoint and the first results record
     fail (disk full); training goes on, the record is written at the next save point
     (in order), the epoch-2 checkpoint is written, and the run ends with status 0."""
-    from vireid_plugin.data.synthetic import make_sysu_mm01
-    root, save_dir = str(tmp_path / 'data'), str(tmp_path / 'log')
-    make_sysu_mm01(root, num_train=6, num_val=2, num_test=4, images_per_cam=2, size=(32, 16))
-    argv = ['--config-file', os.path.join(os.path.dirname(os.path.dirname(
-                os.path.abspath(__file__))), 'configs', 'demo.yaml'),
-            '--root', root, 'data.save_dir', save_dir, 'data.synthetic', 'True',
-            'data.workers', '0', 'data.height', '32', 'data.width', '16',
-            'vit.stride_size', '8', 'train.batch_size', '8', 'sampler.num_instances', '2',
-            'train.max_epoch', '3', 'train.print_freq', '100', 'test.num_trials', '1',
-            'test.eval_before_train', 'True', 'train.on_write_error', 'retry']
+    argv, save_dir = tiny_run(tmp_path, 3, 'test.eval_before_train', 'True',
+                              'train.on_write_error', 'retry')
     real = os.replace
     failed = []
 
