@@ -9,19 +9,15 @@ import pytest
 import torch
 
 from vireid_plugin.checkpoint_io import load_checkpoint, save_checkpoint
-from vireid_plugin.data.synthetic import make_sysu_mm01
 
-DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs',
-                    'demo.yaml')
+from tests.helpers import DEMO, synthetic_sysu
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('sysu'))
-    make_sysu_mm01(root, num_train=6, num_val=1, num_test=2, images_per_cam=2, size=(64, 32))
-    return root
+    return synthetic_sysu(tmp_path_factory, num_train=6, num_val=1, num_test=2)
 
 
 def tiny_run(root, save_dir, *extra):
