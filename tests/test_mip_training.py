@@ -48,8 +48,8 @@ def test_resume_restores_the_loss_term_heads(cli, trained, tmp_path, monkeypatch
     seen = {}
     real = cli.CrossModalEngine.resume
 
-    def spy(self, path, save_dir, rebuild_schedule=False):
-        epoch = real(self, path, save_dir, rebuild_schedule)
+    def spy(self, path, save_dir, rebuild_schedule=False, **kwargs):
+        epoch = real(self, path, save_dir, rebuild_schedule, **kwargs)
         seen['weight'] = self.criterion.terms['iael'].classifiers[1].weight.detach().clone()
         return epoch
 

@@ -118,8 +118,8 @@ def test_resume_continues_at_epoch_3(cli, sysu_root, trained, tmp_path, monkeypa
     engine_cls = cli.CrossModalEngine
     real_resume = engine_cls.resume
 
-    def spy(self, path, save_dir, rebuild_schedule=False):
-        epoch = real_resume(self, path, save_dir, rebuild_schedule)
+    def spy(self, path, save_dir, rebuild_schedule=False, **kwargs):
+        epoch = real_resume(self, path, save_dir, rebuild_schedule, **kwargs)
         seen['state'] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         seen['epoch'] = epoch
         return epoch

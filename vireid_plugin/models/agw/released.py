@@ -35,6 +35,15 @@ GUARD_MESSAGE = (
 
 _PREFIXES = ('visible_module.visible.', 'thermal_module.thermal.', 'base_resnet.base.')
 _STEM = ('conv1.', 'bn1.')
+#: their three ResNet copies: (their prefix, ours, the part of it that runs, why the rest of
+#: the copy is left out)
+_COPIES = (
+    ('visible_module.visible.', 'visible_stem.', _STEM,
+     'their visible ResNet copy beyond the stem: never run'),
+    ('thermal_module.thermal.', 'thermal_stem.', _STEM,
+     'their thermal ResNet copy beyond the stem: never run'),
+    ('base_resnet.base.', '', ('layer',), "their shared ResNet copy's stem: never run"),
+)
 #: their ResNet-50 (layers 3, 4, 6, 3; 2048 features) with non-local 2 + 3
 _LAYERS = (3, 4, 6, 3)
 
@@ -67,24 +76,14 @@ def released_checkpoint_filter(state_dict, model):
         raise ValueError(GUARD_MESSAGE.format('; '.join(differences)))
     out, left_out = {}, {}
     for key, value in state_dict.items():
-        if key.startswith('visible_module.visible.'):
-            rest = key[len('visible_module.visible.'):]
-            if rest.startswith(_STEM):
-                out['visible_stem.' + rest] = value
+        copy = next((c for c in _COPIES if key.startswith(c[0])), None)
+        if copy is not None:
+            theirs, ours, kept, reason = copy
+            rest = key[len(theirs):]
+            if rest.startswith(kept):
+                out[ours + rest] = value
             else:
-                left_out[key] = "their visible ResNet copy beyond the stem: never run"
-        elif key.startswith('thermal_module.thermal.'):
-            rest = key[len('thermal_module.thermal.'):]
-            if rest.startswith(_STEM):
-                out['thermal_stem.' + rest] = value
-            else:
-                left_out[key] = "their thermal ResNet copy beyond the stem: never run"
-        elif key.startswith('base_resnet.base.'):
-            rest = key[len('base_resnet.base.'):]
-            if rest.startswith('layer'):
-                out[rest] = value
-            else:
-                left_out[key] = "their shared ResNet copy's stem: never run"
+                left_out[key] = reason
         elif key.startswith('NL_'):
             # their g is nn.Sequential(conv): 'NL_2.0.g.0.weight' -> 'nl2.0.g.weight'
             layer, index, rest = key[len('NL_'):].split('.', 2)
